@@ -1,0 +1,41 @@
+# hotplug-agent: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit bench venv clean cluster controlplane-bin
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: the simulated KubeVirt cluster with the agent, default scenario, summary at the end
+run: $(STAMP)
+	$(BIN)/hotplug-agent simulate
+
+## cluster: only the simulated cluster (kubeconfig written to ./hotplug-sim.kubeconfig)
+cluster: $(STAMP)
+	$(BIN)/hotplug-agent cluster --kubeconfig-out hotplug-sim.kubeconfig
+
+## lint: ruff and mypy --strict
+lint: $(STAMP)
+	$(BIN)/ruff check agent metrics simulator tests bench
+	$(BIN)/ruff format --check agent metrics simulator tests bench
+	$(BIN)/mypy
+
+## test: lint, then the whole suite (tools it needs must be installed; .ci/run does that)
+test: lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## bench: every benchmark, figures printed and written to bench/results/
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
