@@ -1,0 +1,653 @@
+"""Every Prometheus series hotplug-agent exports, defined in one place.
+
+Why one module: the Grafana dashboard, the alert rules, ``docs/metrics.md`` and the tests all key on
+these names, so a series must never be created ad hoc somewhere else in the agent.  Tests check that
+every name a dashboard panel or an alert uses is declared in :data:`SERIES`.
+
+Conventions (Prometheus naming guide plus KubeVirt's monitoring guidelines):
+
+* prefix ``hotplug_agent_``, base units (seconds), ``_total`` on counters;
+* histograms carry no per-VM labels (VM identity travels as an exemplar, ``{"vmi": "ns/name"}``,
+  rendered only in OpenMetrics), so cardinality stays bounded;
+* every label takes values from a closed tuple below, and :class:`HotplugMetrics` creates every known
+  label combination at 0 on construction ("avoid missing metrics"), so ``rate()`` and alerts see a
+  series from the first scrape instead of an absent one;
+* buckets for seconds-to-an-hour durations reuse KubeVirt's
+  ``kubevirt_vmi_migration_phase_transition_time_from_creation_seconds`` buckets so quantiles are
+  directly comparable with KubeVirt's own dashboards.
+
+Each :class:`HotplugMetrics` owns a private :class:`~prometheus_client.CollectorRegistry` (never the
+process-global default), so tests and a simulator running several agents in one process can create as
+many as they like.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX: Final = "hotplug_agent_"
+
+# --------------------------------------------------------------------------------------------------
+# Closed label value sets.  Changing one is an API change: the dashboard, rules and docs use them.
+# --------------------------------------------------------------------------------------------------
+
+#: VMIM phases whose duration we measure (KubeVirt's non-terminal migration phases, in order).
+PHASES: Final = ("Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running")
+#: Who created the VMIM: this agent, KubeVirt's workload updater, anyone else (virtctl, users).
+INITIATORS: Final = ("agent", "kubevirt", "other")
+#: How a migration ended.
+RESULTS: Final = ("succeeded", "failed", "cancelled")
+#: Hot-plug operations.
+OPERATIONS: Final = ("plug", "unplug")
+#: Why a migration attempt failed.
+FAILURE_REASONS: Final = (
+    "migration-failed",
+    "create-rejected",
+    "api-error",
+    "deadline-exceeded",
+    "verify-failed",
+    "forbidden",
+)
+#: Where a pending hot plug / unplug currently is.
+PENDING_STATES: Final = (
+    "pending-plug",
+    "pending-unplug",
+    "waiting-for-kubevirt",
+    "settling",
+    "bridge-grace",
+    "in-progress",
+    "verifying",
+    "queued",
+)
+#: Why a VM with a pending hot plug cannot be migrated by the agent.
+BLOCKED_REASONS: Final = (
+    "not-live-migratable",
+    "slots-exhausted",
+    "sriov-unplug",
+    "restart-required",
+    "opted-out",
+    "namespace-not-selected",
+    "retries-exhausted",
+    "migration-rejected",
+)
+#: Slot exhaustion predicted by the slot model before migrating, or observed after it.
+SLOT_KINDS: Final = ("predicted", "observed")
+#: Which limit held a dispatch back.
+RATE_LIMITS: Final = ("cluster", "node", "token-bucket")
+#: Scope of a migration concurrency cap.
+LIMIT_SCOPES: Final = ("cluster", "node")
+#: Effective operating mode (``auto`` resolves to ``active`` or ``observe``).
+MODES: Final = ("active", "observe", "dry-run")
+#: Watched resources (plural resource names, as in the API path).
+RESOURCES: Final = (
+    "virtualmachines",
+    "virtualmachineinstances",
+    "virtualmachineinstancemigrations",
+    "kubevirts",
+)
+#: Why a watch was restarted: 410 Gone, an error, a read-inactivity timeout, the server closed it.
+WATCH_RESTART_REASONS: Final = ("gone", "error", "timeout", "closed")
+#: API verbs the agent uses.
+API_VERBS: Final = ("get", "list", "watch", "create", "update", "patch", "delete")
+#: HTTP status codes worth a series of their own; anything else becomes ``other``, a failure without an
+#: HTTP answer (connection refused, timeout) becomes ``network``.
+API_ERROR_CODES: Final = (
+    "400",
+    "401",
+    "403",
+    "404",
+    "409",
+    "410",
+    "422",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "network",
+    "other",
+)
+
+#: KubeVirt's phase-transition buckets (seconds), 0.5 s to one hour.
+DURATION_BUCKETS: Final = (
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    90.0,
+    120.0,
+    180.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
+)
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """Declaration of one metric family: the single source of truth for name, type, help and labels.
+
+    ``name`` is the exposed sample name for counters (with ``_total``) and the family name otherwise.
+    ``labels`` maps each label name to its closed value set (pre-initialised at 0).
+    """
+
+    name: str
+    kind: str  # "counter" | "gauge" | "histogram"
+    help: str
+    labels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.labels)
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        """Names that can appear in PromQL for this family (histograms expose three)."""
+        if self.kind == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        return (self.name,)
+
+
+def _spec(
+    name: str,
+    kind: str,
+    help_: str,
+    labels: Sequence[tuple[str, Sequence[str]]] = (),
+    buckets: Sequence[float] = (),
+) -> SeriesSpec:
+    return SeriesSpec(
+        name=PREFIX + name,
+        kind=kind,
+        help=help_,
+        labels=tuple((label, tuple(values)) for label, values in labels),
+        buckets=tuple(buckets),
+    )
+
+
+# Build info labels are open-ended (versions), so they are not pre-initialised from a closed set.
+_BUILD_INFO_LABELS: Final = ("version", "python_version")
+
+MIGRATION_PHASE_DURATION = _spec(
+    "migration_phase_duration_seconds",
+    "histogram",
+    "Time a VirtualMachineInstanceMigration spent in each phase, computed from the VMIM's own "
+    "status.phaseTransitionTimestamps when it finishes (phase P lasts from its transition to the next one). "
+    "Labelled by phase and by who created the migration.",
+    [("phase", PHASES), ("initiator", INITIATORS)],
+    DURATION_BUCKETS,
+)
+MIGRATION_DURATION = _spec(
+    "migration_duration_seconds",
+    "histogram",
+    "End-to-end duration of a finished live migration, from the VMIM's creationTimestamp to its terminal "
+    "phase (or to its cancellation), by result and initiator.",
+    [("result", RESULTS), ("initiator", INITIATORS)],
+    DURATION_BUCKETS,
+)
+HOTPLUG_LATENCY = _spec(
+    "hotplug_latency_seconds",
+    "histogram",
+    "Time from the agent detecting a pending hot plug or unplug to verifying that the interface is "
+    "attached to (or gone from) the guest domain; includes settle windows, queueing and the migration.",
+    [("operation", OPERATIONS)],
+    DURATION_BUCKETS,
+)
+MIGRATIONS = _spec(
+    "migrations_total",
+    "counter",
+    "Live migrations of VMIs with hot-plug work that finished, by result and by who created the VMIM.",
+    [("result", RESULTS), ("initiator", INITIATORS)],
+)
+MIGRATION_FAILURES = _spec(
+    "migration_failures_total",
+    "counter",
+    "Failed migration attempts for hot-plug work, by reason: the VMIM failed, its creation was rejected by "
+    "admission, an API error, the deadline passed (VMIM cancelled), post-migration verification failed, "
+    "or RBAC forbade the request.",
+    [("reason", FAILURE_REASONS)],
+)
+MIGRATION_RETRIES = _spec(
+    "migration_retries_total",
+    "counter",
+    "Migration attempts the agent scheduled again after a failure (with exponential backoff and jitter).",
+)
+MIGRATION_CREATES = _spec(
+    # Not "migrations_created_total": prometheus_client exposes the creation timestamp of
+    # hotplug_agent_migrations_total as hotplug_agent_migrations_created, which would collide.
+    "migration_creates_total",
+    "counter",
+    "VirtualMachineInstanceMigration objects this agent created (successful create requests). Compare "
+    "with hotplug_agent_hotplugs_completed_total to see API economy.",
+)
+MIGRATIONS_IN_FLIGHT = _spec(
+    "migrations_in_flight",
+    "gauge",
+    "Non-terminal VirtualMachineInstanceMigrations the agent currently sees, by initiator; counts "
+    "migrations others started because they share the cluster's concurrency limits.",
+    [("initiator", INITIATORS)],
+)
+MIGRATION_LIMIT = _spec(
+    "migration_limit",
+    "gauge",
+    "Effective concurrency cap on migrations: cluster-wide in-flight cap and per-source-node cap "
+    "(from flags, or KubeVirt's parallelMigrationsPerCluster / parallelOutboundMigrationsPerNode).",
+    [("scope", LIMIT_SCOPES)],
+)
+HOTPLUGS_COMPLETED = _spec(
+    "hotplugs_completed_total",
+    "counter",
+    "Hot plugs and unplugs verified complete (interface attached to, or removed from, the guest domain).",
+    [("operation", OPERATIONS)],
+)
+PENDING_HOTPLUGS = _spec(
+    "pending_hotplugs",
+    "gauge",
+    "VMIs with unfinished hot-plug work, by the state that work is in right now.",
+    [("state", PENDING_STATES)],
+)
+BLOCKED_VMS = _spec(
+    "blocked_vms",
+    "gauge",
+    "VMs with pending hot-plug work that the agent will not migrate, by reason (each also gets a "
+    "Kubernetes Event).",
+    [("reason", BLOCKED_REASONS)],
+)
+SLOT_EXHAUSTION = _spec(
+    "slot_exhaustion_total",
+    "counter",
+    "Times a VM was found without a free PCI hot-plug slot: predicted by the slot model before migrating, "
+    "or observed after it (Synchronized=False, 'No more available PCI slots').",
+    [("kind", SLOT_KINDS)],
+)
+SLOT_EXHAUSTED_VMS = _spec(
+    "slot_exhausted_vms",
+    "gauge",
+    "VMs currently without a free PCI hot-plug slot for their pending interfaces, predicted or observed.",
+    [("kind", SLOT_KINDS)],
+)
+RATE_LIMITED_DISPATCHES = _spec(
+    "rate_limited_dispatches_total",
+    "counter",
+    "Times a ready migration was held back by a limit: the cluster cap, the per-node cap, or the "
+    "create-rate token bucket.",
+    [("limit", RATE_LIMITS)],
+)
+LEADER = _spec(
+    "leader",
+    "gauge",
+    "1 when this replica holds the leader Lease and acts, 0 when it only watches and exports metrics.",
+)
+MODE = _spec(
+    "mode",
+    "gauge",
+    "Effective operating mode: the series for the current mode is 1, the others 0.",
+    [("mode", MODES)],
+)
+WATCH_RESTARTS = _spec(
+    "watch_restarts_total",
+    "counter",
+    "Watches restarted, by resource and reason (410 Gone relist, error, read-inactivity timeout, closed "
+    "by the server). A steady trickle of 'closed'/'timeout' is normal; bursts of 'gone'/'error' are not.",
+    [("resource", RESOURCES), ("reason", WATCH_RESTART_REASONS)],
+)
+API_ERRORS = _spec(
+    "api_errors_total",
+    "counter",
+    "Kubernetes API requests that failed, by verb and HTTP status code ('network' when there was no "
+    "answer, 'other' for codes without their own series).",
+    [("verb", API_VERBS), ("code", API_ERROR_CODES)],
+)
+INVALID_OBJECTS = _spec(
+    "invalid_objects_total",
+    "counter",
+    "Watched objects the agent skipped because they could not be parsed (malformed or unexpected shape).",
+    [("resource", RESOURCES)],
+)
+CACHE_SYNCED = _spec(
+    "cache_synced",
+    "gauge",
+    "1 once every informer finished its initial list and the caches are synced, else 0.",
+)
+BUILD_INFO = _spec(
+    "build_info",
+    "gauge",
+    "Always 1; labels carry the agent version and the Python version it runs on.",
+    [(label, ()) for label in _BUILD_INFO_LABELS],
+)
+
+#: Every family, in documentation order.
+SERIES: Final[tuple[SeriesSpec, ...]] = (
+    MIGRATION_PHASE_DURATION,
+    MIGRATION_DURATION,
+    HOTPLUG_LATENCY,
+    MIGRATIONS,
+    MIGRATION_FAILURES,
+    MIGRATION_RETRIES,
+    MIGRATION_CREATES,
+    MIGRATIONS_IN_FLIGHT,
+    MIGRATION_LIMIT,
+    HOTPLUGS_COMPLETED,
+    PENDING_HOTPLUGS,
+    BLOCKED_VMS,
+    SLOT_EXHAUSTION,
+    SLOT_EXHAUSTED_VMS,
+    RATE_LIMITED_DISPATCHES,
+    LEADER,
+    MODE,
+    WATCH_RESTARTS,
+    API_ERRORS,
+    INVALID_OBJECTS,
+    CACHE_SYNCED,
+    BUILD_INFO,
+)
+
+
+def all_sample_names() -> frozenset[str]:
+    """Every sample name a PromQL expression may legitimately reference."""
+    return frozenset(name for spec in SERIES for name in spec.sample_names)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_rfc3339(value: str) -> float:
+    """Parse a Kubernetes RFC3339 timestamp (``2024-05-01T10:00:00Z``, optional fraction) to epoch s."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without timezone: {value!r}")
+    return parsed.timestamp()
+
+
+def phase_durations(
+    transitions: Iterable[Mapping[str, object]] | None,
+    creation_timestamp: str | None = None,
+) -> list[tuple[str, float]]:
+    """Time spent in each VMIM phase, from ``status.phaseTransitionTimestamps``.
+
+    A phase P lasts from its own transition timestamp to the next recorded transition, so the
+    terminal phase (Succeeded / Failed) and the phase a still-running migration is in have no
+    duration and are not returned.  Entries are ordered by timestamp (stable), because we should
+    not trust list order from an API object.
+
+    The interval from ``creationTimestamp`` to the first transition is KubeVirt's unlabelled
+    "Unset" phase (normally ~0 s, the controller sets Pending right away); it is **not** returned.
+    Exception: if no ``Pending`` transition was recorded at all, the VMIM was pending from creation,
+    so Pending is measured from ``creation_timestamp`` to the first recorded transition.
+
+    Phases outside :data:`PHASES` still bound their predecessor's duration but are not returned.
+    Malformed entries (missing or unparsable fields) are skipped rather than raised: this runs on
+    objects from the API, and a bad timestamp must not break metrics for the rest.
+    Returned durations are never negative (clock skew between controllers is clamped to 0).
+    """
+    points: list[tuple[float, str]] = []
+    for entry in transitions or ():
+        phase = entry.get("phase")
+        stamp = entry.get("phaseTransitionTimestamp")
+        if not isinstance(phase, str) or not isinstance(stamp, str):
+            continue
+        try:
+            points.append((parse_rfc3339(stamp), phase))
+        except ValueError:
+            continue
+    points.sort(key=lambda point: point[0])
+    if not points:
+        return []
+    if creation_timestamp and all(phase != "Pending" for _, phase in points):
+        try:
+            created = parse_rfc3339(creation_timestamp)
+        except ValueError:
+            created = None
+        if created is not None and created <= points[0][0]:
+            points.insert(0, (created, "Pending"))
+    durations: list[tuple[str, float]] = []
+    for (start, phase), (end, _next_phase) in itertools.pairwise(points):
+        if phase in PHASES:
+            durations.append((phase, max(0.0, end - start)))
+    return durations
+
+
+def normalise_api_code(status: int | str | None) -> str:
+    """Map an HTTP status (or ``None``/0 for no answer) to a bounded ``code`` label value."""
+    if status is None or status in (0, "0", ""):
+        return "network"
+    code = str(status)
+    return code if code in API_ERROR_CODES else "other"
+
+
+def _agent_version() -> str:
+    try:
+        return metadata.version("kubevirt-hotplug-agent")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _check(value: str, allowed: Sequence[str], label: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {label} {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The metrics object the agent uses
+# --------------------------------------------------------------------------------------------------
+
+
+class HotplugMetrics:
+    """All series of one agent instance, registered in their own registry.
+
+    Attributes are the raw prometheus_client objects (use ``.labels(...)`` with the closed values
+    above); helpers cover the operations that need more than one call or a computation.  Helpers
+    reject unknown label values with ``ValueError``: an unknown value would silently create an
+    un-initialised, undocumented series.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, version: str | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+
+        def hist(spec: SeriesSpec) -> Histogram:
+            return Histogram(spec.name, spec.help, spec.label_names, registry=r, buckets=spec.buckets)
+
+        def counter(spec: SeriesSpec) -> Counter:
+            # prometheus_client appends _total itself; give it the family name.
+            return Counter(spec.name.removesuffix("_total"), spec.help, spec.label_names, registry=r)
+
+        def gauge(spec: SeriesSpec) -> Gauge:
+            return Gauge(spec.name, spec.help, spec.label_names, registry=r)
+
+        self.migration_phase_duration_seconds = hist(MIGRATION_PHASE_DURATION)
+        self.migration_duration_seconds = hist(MIGRATION_DURATION)
+        self.hotplug_latency_seconds = hist(HOTPLUG_LATENCY)
+        self.migrations = counter(MIGRATIONS)
+        self.migration_failures = counter(MIGRATION_FAILURES)
+        self.migration_retries = counter(MIGRATION_RETRIES)
+        self.migrations_created = counter(MIGRATION_CREATES)
+        self.migrations_in_flight = gauge(MIGRATIONS_IN_FLIGHT)
+        self.migration_limit = gauge(MIGRATION_LIMIT)
+        self.hotplugs_completed = counter(HOTPLUGS_COMPLETED)
+        self.pending_hotplugs = gauge(PENDING_HOTPLUGS)
+        self.blocked_vms = gauge(BLOCKED_VMS)
+        self.slot_exhaustion = counter(SLOT_EXHAUSTION)
+        self.slot_exhausted_vms = gauge(SLOT_EXHAUSTED_VMS)
+        self.rate_limited_dispatches = counter(RATE_LIMITED_DISPATCHES)
+        self.leader = gauge(LEADER)
+        self.mode = gauge(MODE)
+        self.watch_restarts = counter(WATCH_RESTARTS)
+        self.api_errors = counter(API_ERRORS)
+        self.invalid_objects = counter(INVALID_OBJECTS)
+        self.cache_synced = gauge(CACHE_SYNCED)
+        self.build_info = gauge(BUILD_INFO)
+
+        self._by_spec: dict[str, Histogram | Counter | Gauge] = {
+            MIGRATION_PHASE_DURATION.name: self.migration_phase_duration_seconds,
+            MIGRATION_DURATION.name: self.migration_duration_seconds,
+            HOTPLUG_LATENCY.name: self.hotplug_latency_seconds,
+            MIGRATIONS.name: self.migrations,
+            MIGRATION_FAILURES.name: self.migration_failures,
+            MIGRATION_RETRIES.name: self.migration_retries,
+            MIGRATION_CREATES.name: self.migrations_created,
+            MIGRATIONS_IN_FLIGHT.name: self.migrations_in_flight,
+            MIGRATION_LIMIT.name: self.migration_limit,
+            HOTPLUGS_COMPLETED.name: self.hotplugs_completed,
+            PENDING_HOTPLUGS.name: self.pending_hotplugs,
+            BLOCKED_VMS.name: self.blocked_vms,
+            SLOT_EXHAUSTION.name: self.slot_exhaustion,
+            SLOT_EXHAUSTED_VMS.name: self.slot_exhausted_vms,
+            RATE_LIMITED_DISPATCHES.name: self.rate_limited_dispatches,
+            LEADER.name: self.leader,
+            MODE.name: self.mode,
+            WATCH_RESTARTS.name: self.watch_restarts,
+            API_ERRORS.name: self.api_errors,
+            INVALID_OBJECTS.name: self.invalid_objects,
+            CACHE_SYNCED.name: self.cache_synced,
+            BUILD_INFO.name: self.build_info,
+        }
+        self._preinitialise()
+        self.set_build_info(version if version is not None else _agent_version())
+
+    def _preinitialise(self) -> None:
+        """Create every closed label combination at 0 so no known series is ever absent."""
+        for spec in SERIES:
+            if spec is BUILD_INFO:
+                continue
+            metric = self._by_spec[spec.name]
+            combos: list[tuple[str, ...]] = [()]
+            for _label, values in spec.labels:
+                combos = [(*combo, value) for combo in combos for value in values]
+            if spec.labels:
+                for combo in combos:
+                    metric.labels(*combo)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def set_build_info(self, version: str, python_version: str | None = None) -> None:
+        """Publish the build info series (exactly one, value 1)."""
+        self.build_info.clear()
+        py = python_version if python_version is not None else platform.python_version()
+        self.build_info.labels(version=version, python_version=py).set(1)
+
+    def set_mode(self, mode: str) -> None:
+        """Mark ``mode`` as the current mode (1) and every other mode 0."""
+        _check(mode, MODES, "mode")
+        for value in MODES:
+            self.mode.labels(mode=value).set(1 if value == mode else 0)
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def set_cache_synced(self, synced: bool) -> None:
+        self.cache_synced.set(1 if synced else 0)
+
+    def set_limits(self, cluster: int, node: int) -> None:
+        """Publish the effective concurrency caps."""
+        self.migration_limit.labels(scope="cluster").set(cluster)
+        self.migration_limit.labels(scope="node").set(node)
+
+    def _set_all(self, gauge: Gauge, label: str, allowed: Sequence[str], counts: Mapping[str, int]) -> None:
+        for key in counts:
+            _check(key, allowed, label)
+        for value in allowed:
+            gauge.labels(value).set(counts.get(value, 0))
+
+    def set_pending(self, counts: Mapping[str, int]) -> None:
+        """Replace the pending-hot-plug snapshot; states missing from ``counts`` become 0."""
+        self._set_all(self.pending_hotplugs, "state", PENDING_STATES, counts)
+
+    def set_blocked(self, counts: Mapping[str, int]) -> None:
+        """Replace the blocked-VM snapshot; reasons missing from ``counts`` become 0."""
+        self._set_all(self.blocked_vms, "reason", BLOCKED_REASONS, counts)
+
+    def set_in_flight(self, counts: Mapping[str, int]) -> None:
+        """Replace the in-flight snapshot; initiators missing from ``counts`` become 0."""
+        self._set_all(self.migrations_in_flight, "initiator", INITIATORS, counts)
+
+    def set_slot_exhausted(self, counts: Mapping[str, int]) -> None:
+        """Replace the slot-exhausted-VM snapshot; kinds missing from ``counts`` become 0."""
+        self._set_all(self.slot_exhausted_vms, "kind", SLOT_KINDS, counts)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def observe_phase_durations(
+        self,
+        vmim_status_phase_transition_timestamps: Iterable[Mapping[str, object]] | None,
+        creation_timestamp: str | None,
+        initiator: str,
+    ) -> list[tuple[str, float]]:
+        """Record the per-phase durations of one finished VMIM; returns what was recorded.
+
+        Call once per VMIM, when it reaches a terminal phase (the agent must deduplicate, e.g. by
+        uid): observing the same VMIM twice would count its phases twice.  See :func:`phase_durations`
+        for how durations are derived.
+        """
+        _check(initiator, INITIATORS, "initiator")
+        durations = phase_durations(vmim_status_phase_transition_timestamps, creation_timestamp)
+        for phase, seconds in durations:
+            self.migration_phase_duration_seconds.labels(phase=phase, initiator=initiator).observe(seconds)
+        return durations
+
+    def observe_migration(self, result: str, initiator: str, seconds: float, vmi: str | None = None) -> None:
+        """Count a finished migration and record its duration (exemplar ``vmi`` = ``ns/name``)."""
+        _check(result, RESULTS, "result")
+        _check(initiator, INITIATORS, "initiator")
+        exemplar = {"vmi": vmi} if vmi else None
+        self.migrations.labels(result=result, initiator=initiator).inc()
+        self.migration_duration_seconds.labels(result=result, initiator=initiator).observe(
+            max(0.0, seconds), exemplar
+        )
+
+    def observe_hotplug_completed(self, operation: str, seconds: float, vmi: str | None = None) -> None:
+        """Count a verified hot plug/unplug and record detection→verified latency."""
+        _check(operation, OPERATIONS, "operation")
+        exemplar = {"vmi": vmi} if vmi else None
+        self.hotplugs_completed.labels(operation=operation).inc()
+        self.hotplug_latency_seconds.labels(operation=operation).observe(max(0.0, seconds), exemplar)
+
+    def record_failure(self, reason: str) -> None:
+        self.migration_failures.labels(reason=_check(reason, FAILURE_REASONS, "reason")).inc()
+
+    def record_retry(self) -> None:
+        self.migration_retries.inc()
+
+    def record_migration_created(self) -> None:
+        self.migrations_created.inc()
+
+    def record_slot_exhaustion(self, kind: str) -> None:
+        self.slot_exhaustion.labels(kind=_check(kind, SLOT_KINDS, "kind")).inc()
+
+    def record_rate_limited(self, limit: str) -> None:
+        self.rate_limited_dispatches.labels(limit=_check(limit, RATE_LIMITS, "limit")).inc()
+
+    def record_watch_restart(self, resource: str, reason: str) -> None:
+        _check(resource, RESOURCES, "resource")
+        _check(reason, WATCH_RESTART_REASONS, "reason")
+        self.watch_restarts.labels(resource=resource, reason=reason).inc()
+
+    def record_api_error(self, verb: str, status: int | str | None) -> None:
+        """Count a failed API request; ``status`` is normalised by :func:`normalise_api_code`."""
+        _check(verb, API_VERBS, "verb")
+        self.api_errors.labels(verb=verb, code=normalise_api_code(status)).inc()
+
+    def record_invalid_object(self, resource: str) -> None:
+        self.invalid_objects.labels(resource=_check(resource, RESOURCES, "resource")).inc()
