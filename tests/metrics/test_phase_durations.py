@@ -1,0 +1,102 @@
+"""Phase durations come from the VMIM's own phaseTransitionTimestamps; these pin the rules down."""
+
+from __future__ import annotations
+
+import pytest
+
+from metrics.definitions import PHASES, parse_rfc3339, phase_durations
+
+
+def _t(phase: str, second: int) -> dict[str, object]:
+    return {"phase": phase, "phaseTransitionTimestamp": f"2024-05-01T10:00:{second:02d}Z"}
+
+
+FULL = [
+    _t("Pending", 1),
+    _t("Scheduling", 2),
+    _t("Scheduled", 5),
+    _t("PreparingTarget", 6),
+    _t("TargetReady", 10),
+    _t("Running", 11),
+    _t("Succeeded", 31),
+]
+
+
+def test_each_phase_lasts_until_the_next_transition() -> None:
+    assert phase_durations(FULL, "2024-05-01T10:00:00Z") == [
+        ("Pending", 1.0),
+        ("Scheduling", 3.0),
+        ("Scheduled", 1.0),
+        ("PreparingTarget", 4.0),
+        ("TargetReady", 1.0),
+        ("Running", 20.0),
+    ]
+
+
+def test_unset_interval_before_first_transition_is_not_reported() -> None:
+    # Created at :00, Pending recorded at :01 -> the 1 s "Unset" gap is not attributed to any phase.
+    durations = dict(phase_durations(FULL, "2024-05-01T10:00:00Z"))
+    assert durations["Pending"] == 1.0
+    assert set(durations) == set(PHASES)
+
+
+def test_missing_pending_is_measured_from_creation() -> None:
+    transitions = [_t("Scheduling", 4), _t("Scheduled", 6), _t("Failed", 9)]
+    assert phase_durations(transitions, "2024-05-01T10:00:00Z") == [
+        ("Pending", 4.0),
+        ("Scheduling", 2.0),
+        ("Scheduled", 3.0),
+    ]
+    # Without a creation timestamp there is nothing to measure Pending from.
+    assert phase_durations(transitions, None) == [("Scheduling", 2.0), ("Scheduled", 3.0)]
+
+
+def test_terminal_and_current_phase_have_no_duration() -> None:
+    running = [_t("Pending", 0), _t("Scheduling", 3)]
+    assert phase_durations(running, None) == [("Pending", 3.0)]
+    assert phase_durations([_t("Pending", 0)], None) == []
+    assert phase_durations([], "2024-05-01T10:00:00Z") == []
+    assert phase_durations(None, None) == []
+
+
+def test_order_comes_from_timestamps_not_list_position() -> None:
+    shuffled = [FULL[3], FULL[0], FULL[6], FULL[1], FULL[5], FULL[2], FULL[4]]
+    assert phase_durations(shuffled, None) == phase_durations(FULL, None)
+
+
+def test_unknown_phases_bound_their_predecessor_but_are_not_reported() -> None:
+    transitions = [_t("Running", 0), _t("WaitingForSync", 7), _t("Succeeded", 9)]
+    assert phase_durations(transitions, None) == [("Running", 7.0)]
+
+
+def test_malformed_entries_are_skipped() -> None:
+    transitions: list[dict[str, object]] = [
+        _t("Pending", 0),
+        {"phase": "Scheduling", "phaseTransitionTimestamp": "not a time"},
+        {"phase": "Scheduled"},
+        {"phaseTransitionTimestamp": "2024-05-01T10:00:01Z"},
+        {"phase": 5, "phaseTransitionTimestamp": "2024-05-01T10:00:01Z"},
+        _t("Running", 8),
+        _t("Succeeded", 9),
+    ]
+    assert phase_durations(transitions, "garbage") == [("Pending", 8.0), ("Running", 1.0)]
+
+
+def test_fractional_seconds_and_offsets() -> None:
+    transitions = [
+        {"phase": "Pending", "phaseTransitionTimestamp": "2024-05-01T10:00:00.250000Z"},
+        {"phase": "Scheduling", "phaseTransitionTimestamp": "2024-05-01T12:00:01+02:00"},
+    ]
+    assert phase_durations(transitions, None) == [("Pending", pytest.approx(0.75))]
+
+
+def test_parse_rfc3339_rejects_naive_timestamps() -> None:
+    assert parse_rfc3339("1970-01-01T00:01:00Z") == 60.0
+    with pytest.raises(ValueError):
+        parse_rfc3339("2024-05-01T10:00:00")
+
+
+def test_creation_after_first_transition_is_ignored() -> None:
+    # Clock skew: a creation stamp later than the first transition must not produce a negative Pending.
+    transitions = [_t("Scheduling", 2), _t("Scheduled", 4)]
+    assert phase_durations(transitions, "2024-05-01T10:00:03Z") == [("Scheduling", 2.0)]
