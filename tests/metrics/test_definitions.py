@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -82,10 +83,8 @@ def test_all_known_label_combinations_start_at_zero() -> None:
     m = HotplugMetrics()
     for phase in d.PHASES:
         for initiator in d.INITIATORS:
-            assert (
-                value(m, "hotplug_agent_migration_phase_duration_seconds_count", phase=phase, initiator=initiator)
-                == 0.0
-            )
+            name = "hotplug_agent_migration_phase_duration_seconds_count"
+            assert value(m, name, phase=phase, initiator=initiator) == 0.0
     for verb in d.API_VERBS:
         for code in d.API_ERROR_CODES:
             assert value(m, "hotplug_agent_api_errors_total", verb=verb, code=code) == 0.0
@@ -119,7 +118,8 @@ def test_build_info_has_one_series() -> None:
     assert fam.samples[0].value == 1.0
     m.set_build_info("2.0.0", "3.11.9")
     fam = next(f for f in m.registry.collect() if f.name == "hotplug_agent_build_info")
-    assert [(s.labels, s.value) for s in fam.samples] == [({"version": "2.0.0", "python_version": "3.11.9"}, 1.0)]
+    expected = [({"version": "2.0.0", "python_version": "3.11.9"}, 1.0)]
+    assert [(s.labels, s.value) for s in fam.samples] == expected
 
 
 def test_set_mode_is_exclusive() -> None:
@@ -191,9 +191,7 @@ def test_observe_migration_and_hotplug() -> None:
     m.observe_migration("failed", "agent", -1.0)
     assert value(m, "hotplug_agent_migrations_total", result="succeeded", initiator="agent") == 1.0
     assert value(m, "hotplug_agent_migrations_total", result="failed", initiator="agent") == 1.0
-    assert (
-        value(m, "hotplug_agent_migration_duration_seconds_sum", result="failed", initiator="agent") == 0.0
-    )
+    assert value(m, "hotplug_agent_migration_duration_seconds_sum", result="failed", initiator="agent") == 0.0
     m.observe_hotplug_completed("plug", 130.0, vmi="ns/vm1")
     assert value(m, "hotplug_agent_hotplugs_completed_total", operation="plug") == 1.0
     assert value(m, "hotplug_agent_hotplug_latency_seconds_bucket", operation="plug", le="120.0") == 0.0
@@ -227,7 +225,7 @@ def test_counters_helpers() -> None:
     assert value(m, "hotplug_agent_api_errors_total", verb="create", code="429") == 1.0
     assert value(m, "hotplug_agent_api_errors_total", verb="create", code="other") == 1.0
     assert value(m, "hotplug_agent_api_errors_total", verb="watch", code="network") == 1.0
-    for bad in (
+    bad_calls: list[Callable[[], None]] = [
         lambda: m.record_failure("oops"),
         lambda: m.record_slot_exhaustion("maybe"),
         lambda: m.record_rate_limited("global"),
@@ -235,7 +233,8 @@ def test_counters_helpers() -> None:
         lambda: m.record_watch_restart("kubevirts", "eof"),
         lambda: m.record_api_error("proxy", 500),
         lambda: m.record_invalid_object("pods"),
-    ):
+    ]
+    for bad in bad_calls:
         with pytest.raises(ValueError):
             bad()
 
