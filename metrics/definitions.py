@@ -262,6 +262,13 @@ PENDING_HOTPLUGS = _spec(
     "VMIs with unfinished hot-plug work, by the state that work is in right now.",
     [("state", PENDING_STATES)],
 )
+OLDEST_PENDING_HOTPLUG = _spec(
+    "oldest_pending_hotplug_timestamp_seconds",
+    "gauge",
+    "Unix time at which the oldest unfinished, not blocked hot plug or unplug was detected; 0 when there "
+    "is none. A timestamp rather than an age, so PromQL computes time() - x and the value is valid "
+    "even when scrapes stop.",
+)
 BLOCKED_VMS = _spec(
     "blocked_vms",
     "gauge",
@@ -345,6 +352,7 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
     MIGRATION_LIMIT,
     HOTPLUGS_COMPLETED,
     PENDING_HOTPLUGS,
+    OLDEST_PENDING_HOTPLUG,
     BLOCKED_VMS,
     SLOT_EXHAUSTION,
     SLOT_EXHAUSTED_VMS,
@@ -488,6 +496,7 @@ class HotplugMetrics:
         self.migration_limit = gauge(MIGRATION_LIMIT)
         self.hotplugs_completed = counter(HOTPLUGS_COMPLETED)
         self.pending_hotplugs = gauge(PENDING_HOTPLUGS)
+        self.oldest_pending_hotplug_timestamp_seconds = gauge(OLDEST_PENDING_HOTPLUG)
         self.blocked_vms = gauge(BLOCKED_VMS)
         self.slot_exhaustion = counter(SLOT_EXHAUSTION)
         self.slot_exhausted_vms = gauge(SLOT_EXHAUSTED_VMS)
@@ -512,6 +521,7 @@ class HotplugMetrics:
             MIGRATION_LIMIT.name: self.migration_limit,
             HOTPLUGS_COMPLETED.name: self.hotplugs_completed,
             PENDING_HOTPLUGS.name: self.pending_hotplugs,
+            OLDEST_PENDING_HOTPLUG.name: self.oldest_pending_hotplug_timestamp_seconds,
             BLOCKED_VMS.name: self.blocked_vms,
             SLOT_EXHAUSTION.name: self.slot_exhaustion,
             SLOT_EXHAUSTED_VMS.name: self.slot_exhausted_vms,
@@ -574,6 +584,14 @@ class HotplugMetrics:
     def set_pending(self, counts: Mapping[str, int]) -> None:
         """Replace the pending-hot-plug snapshot; states missing from ``counts`` become 0."""
         self._set_all(self.pending_hotplugs, "state", PENDING_STATES, counts)
+
+    def set_oldest_pending(self, detected_at: float | None) -> None:
+        """Publish the wall-clock (Unix) detection time of the oldest unfinished, not blocked hot plug.
+
+        ``None`` when nothing is pending (exported as 0). Drives the HotplugAgentHotplugPendingTooLong
+        alert, so pass wall time (``time.time()`` at detection), not a monotonic clock.
+        """
+        self.oldest_pending_hotplug_timestamp_seconds.set(detected_at if detected_at is not None else 0)
 
     def set_blocked(self, counts: Mapping[str, int]) -> None:
         """Replace the blocked-VM snapshot; reasons missing from ``counts`` become 0."""

@@ -47,6 +47,7 @@ def test_contract_names_exist() -> None:
         "hotplug_agent_migration_limit",
         "hotplug_agent_hotplugs_completed_total",
         "hotplug_agent_pending_hotplugs",
+        "hotplug_agent_oldest_pending_hotplug_timestamp_seconds",
         "hotplug_agent_blocked_vms",
         "hotplug_agent_slot_exhaustion_total",
         "hotplug_agent_slot_exhausted_vms",
@@ -156,6 +157,10 @@ def test_snapshots_replace_previous_values() -> None:
     assert value(m, "hotplug_agent_migrations_in_flight", initiator="kubevirt") == 1.0
     m.set_slot_exhausted({"observed": 1})
     assert value(m, "hotplug_agent_slot_exhausted_vms", kind="observed") == 1.0
+    m.set_oldest_pending(1_700_000_000.5)
+    assert value(m, "hotplug_agent_oldest_pending_hotplug_timestamp_seconds") == 1_700_000_000.5
+    m.set_oldest_pending(None)
+    assert value(m, "hotplug_agent_oldest_pending_hotplug_timestamp_seconds") == 0.0
     m.set_limits(cluster=5, node=2)
     assert value(m, "hotplug_agent_migration_limit", scope="node") == 2.0
     with pytest.raises(ValueError):
