@@ -1,0 +1,528 @@
+"""The object store: objects, the cluster-wide resourceVersion, watch history and fan-out.
+
+Every write path (HTTP handlers and in-process callers) goes through the async `create`,
+`update`, `patch` and `delete` here, so RV bumps, generation, finalizers, admission and watch
+events behave the same whichever door a write comes through.  Commits are synchronous (no await
+between reading the current object and storing the new one); admission hooks may await, so after
+them the store re-checks that the object did not change and retries unconditional writes the way
+the real server's GuaranteedUpdate does.
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from simulator.apiserver import errors
+from simulator.apiserver.admission import AdmissionDenied, AdmissionHook, AdmissionRequest
+from simulator.apiserver.errors import ApiError
+from simulator.apiserver.meta import (
+    check_type_meta,
+    clone,
+    now_rfc3339,
+    prepare_create,
+    prepare_update,
+    random_suffix,
+    validate_name,
+)
+from simulator.apiserver.patch import PatchError, json_patch, merge_patch
+from simulator.apiserver.registry import Registry, ResourceType
+from simulator.apiserver.selectors import (
+    FieldRequirement,
+    Requirement,
+    exact_name,
+    fields_match,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+)
+from simulator.apiserver.watch import Watcher, WatchEvent
+
+log = structlog.get_logger(__name__)
+
+EventObserver = Callable[[str, str, dict[str, Any], float], None]
+Resource = str | ResourceType
+Key = tuple[str, str]  # (namespace or "", name)
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+_MAX_UPDATE_RETRIES = 16
+
+
+class Store:
+    """In-memory objects of every registered resource plus the watch machinery."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        history_size: int = 10_000,
+        watch_queue_size: int = 4096,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.registry = registry or Registry()
+        self.rng = rng or random.Random(0)
+        self.watch_queue_size = watch_queue_size
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = {r.key: {} for r in self.registry.resources}
+        self._rv = 0
+        self._history: deque[WatchEvent] = deque(maxlen=history_size)
+        #: Watches may resume from any RV >= this; older ones get 410 Expired.
+        self._floor = 0
+        self._watchers: dict[str, set[Watcher]] = {r.key: set() for r in self.registry.resources}
+        self._hooks: list[AdmissionHook] = []
+        self._event_observers: list[EventObserver] = []
+
+    # ------------------------------------------------------------------ configuration
+
+    def add_admission(self, hook: AdmissionHook) -> None:
+        self._hooks.append(hook)
+
+    def add_event_observer(self, cb: EventObserver) -> None:
+        self._event_observers.append(cb)
+
+    def rtype(self, resource: Resource) -> ResourceType:
+        return resource if isinstance(resource, ResourceType) else self.registry.resolve(resource)
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    @property
+    def oldest_resumable_rv(self) -> int:
+        return self._floor
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        """The stored object (shared: callers must not mutate it), or 404 ApiError."""
+        rt = self.rtype(resource)
+        obj = self._objects[rt.key].get(self._key(rt, namespace, name))
+        if obj is None:
+            raise errors.not_found(rt.group, rt.plural, name)
+        return obj
+
+    def try_get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        rt = self.rtype(resource)
+        return self._objects[rt.key].get(self._key(rt, namespace, name))
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | list[Requirement] | None = None,
+        field_selector: str | list[FieldRequirement] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Matching stored objects (shared references) sorted like etcd (namespace, name) and the list RV."""
+        rt = self.rtype(resource)
+        labels = (
+            parse_label_selector(label_selector)
+            if isinstance(label_selector, str) or label_selector is None
+            else label_selector
+        )
+        fields = (
+            parse_field_selector(field_selector)
+            if isinstance(field_selector, str) or field_selector is None
+            else field_selector
+        )
+        table = self._objects[rt.key]
+        name = exact_name(fields)
+        if name is not None and (namespace is not None or not rt.namespaced):
+            one = table.get(self._key(rt, namespace, name))
+            candidates = [one] if one is not None else []
+        else:
+            candidates = [o for (ns, _), o in sorted(table.items()) if namespace is None or ns == namespace]
+        items = [o for o in candidates if labels_match(labels, o) and fields_match(fields, o)]
+        return items, self._rv
+
+    def count(self, resource: Resource) -> int:
+        return len(self._objects[self.rtype(resource).key])
+
+    # ------------------------------------------------------------------ writes
+
+    async def create(
+        self,
+        resource: Resource,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+        *,
+        admission: bool = True,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Create `obj` (taken over, not copied); 409 AlreadyExists, 404 when the namespace is missing."""
+        rt = self.rtype(resource)
+        if not isinstance(obj, dict):
+            raise ApiError(400, "the body of the request was in an unknown format")
+        check_type_meta(rt, obj)
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        ns = ""
+        if rt.namespaced:
+            body_ns = meta.get("namespace")
+            ns = namespace or body_ns or "default"
+            if body_ns and body_ns != ns:
+                raise ApiError(
+                    400,
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
+            if self.try_get("namespaces", None, ns) is None:
+                raise errors.not_found("", "namespaces", ns)
+        name = meta.get("name")
+        table = self._objects[rt.key]
+        if not name:
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise errors.invalid(
+                    rt.group, rt.kind, "", "metadata.name", "name or generateName is required"
+                )
+            name = prefix + random_suffix(self.rng)
+            while (ns, name) in table:
+                name = prefix + random_suffix(self.rng)
+        validate_name(rt, name)
+        if (ns, name) in table:
+            raise errors.already_exists(rt.group, rt.plural, name)
+        prepare_create(rt, obj, ns, name)
+        if admission and self._hooks:
+            await self._admit(
+                operation="CREATE",
+                rt=rt,
+                ns=ns,
+                name=name,
+                subresource="",
+                obj=obj,
+                old=None,
+                dry_run=dry_run,
+            )
+            if (ns, name) in table:
+                raise errors.already_exists(rt.group, rt.plural, name)
+        if dry_run:
+            return obj
+        return self._commit(rt, "ADDED", (ns, name), obj, None)
+
+    async def update(
+        self,
+        resource: Resource,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        subresource: str = "",
+        admission: bool = True,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """PUT semantics: 409 Conflict when `metadata.resourceVersion` is stale; no RV = unconditional."""
+        rt = self.rtype(resource)
+        if not isinstance(obj, dict):
+            raise ApiError(400, "the body of the request was in an unknown format")
+        check_type_meta(rt, obj)
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        assert isinstance(meta, dict)
+        name = name or meta.get("name")
+        if not name:
+            raise errors.invalid(rt.group, rt.kind, "", "metadata.name", "name is required")
+        if meta.get("name") and meta["name"] != name:
+            raise ApiError(
+                400, f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        ns = (namespace or meta.get("namespace") or "default") if rt.namespaced else ""
+        if rt.namespaced and meta.get("namespace") and meta["namespace"] != ns:
+            raise ApiError(
+                400, "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        precondition = meta.get("resourceVersion") or None
+
+        def transform(_old: dict[str, Any]) -> dict[str, Any]:
+            copied: dict[str, Any] = clone(obj)
+            return copied
+
+        return await self._guaranteed_update(
+            rt=rt,
+            ns=ns,
+            name=name,
+            transform=transform,
+            precondition=precondition,
+            subresource=subresource,
+            admission=admission,
+            dry_run=dry_run,
+            verb="update",
+        )
+
+    async def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        content_type: str = MERGE_PATCH,
+        *,
+        subresource: str = "",
+        admission: bool = True,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """PATCH: merge patch, JSON patch, or (built-ins only, as a merge patch) strategic merge."""
+        rt = self.rtype(resource)
+        ns = (namespace or "default") if rt.namespaced else ""
+        if content_type == STRATEGIC_MERGE_PATCH and not rt.builtin:
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}",
+            )
+        if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}" + (f", {STRATEGIC_MERGE_PATCH}" if rt.builtin else ""),
+            )
+        if content_type != JSON_PATCH and not isinstance(body, dict):
+            raise ApiError(400, "the body of the request was in an unknown format")
+
+        def transform(old: dict[str, Any]) -> dict[str, Any]:
+            try:
+                new: Any = (
+                    json_patch(old, body) if content_type == JSON_PATCH else merge_patch(clone(old), body)
+                )
+            except PatchError as exc:
+                if exc.test_failed:
+                    raise ApiError(422, str(exc), "Invalid") from exc
+                raise ApiError(500, str(exc), "InternalError") from exc
+            if not isinstance(new, dict):
+                raise ApiError(422, "patched object is not an object", "Invalid")
+            rv = (new.get("metadata") or {}).get("resourceVersion")
+            old_rv = old["metadata"].get("resourceVersion")
+            # A patch that sets metadata.resourceVersion makes the write conditional on it.
+            if rv and rv != old_rv:
+                raise errors.conflict(rt.group, rt.plural, name)
+            return new
+
+        return await self._guaranteed_update(
+            rt=rt,
+            ns=ns,
+            name=name,
+            transform=transform,
+            precondition=None,
+            subresource=subresource,
+            admission=admission,
+            dry_run=dry_run,
+            verb="patch",
+        )
+
+    async def delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        preconditions: dict[str, Any] | None = None,
+        admission: bool = True,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete now, or — with finalizers — set deletionTimestamp and wait for them to be removed."""
+        rt = self.rtype(resource)
+        ns = (namespace or "default") if rt.namespaced else ""
+        for _attempt in range(_MAX_UPDATE_RETRIES):
+            old = self.get(rt, ns, name)
+            meta = old["metadata"]
+            pre = preconditions or {}
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.conflict(
+                    rt.group,
+                    rt.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, "
+                    f"UID in object meta: {meta.get('uid')}",
+                )
+            if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+                raise errors.conflict(
+                    rt.group,
+                    rt.plural,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                    f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                )
+            if admission and self._hooks:
+                await self._admit(
+                    operation="DELETE",
+                    rt=rt,
+                    ns=ns,
+                    name=name,
+                    subresource="",
+                    obj=clone(old),
+                    old=old,
+                    dry_run=dry_run,
+                )
+                if self.try_get(rt, ns, name) is not old:
+                    continue
+            if dry_run:
+                return old
+            if meta.get("finalizers"):
+                if meta.get("deletionTimestamp"):
+                    return old
+                new = clone(old)
+                new["metadata"]["deletionTimestamp"] = now_rfc3339()
+                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                return self._commit(rt, "MODIFIED", (ns, name), new, old)
+            if rt.plural == "namespaces" and not rt.group:
+                self._delete_namespace_contents(name)
+            return self._commit(rt, "DELETED", (ns, name), clone(old), old)
+        raise errors.conflict(rt.group, rt.plural, name)
+
+    def compact(self) -> int:
+        """Forget all watch history: any watch from an RV before now gets 410 Expired."""
+        self._history.clear()
+        self._floor = self._rv
+        return self._rv
+
+    # ------------------------------------------------------------------ watch
+
+    def open_watch(self, watcher: Watcher, since: int | None) -> builtins.list[bytes]:
+        """Register `watcher` and return the lines it must send first (synchronously, so none is lost).
+
+        `since=None` → synthetic ADDED for current matching objects; otherwise the history after `since`
+        (raises 410 Expired when it has been compacted away).
+        """
+        rt = watcher.rtype
+        initial: builtins.list[bytes] = []
+        if since is None:
+            for obj in self._objects[rt.key].values():
+                if watcher.filter.matches(obj):
+                    initial.append(WatchEvent("ADDED", rt, 0, obj).line())
+        else:
+            if since < self._floor:
+                raise errors.expired(since, self._floor)
+            newest_first: builtins.list[WatchEvent] = []
+            for ev in reversed(self._history):
+                if ev.rv <= since:
+                    break
+                if ev.rtype.key == rt.key:
+                    newest_first.append(ev)
+            for ev in reversed(newest_first):
+                line = watcher.select(ev)
+                if line is not None:
+                    initial.append(line)
+        self._watchers[rt.key].add(watcher)
+        return initial
+
+    def close_watch(self, watcher: Watcher) -> None:
+        self._watchers[watcher.rtype.key].discard(watcher)
+
+    def watchers(self, resource: Resource | None = None) -> builtins.list[Watcher]:
+        if resource is None:
+            return [w for ws in self._watchers.values() for w in ws]
+        return list(self._watchers[self.rtype(resource).key])
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _key(rt: ResourceType, namespace: str | None, name: str) -> Key:
+        return ((namespace or "default") if rt.namespaced else "", name)
+
+    async def _admit(
+        self,
+        *,
+        operation: str,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        subresource: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        dry_run: bool,
+    ) -> None:
+        req = AdmissionRequest(operation, rt.plural, rt.group, ns, name, subresource, obj, old, self, dry_run)
+        for hook in list(self._hooks):
+            try:
+                await hook(req)
+            except AdmissionDenied as denied:
+                raise denied.to_api_error() from denied
+
+    async def _guaranteed_update(
+        self,
+        *,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        transform: Callable[[dict[str, Any]], dict[str, Any]],
+        precondition: str | None,
+        subresource: str,
+        admission: bool,
+        dry_run: bool,
+        verb: str,
+    ) -> dict[str, Any]:
+        if subresource and not (subresource == "status" and rt.status_subresource):
+            raise errors.not_found(rt.group, f"{rt.plural}/{subresource}", name)
+        for _attempt in range(_MAX_UPDATE_RETRIES):
+            old = self.get(rt, ns, name)
+            if precondition is not None and precondition != old["metadata"].get("resourceVersion"):
+                raise errors.conflict(rt.group, rt.plural, name)
+            new = transform(old)
+            check_type_meta(rt, new)
+            new = prepare_update(rt, old, new, subresource)
+            if admission and self._hooks:
+                await self._admit(
+                    operation="UPDATE",
+                    rt=rt,
+                    ns=ns,
+                    name=name,
+                    subresource=subresource,
+                    obj=new,
+                    old=old,
+                    dry_run=dry_run,
+                )
+                if self.try_get(rt, ns, name) is not old:
+                    if precondition is not None:
+                        raise errors.conflict(rt.group, rt.plural, name)
+                    continue
+            new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+            if new == old or dry_run:
+                return new if dry_run else old  # no-op writes do not bump the RV nor emit events
+            meta = new["metadata"]
+            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+                return self._commit(rt, "DELETED", (ns, name), new, old)
+            return self._commit(rt, "MODIFIED", (ns, name), new, old)
+        log.warning("update retries exhausted", resource=rt.key, name=name, verb=verb)
+        raise errors.conflict(rt.group, rt.plural, name)
+
+    def _commit(
+        self, rt: ResourceType, type_: str, key: Key, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Store (or remove) `obj` under a fresh RV and fan the event out. Synchronous by design."""
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        table = self._objects[rt.key]
+        if type_ == "DELETED":
+            table.pop(key, None)
+        else:
+            table[key] = obj
+        ev = WatchEvent(type_, rt, self._rv, obj, old)
+        if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
+            self._floor = self._history[0].rv
+        self._history.append(ev)
+        for w in self._watchers[rt.key]:
+            w.offer(ev)
+        if self._event_observers:
+            t = time.perf_counter()
+            for cb in self._event_observers:
+                try:
+                    cb(type_, rt.plural, obj, t)
+                except Exception:
+                    log.exception("event observer failed")
+        return obj
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        """Namespace deletion removes what it contains (the namespace controller's job, done at once)."""
+        for rt in self.registry.resources:
+            if not rt.namespaced:
+                continue
+            for key in [k for k in self._objects[rt.key] if k[0] == namespace]:
+                old = self._objects[rt.key][key]
+                self._commit(rt, "DELETED", key, clone(old), old)

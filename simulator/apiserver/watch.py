@@ -1,0 +1,126 @@
+"""Watch plumbing: events serialized once, per-watcher bounded queues, and the filter a watcher uses.
+
+A mutation produces one `WatchEvent`; its JSON line is built lazily once and the same bytes are
+handed to every interested watcher.  A watcher whose queue is full is closed (the real server also
+drops unresponsive watchers) instead of buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from simulator.apiserver.registry import ResourceType
+from simulator.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+@dataclass
+class WatchEvent:
+    """One stored mutation: `obj` is the stored object (shared, never mutated) and `old` its predecessor."""
+
+    type: str
+    rtype: ResourceType
+    rv: int
+    obj: dict[str, Any]
+    old: dict[str, Any] | None = None
+    _lines: dict[str, bytes] = field(default_factory=dict)
+
+    def line(self, type_: str | None = None) -> bytes:
+        t = type_ or self.type
+        cached = self._lines.get(t)
+        if cached is None:
+            cached = b'{"type":"' + t.encode() + b'","object":' + encode(self.obj) + b"}\n"
+            self._lines[t] = cached
+        return cached
+
+
+class Close(Enum):
+    """Why a watcher's stream ends: cleanly (end of chunked body) or by resetting the connection."""
+
+    EOF = "eof"
+    ABORT = "abort"
+
+
+@dataclass
+class WatchFilter:
+    namespace: str | None = None
+    labels: list[Requirement] = field(default_factory=list)
+    fields: list[FieldRequirement] = field(default_factory=list)
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        if self.namespace is not None and obj.get("metadata", {}).get("namespace") != self.namespace:
+            return False
+        return labels_match(self.labels, obj) and fields_match(self.fields, obj)
+
+
+class Watcher:
+    """A single open watch: a bounded line queue fed synchronously by the store."""
+
+    def __init__(self, rtype: ResourceType, flt: WatchFilter, max_queue: int) -> None:
+        self.rtype = rtype
+        self.filter = flt
+        self.max_queue = max_queue
+        self._lines: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self.closed: Close | None = None
+        self.overflowed = False
+
+    def select(self, ev: WatchEvent) -> bytes | None:
+        """The line this watcher should see for `ev`, if any.
+
+        Like the watch cache, an object entering the selector is ADDED and one leaving it DELETED.
+        """
+        now = self.filter.matches(ev.obj)
+        if ev.type == "MODIFIED" and ev.old is not None:
+            before = self.filter.matches(ev.old)
+            if now and not before:
+                return ev.line("ADDED")
+            if before and not now:
+                return ev.line("DELETED")
+        return ev.line() if now else None
+
+    def offer(self, ev: WatchEvent) -> None:
+        """Queue the event if it concerns this watcher."""
+        if self.closed is None:
+            line = self.select(ev)
+            if line is not None:
+                self.push(line)
+
+    def push(self, line: bytes) -> None:
+        if self.closed is not None:
+            return
+        if len(self._lines) >= self.max_queue:
+            self.overflowed = True
+            self.close(Close.EOF)
+            return
+        self._lines.append(line)
+        self._wakeup.set()
+
+    def close(self, how: Close = Close.EOF) -> None:
+        if self.closed is None:
+            self.closed = how
+        self._wakeup.set()
+
+    def drain(self) -> list[bytes]:
+        out = list(self._lines)
+        self._lines.clear()
+        self._wakeup.clear()
+        return out
+
+    async def wait(self, max_wait: float | None) -> bool:
+        """Wait for lines or a close; False on timeout."""
+        if self._lines or self.closed is not None:
+            return True
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), max_wait)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,64 @@
+"""Fixtures: a running embedded API server and a kubernetes-asyncio client configured from its kubeconfig."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.config import new_client_from_config
+
+from simulator.apiserver import ApiServer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ApiServer]:
+    srv = ApiServer(bookmark_interval=0.2, history_size=1000)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+def kubeconfig(server: ApiServer, tmp_path: Path) -> Path:
+    return server.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+async def api(kubeconfig: Path) -> AsyncIterator[ApiClient]:
+    client = await new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+KV = ("kubevirt.io", "v1")
+
+
+def vm_manifest(name: str | None = None, *, generate: str | None = None, **labels: str) -> dict[str, object]:
+    meta: dict[str, object] = {"labels": dict(labels)}
+    if name:
+        meta["name"] = name
+    if generate:
+        meta["generateName"] = generate
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": meta,
+        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {"interfaces": []}}}}},
+    }
+
+
+def status_of(exc: BaseException) -> dict[str, object]:
+    """The Status object an ApiException carries."""
+    import json
+
+    body = getattr(exc, "body", None)
+    assert isinstance(body, (str, bytes)), f"no body on {exc!r}"
+    out = json.loads(body)
+    assert isinstance(out, dict)
+    return out
