@@ -18,7 +18,9 @@ from tests.controlplane.cluster import REPO, ControlPlane
 pytestmark = pytest.mark.controlplane
 
 GROUP, VERSION, NS = "kubevirt.io", "v1", "default"
-MERGE = "application/merge-patch+json"
+# kubernetes-asyncio sends application/json-patch+json for a dict body unless told otherwise (its
+# select_header_content_type falls back to the first listed type), so merge patches must say so.
+MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
 
 def pinned_kubernetes_version() -> str:
@@ -138,13 +140,13 @@ async def test_vm_status_subresource(admin: client.ApiClient) -> None:
         "virtualmachines",
         name,
         {"status": {"printableStatus": "Running"}, "spec": {"runStrategy": "Halted"}},
-        _content_type=MERGE,
+        **MERGE,
     )
     assert patched["status"] == {"printableStatus": "Running"}
     assert patched["spec"]["runStrategy"] == "Always"
     assert patched["metadata"]["generation"] == 1
     spec_patched = await api.patch_namespaced_custom_object(
-        GROUP, VERSION, NS, "virtualmachines", name, {"spec": {"runStrategy": "Halted"}}, _content_type=MERGE
+        GROUP, VERSION, NS, "virtualmachines", name, {"spec": {"runStrategy": "Halted"}}, **MERGE
     )
     assert spec_patched["metadata"]["generation"] == 2
     assert spec_patched["status"] == {"printableStatus": "Running"}
@@ -172,7 +174,7 @@ async def test_vmi_has_no_status_subresource(admin: client.ApiClient) -> None:
         "virtualmachineinstances",
         name,
         {"status": {"phase": "Succeeded"}},
-        _content_type=MERGE,
+        **MERGE,
     )
     assert patched["status"]["phase"] == "Succeeded"
     with pytest.raises(ApiException) as err:
@@ -183,7 +185,7 @@ async def test_vmi_has_no_status_subresource(admin: client.ApiClient) -> None:
             "virtualmachineinstances",
             name,
             {"status": {"phase": "Failed"}},
-            _content_type=MERGE,
+            **MERGE,
         )
     assert err.value.status == 404
     await api.delete_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstances", name)
@@ -197,7 +199,7 @@ async def test_user_without_rbac_is_forbidden_until_granted(controlplane: Contro
         with pytest.raises(ApiException) as err:
             await objects.list_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstances")
         assert err.value.status == 403
-        status = json.loads(err.value.body)
+        status = json.loads(err.value.body or b"{}")
         assert status["reason"] == "Forbidden"
         assert f'User "{user}" cannot list resource "virtualmachineinstances"' in status["message"]
 
@@ -205,25 +207,21 @@ async def test_user_without_rbac_is_forbidden_until_granted(controlplane: Contro
         async with await api_client(controlplane.kubeconfig) as admin_api:
             rbac = client.RbacAuthorizationV1Api(admin_api)
             role = unique("vmi-reader")
-            await rbac.create_namespaced_role(
-                NS,
-                {
-                    "metadata": {"name": role},
-                    "rules": [
-                        {"apiGroups": [GROUP], "resources": ["virtualmachineinstances"], "verbs": ["list"]}
-                    ],
-                },
-            )
-            await rbac.create_namespaced_role_binding(
-                NS,
-                {
-                    "metadata": {"name": role},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                    "subjects": [
-                        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "hotplug-testers"}
-                    ],
-                },
-            )
+            role_body: Any = {
+                "metadata": {"name": role},
+                "rules": [
+                    {"apiGroups": [GROUP], "resources": ["virtualmachineinstances"], "verbs": ["list"]}
+                ],
+            }
+            binding_body: Any = {
+                "metadata": {"name": role},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "hotplug-testers"}
+                ],
+            }
+            await rbac.create_namespaced_role(NS, role_body)
+            await rbac.create_namespaced_role_binding(NS, binding_body)
         listed = await objects.list_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstances")
         assert listed["kind"] == "VirtualMachineInstanceList"
         with pytest.raises(ApiException) as err:
