@@ -14,7 +14,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from simulator.apiserver import discovery
+from simulator.apiserver import discovery, openapi
 from simulator.apiserver.errors import ApiError, status_dict
 from simulator.apiserver.faults import Faults
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
@@ -125,8 +125,6 @@ class Handlers:
                 return json_response(doc)
             target = parse_resource_path(self.store.registry, path)
             if target is None:
-                if path.startswith("/openapi/"):
-                    raise ApiError(404, "the server could not find the requested resource", "NotFound")
                 raise ApiError(404, "the server could not find the requested resource", "NotFound")
             verb = verb_for(request.method, target, query_bool(request.query.get("watch")))
             self.request_counts[(verb, target.rtype.plural)] += 1
@@ -186,6 +184,18 @@ class Handlers:
             return discovery.api_versions(self.server_address)
         if p == "/apis":
             return discovery.api_group_list(reg)
+        if p == "/openapi/v3":
+            return openapi.root_document(reg)
+        if p.startswith("/openapi/v3/"):
+            rest = [s for s in p[len("/openapi/v3/") :].split("/") if s]
+            doc = None
+            if len(rest) == 2 and rest[0] == "api":
+                doc = openapi.gv_document(reg, "", rest[1])
+            elif len(rest) == 3 and rest[0] == "apis":
+                doc = openapi.gv_document(reg, rest[1], rest[2])
+            if doc is None:
+                raise ApiError(404, "the server could not find the requested resource", "NotFound")
+            return doc
         segs = [s for s in p.split("/") if s]
         if len(segs) == 2 and segs[0] == "api":
             doc = discovery.api_resource_list(reg, "", segs[1])
@@ -259,6 +269,7 @@ class Handlers:
             )
             return json_response(obj)
         if verb == "patch":
+            store.check_patch_type(rt, request.content_type)
             raw = await request.read()
             try:
                 patch_body: Any = json.loads(raw) if raw else None

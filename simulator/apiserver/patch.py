@@ -13,9 +13,11 @@ from typing import Any
 class PatchError(Exception):
     """A patch that cannot be applied; `test_failed` distinguishes a failed `test` op."""
 
-    def __init__(self, message: str, test_failed: bool = False) -> None:
+    def __init__(self, message: str, test_failed: bool = False, malformed: bool = False) -> None:
         super().__init__(message)
         self.test_failed = test_failed
+        #: The patch document itself is unreadable (400), as opposed to not applicable (422).
+        self.malformed = malformed
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -113,11 +115,14 @@ def _add(doc: Any, tokens: list[str], value: Any) -> Any:
 def json_patch(doc: Any, operations: Any) -> Any:
     """RFC 6902 on a deep copy of `doc`: add, remove, replace, move, copy, test."""
     if not isinstance(operations, list):
-        raise PatchError("json patch must be a list of operations")
-    out = copy.deepcopy(doc)
+        raise PatchError("json patch must be a list of operations", malformed=True)
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise PatchError(f"invalid operation {op!r}")
+            raise PatchError(f"invalid operation {op!r}", malformed=True)
+        if op["op"] not in ("add", "remove", "replace", "move", "copy", "test"):
+            raise PatchError(f"Unexpected kind: {op['op']}", malformed=True)
+    out = copy.deepcopy(doc)
+    for op in operations:
         kind = op["op"]
         tokens = _parse_pointer(str(op["path"]))
         if kind == "add":

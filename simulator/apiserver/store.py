@@ -271,18 +271,7 @@ class Store:
         """PATCH: merge patch, JSON patch, or (built-ins only, as a merge patch) strategic merge."""
         rt = self.rtype(resource)
         ns = (namespace or "default") if rt.namespaced else ""
-        if content_type == STRATEGIC_MERGE_PATCH and not rt.builtin:
-            raise ApiError(
-                415,
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}",
-            )
-        if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
-            raise ApiError(
-                415,
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"{JSON_PATCH}, {MERGE_PATCH}" + (f", {STRATEGIC_MERGE_PATCH}" if rt.builtin else ""),
-            )
+        self.check_patch_type(rt, content_type)
         if content_type != JSON_PATCH and not isinstance(body, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
 
@@ -292,9 +281,10 @@ class Store:
                     json_patch(old, body) if content_type == JSON_PATCH else merge_patch(clone(old), body)
                 )
             except PatchError as exc:
-                if exc.test_failed:
-                    raise ApiError(422, str(exc), "Invalid") from exc
-                raise ApiError(500, str(exc), "InternalError") from exc
+                # Like patch.go: an undecodable patch is 400, one that does not apply is 422.
+                if exc.malformed:
+                    raise ApiError(400, str(exc), "BadRequest") from exc
+                raise ApiError(422, str(exc), "Invalid") from exc
             if not isinstance(new, dict):
                 raise ApiError(422, "patched object is not an object", "Invalid")
             rv = (new.get("metadata") or {}).get("resourceVersion")
@@ -314,6 +304,21 @@ class Store:
             admission=admission,
             dry_run=dry_run,
             verb="patch",
+        )
+
+    @staticmethod
+    def check_patch_type(rt: ResourceType, content_type: str) -> None:
+        """415 for media types the resource does not take (strategic merge only for built-ins; no apply)."""
+        if content_type in (MERGE_PATCH, JSON_PATCH) or (
+            content_type == STRATEGIC_MERGE_PATCH and rt.builtin
+        ):
+            return
+        accepted = [JSON_PATCH, MERGE_PATCH] + ([STRATEGIC_MERGE_PATCH] if rt.builtin else []) + [APPLY_PATCH]
+        raise ApiError(
+            415,
+            "the body of the request was in an unknown format - accepted media types include: "
+            + ", ".join(accepted),
+            "UnsupportedMediaType",
         )
 
     async def delete(

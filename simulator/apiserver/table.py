@@ -5,6 +5,7 @@ Columns: Name, then the registry's printer columns, then Age (like CRD additiona
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,45 @@ def _lookup(obj: dict[str, Any], dotted: str) -> Any:
             return None
         cur = cur.get(key)
     return cur
+
+
+def human_duration(seconds: float) -> str:
+    """apimachinery's `duration.HumanDuration`, which the real server uses for CRD `date` columns."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m" if s % 60 == 0 else f"{minutes}m{s % 60}s"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
+    return f"{hours // 24 // 365}y"
+
+
+def _age(timestamp: Any) -> str:
+    if not isinstance(timestamp, str):
+        return "<unknown>"
+    try:
+        created = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "<unknown>"
+    return human_duration((datetime.now(UTC) - created).total_seconds())
 
 
 def columns(rt: ResourceType) -> list[dict[str, Any]]:
@@ -46,7 +86,7 @@ def row(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     cells: list[Any] = [meta.get("name", "")]
     cells.extend(_lookup(obj, path) for _n, path, _t in rt.columns)
-    cells.append(meta.get("creationTimestamp"))
+    cells.append(_age(meta.get("creationTimestamp")))
     return {
         "cells": cells,
         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},
