@@ -1,0 +1,323 @@
+"""The per-VMI decision: migrate now, wait (and until when), blocked (and why), nothing, or observe.
+
+Why a pure function: every path must be testable without a cluster, and the async layer must be able
+to re-run it on any event or timer and get the same answer for the same inputs. Time is passed in;
+per-VMI memory (first-seen times, attempts) is owned by the caller and passed in a small context.
+
+Order of the rules (first match wins; docs/decisions.md explains each):
+
+1. not Running / being deleted → NOTHING;  nothing pending or only in-place work → NOTHING
+2. namespace not selected → BLOCKED ``namespace-not-selected``
+3. opted out → BLOCKED ``opted-out``
+4. mode observe (KubeVirt migrates by itself) → OBSERVE
+5. a migration of this VMI is in flight (any initiator) → WAIT ``in-flight``
+6. SR-IOV unplug → BLOCKED ``sriov-unplug``
+7. only undeliverable template changes (or RestartRequired with nothing deliverable)
+   → BLOCKED ``restart-required``
+8. only template changes KubeVirt has not copied to the VMI yet → WAIT ``waiting-for-kubevirt``
+   (bounded by ``kubevirt_sync_wait_seconds`` when ``RestartRequired`` is set, then BLOCKED
+   ``restart-required``)
+9. slots exhausted (observed, or predicted with certainty) → BLOCKED ``slots-exhausted``
+10. ``LiveMigratable=False`` → BLOCKED ``not-live-migratable``
+11. the webhook answered ``Cannot migrate VMI`` → BLOCKED ``migration-rejected``
+12. attempts ≥ max → BLOCKED ``retries-exhausted``
+13. backoff → WAIT ``retry-backoff``; settle window → WAIT ``settling``; more template changes on the way →
+    WAIT ``waiting-for-kubevirt`` (bounded); bridge grace → WAIT ``bridge-grace``
+14. → MIGRATE
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, Literal
+
+from agent.detect import Detection
+from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
+from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
+
+Mode = Literal["active", "observe"]
+
+#: KubeVirt's ``DynamicNetworkControllerGracePeriod``.
+DEFAULT_BRIDGE_GRACE_SECONDS: Final = 15.0
+DEFAULT_SETTLE_SECONDS: Final = 5.0
+#: How long deliverable changes wait for further template changes to reach the VMI spec.
+DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS: Final = 30.0
+
+
+class Kind(StrEnum):
+    MIGRATE = "migrate"
+    WAIT = "wait"
+    BLOCKED = "blocked"
+    NOTHING = "nothing"
+    OBSERVE = "observe"
+
+
+class WaitReason(StrEnum):
+    SETTLING = "settling"
+    BRIDGE_GRACE = "bridge-grace"
+    IN_FLIGHT = "in-flight"
+    WAITING_FOR_KUBEVIRT = "waiting-for-kubevirt"
+    RETRY_BACKOFF = "retry-backoff"
+
+
+class BlockReason(StrEnum):
+    NOT_LIVE_MIGRATABLE = "not-live-migratable"
+    SLOTS_EXHAUSTED = "slots-exhausted"
+    SRIOV_UNPLUG = "sriov-unplug"
+    RESTART_REQUIRED = "restart-required"
+    OPTED_OUT = "opted-out"
+    NAMESPACE_NOT_SELECTED = "namespace-not-selected"
+    RETRIES_EXHAUSTED = "retries-exhausted"
+    MIGRATION_REJECTED = "migration-rejected"
+
+
+def resolve_mode(configured_mode: str, kubevirt: KubeVirtRecord | None) -> Mode:
+    """``auto`` → ``observe`` when KubeVirt ≥ 1.6 has ``LiveMigrate`` in ``workloadUpdateMethods``
+    (its workload updater then migrates for hot plugs itself and our VMIMs would collide with its own),
+    else ``active``. Unknown KubeVirt (CR not visible) → ``active``: without a KubeVirt that migrates,
+    standing down would leave every hot plug pending. Explicit ``active``/``observe`` are kept.
+    """
+    if configured_mode == "observe":
+        return "observe"
+    if configured_mode == "active":
+        return "active"
+    if (
+        kubevirt is not None
+        and kubevirt.version is not None
+        and kubevirt.version[:2] >= (1, 6)
+        and WORKLOAD_UPDATE_LIVE_MIGRATE in kubevirt.workload_update_methods
+    ):
+        return "observe"
+    return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """Inputs beyond the records: configuration, the clock and the caller's per-VMI memory.
+
+    ``first_seen``: interface name → when the agent first saw it pending (for the bridge grace).
+    ``last_change``: when the VM or VMI last changed in a way that matters (for the settle window).
+    ``rejected_message``: the ``Cannot migrate VMI`` text of the last create attempt, if it was rejected.
+    """
+
+    now: float
+    mode: Mode = "active"
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    bridge_grace_seconds: float = DEFAULT_BRIDGE_GRACE_SECONDS
+    kubevirt_sync_wait_seconds: float = DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS
+    include_namespaces: frozenset[str] | None = None
+    exclude_namespaces: frozenset[str] = frozenset()
+    slot_model: SlotModel = "none"
+    known_hotplugged: int = 0
+    first_seen: Mapping[str, float] = field(default_factory=dict)
+    last_change: float | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    next_retry_at: float | None = None
+    rejected_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: Kind
+    detection: Detection
+    wait_reason: WaitReason | None = None
+    block_reason: BlockReason | None = None
+    #: Human text: the Kubernetes Event message for BLOCKED, a log line otherwise.
+    message: str = ""
+    #: When to evaluate again (absolute, same clock as ``now``); None = on the next event only.
+    recheck_at: float | None = None
+    slots: SlotPrediction | None = None
+    #: In OBSERVE: what the agent would have done in active mode (for metrics and logs).
+    would: str = ""
+
+
+def namespace_selected(namespace: str, include: frozenset[str] | None, exclude: frozenset[str]) -> bool:
+    return namespace not in exclude and (include is None or namespace in include)
+
+
+def _names(items: tuple[str, ...]) -> str:
+    return ", ".join(items)
+
+
+def decide(vmi: VMIRecord, vm: VMRecord | None, detection: Detection, ctx: DecisionContext) -> Decision:
+    """Decide for one VMI (see the module docstring for the rule order). Pure and total."""
+    d = detection
+    if d.status == "not-running":
+        return Decision(Kind.NOTHING, d, message="VMI is not running")
+    blocked_slots_in_place = bool(d.attaching) and vmi.sync_failed_pci
+    if d.status == "done" and not blocked_slots_in_place:
+        msg = "hot plug attaching in place" if d.attaching else "no pending hot plug"
+        return Decision(Kind.NOTHING, d, message=msg)
+    if d.status == "in-progress" and not (
+        d.changes or d.waiting_for_kubevirt or d.undeliverable or d.sriov_unplugs
+    ):
+        # A migration (maybe not ours) is running and nothing of ours is pending.
+        return Decision(Kind.NOTHING, d, message="migration in progress, nothing pending")
+
+    if not namespace_selected(vmi.namespace, ctx.include_namespaces, ctx.exclude_namespaces):
+        return _blocked(
+            d,
+            BlockReason.NAMESPACE_NOT_SELECTED,
+            f"namespace {vmi.namespace} is excluded from hotplug-agent; migrate the VM manually "
+            "to complete the hot plug",
+        )
+    if vm is not None and vm.opted_out:
+        return _blocked(
+            d,
+            BlockReason.OPTED_OUT,
+            'VM has label hotplug-agent.io/auto-migrate="false"; '
+            "migrate it manually to complete the hot plug",
+        )
+
+    inner = _active(vmi, vm, d, ctx)
+    if ctx.mode == "observe":
+        would = inner.kind.value
+        if inner.block_reason is not None:
+            would = f"blocked:{inner.block_reason.value}"
+        elif inner.wait_reason is not None:
+            would = f"wait:{inner.wait_reason.value}"
+        return Decision(
+            Kind.OBSERVE,
+            d,
+            message="KubeVirt migrates for hot plugs itself (workload updater with LiveMigrate)",
+            slots=inner.slots,
+            would=would,
+        )
+    return inner
+
+
+def _blocked(
+    d: Detection, reason: BlockReason, message: str, slots: SlotPrediction | None = None
+) -> Decision:
+    return Decision(Kind.BLOCKED, d, block_reason=reason, message=message, slots=slots)
+
+
+def _wait(d: Detection, reason: WaitReason, message: str, until: float | None) -> Decision:
+    return Decision(Kind.WAIT, d, wait_reason=reason, message=message, recheck_at=until)
+
+
+def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext) -> Decision:
+    now = ctx.now
+    if d.active_migration is not None or vmi.migrating:
+        name = d.active_migration.name if d.active_migration is not None else "(VMI is migrating)"
+        return _wait(d, WaitReason.IN_FLIGHT, f"migration {name} in flight", None)
+
+    if d.sriov_unplugs:
+        return _blocked(
+            d,
+            BlockReason.SRIOV_UNPLUG,
+            f"SR-IOV interface(s) {_names(d.sriov_unplugs)} cannot be hot unplugged; restart the VM to "
+            "remove them",
+        )
+
+    restart_required = vm is not None and vm.restart_required
+    if not d.changes and not d.waiting_for_kubevirt and (d.undeliverable or restart_required):
+        details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
+        return _blocked(
+            d,
+            BlockReason.RESTART_REQUIRED,
+            "network change needs a restart"
+            + (f" ({details})" if details else " (VM condition RestartRequired)")
+            + "; restart the VM to apply it",
+        )
+    if not d.changes and not d.attaching:
+        # Only template changes KubeVirt has not copied to the VMI yet: event-driven, unless the VM
+        # also needs a restart, in which case KubeVirt may never copy them: give it a bounded wait.
+        if restart_required and ctx.last_change is not None:
+            until = ctx.last_change + ctx.kubevirt_sync_wait_seconds
+            if until <= now:
+                return _blocked(
+                    d,
+                    BlockReason.RESTART_REQUIRED,
+                    "VM condition RestartRequired is set and KubeVirt did not copy "
+                    f"{_names(d.waiting_for_kubevirt)} to the VMI; restart the VM to apply it",
+                )
+        else:
+            until = None
+        return _wait(
+            d,
+            WaitReason.WAITING_FOR_KUBEVIRT,
+            f"interface(s) {_names(d.waiting_for_kubevirt)} not yet in the VMI spec",
+            until,
+        )
+
+    plugs = len(d.plugs) + len(d.attaching)
+    slots = assess(vmi, ctx.slot_model, plugs, ctx.known_hotplugged)
+    if slots.exhausted and slots.certain:
+        return _blocked(d, BlockReason.SLOTS_EXHAUSTED, f"no free PCI slot: {slots.explanation}", slots)
+    if not d.changes:
+        # Only in-place attaches remain and they are not blocked on slots: KubeVirt is on it.
+        return Decision(Kind.NOTHING, d, message="hot plug attaching in place", slots=slots)
+
+    if vmi.live_migratable is False:
+        why = vmi.live_migratable_reason or "LiveMigratable=False"
+        text = f": {vmi.live_migratable_message}" if vmi.live_migratable_message else ""
+        return _blocked(
+            d,
+            BlockReason.NOT_LIVE_MIGRATABLE,
+            f"VMI is not live-migratable ({why}{text}); restart the VM to apply the interface change",
+            slots,
+        )
+
+    if ctx.rejected_message:
+        return _blocked(
+            d,
+            BlockReason.MIGRATION_REJECTED,
+            f"KubeVirt rejected the migration: {ctx.rejected_message}",
+            slots,
+        )
+    if ctx.attempts >= ctx.max_attempts:
+        return _blocked(
+            d,
+            BlockReason.RETRIES_EXHAUSTED,
+            f"gave up after {ctx.attempts} failed migration attempt(s); migrate the VM manually or "
+            "restart it",
+            slots,
+        )
+
+    if ctx.next_retry_at is not None and ctx.next_retry_at > now:
+        return _wait(d, WaitReason.RETRY_BACKOFF, "backing off after a failed migration", ctx.next_retry_at)
+    if ctx.last_change is not None and ctx.last_change + ctx.settle_seconds > now:
+        return _wait(
+            d, WaitReason.SETTLING, "waiting for changes to settle", ctx.last_change + ctx.settle_seconds
+        )
+    if d.waiting_for_kubevirt and ctx.last_change is not None:
+        until = ctx.last_change + ctx.kubevirt_sync_wait_seconds
+        if until > now:
+            return _wait(
+                d,
+                WaitReason.WAITING_FOR_KUBEVIRT,
+                f"more interface(s) on the way ({_names(d.waiting_for_kubevirt)}), one migration for all",
+                until,
+            )
+    if not any(c.immediate for c in d.changes):
+        seen = [ctx.first_seen.get(c.iface, now) for c in d.changes]
+        if vmi.migration_required is not None and vmi.migration_required.since is not None:
+            seen.append(vmi.migration_required.since)
+        until = min(seen) + ctx.bridge_grace_seconds
+        if until > now:
+            return _wait(
+                d,
+                WaitReason.BRIDGE_GRACE,
+                "grace period for an in-place hot plug by the dynamic networks controller",
+                until,
+            )
+    names = _names(tuple(f"{c.kind} {c.iface}" for c in d.changes))
+    return Decision(Kind.MIGRATE, d, message=f"migrating to {names}", slots=slots)
+
+
+__all__ = [
+    "RESTART_HINT",
+    "BlockReason",
+    "Decision",
+    "DecisionContext",
+    "Kind",
+    "Mode",
+    "WaitReason",
+    "decide",
+    "namespace_selected",
+    "resolve_mode",
+]
