@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import itertools
 import platform
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -115,6 +116,9 @@ API_ERROR_CODES: Final = (
     "network",
     "other",
 )
+
+#: VMIM terminal phases and the ``result`` they map to (a deleted, unfinished VMIM is ``cancelled``).
+TERMINAL_PHASES: Final = {"Succeeded": "succeeded", "Failed": "failed"}
 
 #: KubeVirt's phase-transition buckets (seconds), 0.5 s to one hour.
 DURATION_BUCKETS: Final = (
@@ -534,6 +538,8 @@ class HotplugMetrics:
             CACHE_SYNCED.name: self.cache_synced,
             BUILD_INFO.name: self.build_info,
         }
+        self._observed_vmims: OrderedDict[str, None] = OrderedDict()
+        self._observed_vmims_limit = 10_000
         self._preinitialise()
         self.set_build_info(version if version is not None else _agent_version())
 
@@ -634,6 +640,79 @@ class HotplugMetrics:
         self.migration_duration_seconds.labels(result=result, initiator=initiator).observe(
             max(0.0, seconds), exemplar
         )
+
+    def observe_finished_vmim(
+        self,
+        vmim: Mapping[str, Any],
+        initiator: str,
+        *,
+        cancelled: bool = False,
+        now: float | None = None,
+    ) -> bool:
+        """Record everything a finished VMIM tells us, once per VMIM uid; returns False for a repeat.
+
+        Records the phase durations (:meth:`observe_phase_durations`) and the migration's result and
+        duration (:meth:`observe_migration`, exemplar ``namespace/vmiName``) — do not call those two
+        as well for the same VMIM.  The result comes from ``status.phase`` (Succeeded / Failed), or is
+        ``cancelled`` when ``cancelled=True`` (the agent deleted it past its deadline, or it vanished
+        unfinished).  Duration: ``creationTimestamp`` to the terminal phase's transition; without one
+        (cancelled), to ``now`` (wall-clock Unix seconds) or else to the last recorded transition.
+
+        Why dedupe here: watch events are re-delivered after relists and restarts of a watch, and the
+        agent may see the same terminal VMIM many times; counting it twice would skew every ratio.
+        The memory of seen uids is bounded (oldest forgotten first).  Returns False, recording
+        nothing, for a VMIM that is neither terminal nor cancelled, or that has no uid.
+        """
+        _check(initiator, INITIATORS, "initiator")
+        metadata_ = vmim.get("metadata")
+        status = vmim.get("status")
+        spec = vmim.get("spec")
+        meta: Mapping[str, Any] = metadata_ if isinstance(metadata_, Mapping) else {}
+        stat: Mapping[str, Any] = status if isinstance(status, Mapping) else {}
+        spc: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
+        uid = meta.get("uid")
+        phase = stat.get("phase")
+        if cancelled:
+            result = "cancelled"
+        elif isinstance(phase, str) and phase in TERMINAL_PHASES:
+            result = TERMINAL_PHASES[phase]
+        else:
+            return False
+        if not isinstance(uid, str) or not uid or uid in self._observed_vmims:
+            return False
+        self._observed_vmims[uid] = None
+        while len(self._observed_vmims) > self._observed_vmims_limit:
+            self._observed_vmims.popitem(last=False)
+
+        raw = stat.get("phaseTransitionTimestamps")
+        transitions = [t for t in raw if isinstance(t, Mapping)] if isinstance(raw, list) else []
+        created_raw = meta.get("creationTimestamp")
+        created_text = created_raw if isinstance(created_raw, str) else None
+        self.observe_phase_durations(transitions, created_text, initiator)
+
+        seconds = 0.0
+        if created_text is not None:
+            try:
+                created = parse_rfc3339(created_text)
+            except ValueError:
+                created = None
+            stamps: dict[str, float] = {}
+            for entry in transitions:
+                entry_phase, entry_time = entry.get("phase"), entry.get("phaseTransitionTimestamp")
+                if isinstance(entry_phase, str) and isinstance(entry_time, str):
+                    try:
+                        stamps[entry_phase] = parse_rfc3339(entry_time)
+                    except ValueError:
+                        continue
+            end: float | None = next((stamps[p] for p in TERMINAL_PHASES if p in stamps), None)
+            if end is None:
+                end = now if now is not None else max(stamps.values(), default=None)
+            if created is not None and end is not None:
+                seconds = max(0.0, end - created)
+        namespace, vmi_name = meta.get("namespace"), spc.get("vmiName")
+        vmi = f"{namespace}/{vmi_name}" if isinstance(namespace, str) and isinstance(vmi_name, str) else None
+        self.observe_migration(result, initiator, seconds, vmi=vmi)
+        return True
 
     def observe_hotplug_completed(self, operation: str, seconds: float, vmi: str | None = None) -> None:
         """Count a verified hot plug/unplug and record detection→verified latency."""

@@ -250,3 +250,65 @@ def test_counters_helpers() -> None:
 )
 def test_normalise_api_code(status: int | str | None, code: str) -> None:
     assert normalise_api_code(status) == code
+
+
+def _vmim(uid: str, phase: str | None, stamps: list[tuple[str, int]]) -> dict[str, object]:
+    status: dict[str, object] = {
+        "phaseTransitionTimestamps": [
+            {"phase": p, "phaseTransitionTimestamp": f"2024-05-01T10:{s // 60:02d}:{s % 60:02d}Z"}
+            for p, s in stamps
+        ]
+    }
+    if phase is not None:
+        status["phase"] = phase
+    return {
+        "metadata": {
+            "uid": uid,
+            "namespace": "ns",
+            "name": f"hotplug-vm-{uid}",
+            "creationTimestamp": "2024-05-01T10:00:00Z",
+        },
+        "spec": {"vmiName": "vm"},
+        "status": status,
+    }
+
+
+def test_observe_finished_vmim_records_once() -> None:
+    m = HotplugMetrics()
+    vmim = _vmim("u1", "Succeeded", [("Pending", 0), ("Scheduling", 2), ("Running", 10), ("Succeeded", 70)])
+    assert m.observe_finished_vmim(vmim, "agent") is True
+    assert m.observe_finished_vmim(vmim, "agent") is False  # re-delivered watch event
+    labels = {"result": "succeeded", "initiator": "agent"}
+    assert value(m, "hotplug_agent_migrations_total", **labels) == 1.0
+    assert value(m, "hotplug_agent_migration_duration_seconds_sum", **labels) == 70.0
+    phase = "hotplug_agent_migration_phase_duration_seconds"
+    assert value(m, f"{phase}_sum", phase="Scheduling", initiator="agent") == 8.0
+    assert value(m, f"{phase}_count", phase="Running", initiator="agent") == 1.0
+    assert value(m, f"{phase}_sum", phase="Running", initiator="agent") == 60.0
+
+
+def test_observe_finished_vmim_failed_cancelled_and_running() -> None:
+    m = HotplugMetrics()
+    assert m.observe_finished_vmim(_vmim("r", "Running", [("Pending", 0), ("Running", 5)]), "other") is False
+    assert value(m, "hotplug_agent_migrations_total", result="failed", initiator="other") == 0.0
+    failed = _vmim("f", "Failed", [("Pending", 0), ("Failed", 30)])
+    assert m.observe_finished_vmim(failed, "kubevirt") is True
+    assert value(m, "hotplug_agent_migrations_total", result="failed", initiator="kubevirt") == 1.0
+    stuck = _vmim("c", "Scheduling", [("Pending", 0), ("Scheduling", 1)])
+    created = 1714557600.0  # 2024-05-01T10:00:00Z
+    assert m.observe_finished_vmim(stuck, "agent", cancelled=True, now=created + 900) is True
+    labels = {"result": "cancelled", "initiator": "agent"}
+    assert value(m, "hotplug_agent_migrations_total", **labels) == 1.0
+    assert value(m, "hotplug_agent_migration_duration_seconds_sum", **labels) == 900.0
+    assert m.observe_finished_vmim({"status": {"phase": "Succeeded"}}, "agent") is False  # no uid
+    with pytest.raises(ValueError):
+        m.observe_finished_vmim(failed, "virtctl")
+
+
+def test_observe_finished_vmim_memory_is_bounded() -> None:
+    m = HotplugMetrics()
+    m._observed_vmims_limit = 3
+    for uid in "abcd":
+        assert m.observe_finished_vmim(_vmim(uid, "Succeeded", [("Succeeded", 1)]), "agent")
+    assert list(m._observed_vmims) == ["b", "c", "d"]
+    assert m.observe_finished_vmim(_vmim("d", "Succeeded", [("Succeeded", 1)]), "agent") is False

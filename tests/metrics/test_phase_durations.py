@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from metrics.definitions import PHASES, parse_rfc3339, phase_durations
 
@@ -102,3 +106,31 @@ def test_creation_after_first_transition_is_ignored() -> None:
     # Clock skew: a creation stamp later than the first transition must not produce a negative Pending.
     transitions = [_t("Scheduling", 2), _t("Scheduled", 4)]
     assert phase_durations(transitions, "2024-05-01T10:00:03Z") == [("Scheduling", 2.0)]
+
+
+def _stamp(offset: int) -> str:
+    return datetime.fromtimestamp(BASE + offset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+BASE = parse_rfc3339("2024-05-01T00:00:00Z")
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(PHASES), st.integers(min_value=0, max_value=3600)), min_size=1, max_size=12
+    ),
+    end_gap=st.integers(min_value=0, max_value=3600),
+)
+def test_durations_partition_the_timeline(steps: list[tuple[str, int]], end_gap: int) -> None:
+    """Whatever the phases (repeats included), each known phase gets one non-negative duration and
+    together they cover exactly first transition -> terminal transition."""
+    clock = 0
+    transitions = []
+    for index, (phase, gap) in enumerate(steps):
+        clock += gap if index else 0
+        transitions.append({"phase": phase, "phaseTransitionTimestamp": _stamp(clock)})
+    transitions.append({"phase": "Succeeded", "phaseTransitionTimestamp": _stamp(clock + end_gap)})
+    durations = phase_durations(transitions, None)
+    assert [phase for phase, _seconds in durations] == [phase for phase, _gap in steps]
+    assert all(seconds >= 0 for _phase, seconds in durations)
+    assert sum(seconds for _phase, seconds in durations) == clock + end_gap
