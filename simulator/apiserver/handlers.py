@@ -26,6 +26,7 @@ from simulator.apiserver.watch import Close, Watcher, WatchFilter, encode
 log = structlog.get_logger(__name__)
 
 JSON = "application/json"
+_LIVENESS_CHECK = 1.0
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class Handlers:
             body = await self._body(request)
             if not isinstance(body, dict):
                 raise ApiError(400, "the body of the request was in an unknown format")
-            obj = await store.create(rt, body, target.namespace, dry_run=dry_run)
+            obj = await store.create(rt, body, target.namespace, dry_run=dry_run, take_ownership=True)
             return json_response(obj, 201)
         assert target.name is not None
         if verb == "update":
@@ -323,7 +324,12 @@ class Handlers:
             except ValueError as exc:
                 raise ApiError(400, "timeoutSeconds must be a number") from exc
         bookmarks = query_bool(q.get("allowWatchBookmarks"))
-        watcher = Watcher(rt, WatchFilter(target.namespace, labels, fields), self.store.watch_queue_size)
+        watcher = Watcher(
+            rt,
+            WatchFilter(target.namespace, labels, fields),
+            self.store.watch_queue_size,
+            table=wants_table(request),
+        )
         error_line: bytes | None = None
         initial: list[bytes] = []
         try:
@@ -354,10 +360,9 @@ class Handlers:
                 duration=timeout,
                 bookmarks=bookmarks,
             )
-        except (ConnectionResetError, asyncio.CancelledError):
-            if self.closing:
-                return resp
-            raise
+        except ConnectionResetError:
+            # The client went away (or a drop fault aborted the connection): normal for watches.
+            log.debug("watch client disconnected", resource=rt.plural)
         finally:
             self.store.close_watch(watcher)
         return resp
@@ -378,12 +383,14 @@ class Handlers:
             await resp.write(b"".join(initial[i : i + batch]))
         deadline = loop.time() + duration
         interval = self.watch_settings.bookmark_interval
+        next_bookmark = loop.time() + interval
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            now = loop.time()
+            if now >= deadline:
                 break
-            wait = min(remaining, interval) if bookmarks else remaining
-            got = await watcher.wait(wait)
+            # Wake at least every second to notice clients that went away while nothing was sent.
+            wake_at = min(deadline, now + _LIVENESS_CHECK, next_bookmark if bookmarks else deadline)
+            await watcher.wait(wake_at - now)
             lines = watcher.drain()
             if lines:
                 await resp.write(b"".join(lines))
@@ -393,8 +400,12 @@ class Handlers:
                 return
             if watcher.closed is Close.EOF:
                 break
-            if not got and bookmarks and loop.time() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                return
+            if bookmarks and loop.time() >= next_bookmark and not watcher.pending:
+                # Computed with an empty queue and no await since: every event up to this RV was sent.
                 await resp.write(self._bookmark(watcher))
+                next_bookmark = loop.time() + interval
         await resp.write_eof()
 
     def _bookmark(self, watcher: Watcher) -> bytes:

@@ -156,11 +156,18 @@ class Store:
         *,
         admission: bool = True,
         dry_run: bool = False,
+        take_ownership: bool = False,
     ) -> dict[str, Any]:
-        """Create `obj` (taken over, not copied); 409 AlreadyExists, 404 when the namespace is missing."""
+        """Create `obj`; 409 AlreadyExists, 404 when the namespace is missing.
+
+        `obj` is copied unless `take_ownership` (the HTTP path hands over a freshly parsed body).
+        The returned dict is the stored object: treat it as read-only.
+        """
         rt = self.rtype(resource)
         if not isinstance(obj, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
+        if not take_ownership:
+            obj = clone(obj)
         check_type_meta(rt, obj)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
@@ -400,7 +407,8 @@ class Store:
         if since is None:
             for obj in self._objects[rt.key].values():
                 if watcher.filter.matches(obj):
-                    initial.append(WatchEvent("ADDED", rt, 0, obj).line())
+                    rv = int(obj["metadata"]["resourceVersion"])
+                    initial.append(WatchEvent("ADDED", rt, rv, obj).line(table=watcher.table))
         else:
             if since < self._floor:
                 raise errors.expired(since, self._floor)
@@ -449,6 +457,17 @@ class Store:
                 await hook(req)
             except AdmissionDenied as denied:
                 raise denied.to_api_error() from denied
+            except ApiError:
+                raise
+            except Exception as exc:
+                # A crashing webhook fails the request (failurePolicy: Fail), it does not crash the server.
+                log.exception("admission hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
+                raise ApiError(
+                    500,
+                    f"Internal error occurred: admission hook {getattr(hook, '__qualname__', hook)!s} "
+                    f"failed: {exc}",
+                    "InternalError",
+                ) from exc
 
     async def _guaranteed_update(
         self,

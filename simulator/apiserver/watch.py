@@ -16,6 +16,7 @@ from typing import Any
 
 from simulator.apiserver.registry import ResourceType
 from simulator.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
+from simulator.apiserver.table import to_table
 
 
 def encode(value: Any) -> bytes:
@@ -33,12 +34,15 @@ class WatchEvent:
     old: dict[str, Any] | None = None
     _lines: dict[str, bytes] = field(default_factory=dict)
 
-    def line(self, type_: str | None = None) -> bytes:
+    def line(self, type_: str | None = None, *, table: bool = False) -> bytes:
+        """The event as a watch line; `table=True` renders the object as a kubectl Table."""
         t = type_ or self.type
-        cached = self._lines.get(t)
+        key = "T" + t if table else t
+        cached = self._lines.get(key)
         if cached is None:
-            cached = b'{"type":"' + t.encode() + b'","object":' + encode(self.obj) + b"}\n"
-            self._lines[t] = cached
+            obj = to_table(self.rtype, [self.obj], self.rv) if table else self.obj
+            cached = b'{"type":"' + t.encode() + b'","object":' + encode(obj) + b"}\n"
+            self._lines[key] = cached
         return cached
 
 
@@ -64,8 +68,9 @@ class WatchFilter:
 class Watcher:
     """A single open watch: a bounded line queue fed synchronously by the store."""
 
-    def __init__(self, rtype: ResourceType, flt: WatchFilter, max_queue: int) -> None:
+    def __init__(self, rtype: ResourceType, flt: WatchFilter, max_queue: int, *, table: bool = False) -> None:
         self.rtype = rtype
+        self.table = table
         self.filter = flt
         self.max_queue = max_queue
         self._lines: deque[bytes] = deque()
@@ -82,10 +87,10 @@ class Watcher:
         if ev.type == "MODIFIED" and ev.old is not None:
             before = self.filter.matches(ev.old)
             if now and not before:
-                return ev.line("ADDED")
+                return ev.line("ADDED", table=self.table)
             if before and not now:
-                return ev.line("DELETED")
-        return ev.line() if now else None
+                return ev.line("DELETED", table=self.table)
+        return ev.line(table=self.table) if now else None
 
     def offer(self, ev: WatchEvent) -> None:
         """Queue the event if it concerns this watcher."""
@@ -108,6 +113,10 @@ class Watcher:
         if self.closed is None:
             self.closed = how
         self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._lines)
 
     def drain(self) -> list[bytes]:
         out = list(self._lines)

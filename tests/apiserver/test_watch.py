@@ -196,3 +196,18 @@ async def test_stop_closes_open_watches_promptly(kubeconfig: Any) -> None:
         await task
     assert time.monotonic() - t0 < 2
     await client.close()
+
+
+async def test_idle_watch_of_departed_client_is_unregistered(server: ApiServer) -> None:
+    import aiohttp
+
+    url = server.url + "/apis/kubevirt.io/v1/virtualmachines?watch=true&resourceVersion=1"
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        assert r.status == 200
+        await asyncio.sleep(0.1)
+        assert len(server.store.watchers()) == 1
+    for _ in range(30):
+        if not server.store.watchers():
+            break
+        await asyncio.sleep(0.1)
+    assert server.store.watchers() == []
