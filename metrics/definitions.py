@@ -423,18 +423,30 @@ def phase_durations(
             points.append((parse_rfc3339(stamp), phase))
         except ValueError:
             continue
-    points.sort(key=lambda point: point[0])
-    if not points:
-        return []
-    if creation_timestamp and all(phase != "Pending" for _, phase in points):
+    created: float | None = None
+    if creation_timestamp:
         try:
             created = parse_rfc3339(creation_timestamp)
         except ValueError:
             created = None
-        if created is not None and created <= points[0][0]:
-            points.insert(0, (created, "Pending"))
+    return phase_durations_from_points(points, created)
+
+
+def phase_durations_from_points(
+    points: Iterable[tuple[float, str]], created: float | None = None
+) -> list[tuple[str, float]]:
+    """:func:`phase_durations` over already parsed ``(epoch seconds, phase)`` transitions.
+
+    The agent parses each VMIM once into a typed record; this lets it reuse the same rules without
+    going back to the raw object.
+    """
+    ordered = sorted(points, key=lambda point: point[0])
+    if not ordered:
+        return []
+    if created is not None and all(phase != "Pending" for _, phase in ordered) and created <= ordered[0][0]:
+        ordered.insert(0, (created, "Pending"))
     durations: list[tuple[str, float]] = []
-    for (start, phase), (end, _next_phase) in itertools.pairwise(points):
+    for (start, phase), (end, _next_phase) in itertools.pairwise(ordered):
         if phase in PHASES:
             durations.append((phase, max(0.0, end - start)))
     return durations
@@ -685,34 +697,74 @@ class HotplugMetrics:
             self._observed_vmims.popitem(last=False)
 
         raw = stat.get("phaseTransitionTimestamps")
-        transitions = [t for t in raw if isinstance(t, Mapping)] if isinstance(raw, list) else []
+        points: list[tuple[float, str]] = []
+        for entry in raw if isinstance(raw, list) else ():
+            if not isinstance(entry, Mapping):
+                continue
+            entry_phase, entry_time = entry.get("phase"), entry.get("phaseTransitionTimestamp")
+            if isinstance(entry_phase, str) and isinstance(entry_time, str):
+                try:
+                    points.append((parse_rfc3339(entry_time), entry_phase))
+                except ValueError:
+                    continue
         created_raw = meta.get("creationTimestamp")
-        created_text = created_raw if isinstance(created_raw, str) else None
-        self.observe_phase_durations(transitions, created_text, initiator)
-
-        seconds = 0.0
-        if created_text is not None:
+        created: float | None = None
+        if isinstance(created_raw, str):
             try:
-                created = parse_rfc3339(created_text)
+                created = parse_rfc3339(created_raw)
             except ValueError:
                 created = None
-            stamps: dict[str, float] = {}
-            for entry in transitions:
-                entry_phase, entry_time = entry.get("phase"), entry.get("phaseTransitionTimestamp")
-                if isinstance(entry_phase, str) and isinstance(entry_time, str):
-                    try:
-                        stamps[entry_phase] = parse_rfc3339(entry_time)
-                    except ValueError:
-                        continue
-            end: float | None = next((stamps[p] for p in TERMINAL_PHASES if p in stamps), None)
-            if end is None:
-                end = now if now is not None else max(stamps.values(), default=None)
-            if created is not None and end is not None:
-                seconds = max(0.0, end - created)
         namespace, vmi_name = meta.get("namespace"), spc.get("vmiName")
         vmi = f"{namespace}/{vmi_name}" if isinstance(namespace, str) and isinstance(vmi_name, str) else None
-        self.observe_migration(result, initiator, seconds, vmi=vmi)
+        self._record_finished(result, initiator, points, created=created, now=now, vmi=vmi)
         return True
+
+    def observe_finished_points(
+        self,
+        uid: str,
+        phase: str,
+        points: Iterable[tuple[float, str]],
+        created: float | None,
+        initiator: str,
+        *,
+        cancelled: bool = False,
+        now: float | None = None,
+        vmi: str | None = None,
+    ) -> bool:
+        """:meth:`observe_finished_vmim` for a VMIM already parsed into ``(epoch, phase)`` points."""
+        _check(initiator, INITIATORS, "initiator")
+        if cancelled:
+            result = "cancelled"
+        elif phase in TERMINAL_PHASES:
+            result = TERMINAL_PHASES[phase]
+        else:
+            return False
+        if not uid or uid in self._observed_vmims:
+            return False
+        self._observed_vmims[uid] = None
+        while len(self._observed_vmims) > self._observed_vmims_limit:
+            self._observed_vmims.popitem(last=False)
+        self._record_finished(result, initiator, list(points), created=created, now=now, vmi=vmi)
+        return True
+
+    def _record_finished(
+        self,
+        result: str,
+        initiator: str,
+        points: list[tuple[float, str]],
+        *,
+        created: float | None,
+        now: float | None,
+        vmi: str | None,
+    ) -> None:
+        for phase_name, secs in phase_durations_from_points(points, created):
+            self.migration_phase_duration_seconds.labels(phase=phase_name, initiator=initiator).observe(secs)
+        stamps = {p: t for t, p in points}
+        end: float | None = next((stamps[p] for p in TERMINAL_PHASES if p in stamps), None)
+        if end is None:
+            end = now if now is not None else max(stamps.values(), default=None)
+        seconds = max(0.0, end - created) if created is not None and end is not None else 0.0
+        self.observe_migration(result, initiator, seconds, vmi=vmi)
 
     def observe_hotplug_completed(self, operation: str, seconds: float, vmi: str | None = None) -> None:
         """Count a verified hot plug/unplug and record detection→verified latency."""

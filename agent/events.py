@@ -1,0 +1,79 @@
+"""Kubernetes Events on VirtualMachines, sent off the hot path.
+
+Why a queue: the reconcile loop must never wait on the API server to tell a user something. Events
+are best effort (as in client-go's EventRecorder): a bounded queue, one sender task, and when the queue
+is full the event is dropped and counted rather than growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+#: Reasons the agent uses; they show in ``kubectl describe vm`` and ``kubectl get events``.
+REASON_MIGRATION_STARTED = "HotplugMigrationStarted"
+REASON_HOTPLUG_COMPLETED = "HotplugCompleted"
+REASON_MIGRATION_RETRY = "HotplugMigrationRetry"
+REASON_GAVE_UP = "HotplugMigrationGaveUp"
+REASON_BLOCKED = "HotplugBlocked"
+REASON_SLOTS_EXHAUSTED = "HotplugSlotsExhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class VMEvent:
+    namespace: str
+    name: str
+    uid: str
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+class EventSink(Protocol):
+    async def create_event(
+        self, involved: tuple[str, str, str, str], event_type: str, reason: str, message: str
+    ) -> None: ...
+
+
+class EventRecorder:
+    """Bounded, fire-and-forget recorder. ``record`` never blocks; ``run`` sends."""
+
+    def __init__(self, sink: EventSink | None, *, maxsize: int = 1000) -> None:
+        self._sink = sink
+        self._queue: asyncio.Queue[VMEvent] = asyncio.Queue(maxsize=maxsize)
+        self.dropped = 0
+        self.sent = 0
+        self.failed = 0
+
+    def record(self, event: VMEvent) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self) -> None:
+        """Send queued events until cancelled; API failures are logged, never raised."""
+        if self._sink is None:
+            return
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._sink.create_event(
+                    ("VirtualMachine", event.namespace, event.name, event.uid),
+                    event.type,
+                    event.reason,
+                    event.message,
+                )
+                self.sent += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # best effort, like client-go's recorder
+                self.failed += 1
+                log.warning("event_send_failed", reason=event.reason, vm=event.name, error=str(exc))
