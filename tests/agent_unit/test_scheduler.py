@@ -1,0 +1,251 @@
+"""Token bucket, dispatch planner and work queue: examples and invariants (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.scheduler import (
+    ActiveMigration,
+    Candidate,
+    DispatchPlanner,
+    QueueFull,
+    TokenBucket,
+    WorkQueue,
+    plan_dispatch,
+)
+
+# ----------------------------------------------------------------------------------------- token bucket
+
+
+def test_bucket_starts_full_and_refills() -> None:
+    b = TokenBucket(rate=2.0, burst=3)
+    assert [b.try_take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert b.wait_time(0.0) == pytest.approx(0.5)
+    assert not b.try_take(0.4)
+    assert b.try_take(0.5)
+    assert b.tokens(100.0) == 3.0  # capped at burst
+
+
+def test_bucket_backwards_clock_mints_nothing() -> None:
+    b = TokenBucket(rate=1.0, burst=1, now=10.0)
+    assert b.try_take(10.0)
+    assert not b.try_take(5.0)
+    assert not b.try_take(10.5)
+    assert b.try_take(11.0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0.0, 1), (-1.0, 1), (float("inf"), 1), (float("nan"), 1), (1.0, 0)]
+)
+def test_bucket_rejects_bad_parameters(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(rate, burst)
+
+
+@settings(max_examples=300)
+@given(
+    rate=st.floats(0.1, 50),
+    burst=st.integers(1, 20),
+    gaps=st.lists(st.floats(0, 2), min_size=1, max_size=200),
+)
+def test_bucket_never_exceeds_burst_plus_rate_over_any_window(
+    rate: float, burst: int, gaps: list[float]
+) -> None:
+    b = TokenBucket(rate, burst)
+    t = 0.0
+    taken: list[float] = []
+    for g in gaps:
+        t += g
+        if b.try_take(t):
+            taken.append(t)
+        w = b.wait_time(t)
+        assert w >= 0.0
+        if w == 0.0:
+            assert b.tokens(t) >= 1.0
+    for i in range(len(taken)):
+        for j in range(i, len(taken)):
+            assert j - i + 1 <= burst + rate * (taken[j] - taken[i]) + 1e-6
+
+
+# ----------------------------------------------------------------------------------------- planner
+
+
+def cand(name: str, node: str = "a", since: float = 0.0) -> Candidate:
+    return Candidate(("ns", name), node, since)
+
+
+def act(name: str, node: str | None = "a") -> ActiveMigration:
+    return ActiveMigration(("ns", name), node)
+
+
+def test_planner_oldest_first_within_cluster_cap() -> None:
+    cands = [cand("c", "x", 3), cand("a", "y", 1), cand("b", "z", 2)]
+    plan = plan_dispatch(
+        cands, [act("busy", "q")], cluster_cap=3, node_cap=2, bucket=TokenBucket(100, 100), now=0
+    )
+    assert [c.key[1] for c in plan.dispatch] == ["a", "b"]
+    assert [(c.key[1], lim) for c, lim in plan.held] == [("c", "cluster")]
+    assert plan.wake_at is None and plan.held_by("cluster") == 1
+
+
+def test_planner_node_cap_counts_others_and_does_not_block_other_nodes() -> None:
+    cands = [cand("a", "n1", 1), cand("b", "n1", 2), cand("c", "n2", 3)]
+    plan = plan_dispatch(
+        cands, [act("kv", "n1")], cluster_cap=10, node_cap=2, bucket=TokenBucket(100, 100), now=0
+    )
+    assert [c.key[1] for c in plan.dispatch] == ["a", "c"]
+    assert [(c.key[1], lim) for c, lim in plan.held] == [("b", "node")]
+
+
+def test_planner_token_bucket_and_wake_time() -> None:
+    bucket = TokenBucket(rate=2.0, burst=1)
+    cands = [cand("a", "n1", 1), cand("b", "n2", 2), cand("c", "n3", 3)]
+    plan = plan_dispatch(cands, [], cluster_cap=10, node_cap=2, bucket=bucket, now=0.0)
+    assert [c.key[1] for c in plan.dispatch] == ["a"]
+    assert plan.held_by("token-bucket") == 2
+    assert plan.wake_at == pytest.approx(0.5)
+
+
+def test_planner_skips_busy_and_duplicate_vmis() -> None:
+    cands = [cand("a", since=1), cand("a", since=2), cand("busy", since=0)]
+    plan = plan_dispatch(
+        cands, [act("busy", "z")], cluster_cap=10, node_cap=10, bucket=TokenBucket(10, 10), now=0
+    )
+    assert [c.key[1] for c in plan.dispatch] == ["a"]
+    assert {c.key[1] for c in plan.skipped} == {"a", "busy"} and len(plan.skipped) == 2
+
+
+def test_planner_zero_cap_and_class_wrapper() -> None:
+    planner = DispatchPlanner(cluster_cap=0, node_cap=2, bucket=TokenBucket(1, 1))
+    plan = planner.plan([cand("a")], [], now=0)
+    assert not plan.dispatch and plan.held_by("cluster") == 1
+
+
+def test_planner_unknown_source_node_counts_globally_only() -> None:
+    plan = plan_dispatch(
+        [cand("a", "n1")],
+        [act("x", None), act("y", None)],
+        cluster_cap=3,
+        node_cap=1,
+        bucket=TokenBucket(10, 10),
+        now=0,
+    )
+    assert len(plan.dispatch) == 1
+
+
+names = st.sampled_from([f"vm{i}" for i in range(12)])
+nodes = st.sampled_from(["n1", "n2", "n3", ""])
+
+
+@settings(max_examples=400)
+@given(
+    cands=st.lists(st.builds(cand, names, nodes, st.floats(0, 100)), max_size=20),
+    active=st.lists(st.builds(act, names, st.none() | nodes), max_size=8),
+    cluster_cap=st.integers(0, 8),
+    node_cap=st.integers(0, 4),
+    tokens=st.integers(1, 10),
+)
+def test_planner_invariants(
+    cands: list[Candidate], active: list[ActiveMigration], cluster_cap: int, node_cap: int, tokens: int
+) -> None:
+    plan = plan_dispatch(
+        cands, active, cluster_cap=cluster_cap, node_cap=node_cap, bucket=TokenBucket(1.0, tokens), now=0.0
+    )
+    busy = {m.vmi_key for m in active}
+    # Every candidate is accounted for exactly once.
+    assert len(plan.dispatch) + len(plan.held) + len(plan.skipped) == len(cands)
+    # One migration per VMI: no duplicates, nothing already migrating.
+    keys = [c.key for c in plan.dispatch]
+    assert len(keys) == len(set(keys)) and not set(keys) & busy
+    # Global cap (counting everyone's migrations).
+    if plan.dispatch:
+        assert len(busy) + len(plan.dispatch) <= cluster_cap
+    # Per-node cap.
+    per_node: dict[str, int] = {}
+    seen: set[tuple[str, str]] = set()
+    for m in active:
+        if m.vmi_key in seen:
+            continue
+        seen.add(m.vmi_key)
+        if m.source_node:
+            per_node[m.source_node] = per_node.get(m.source_node, 0) + 1
+    for node in {c.source_node for c in plan.dispatch if c.source_node}:
+        assert per_node.get(node, 0) + sum(1 for c in plan.dispatch if c.source_node == node) <= node_cap
+    # Token bucket.
+    assert len(plan.dispatch) <= tokens
+    # Oldest first, and an older candidate is only passed over because of its node.
+    order = [(c.ready_since, c.key) for c in plan.dispatch]
+    assert order == sorted(order)
+    if plan.dispatch:
+        youngest = max(order)
+        for c, lim in plan.held:
+            if (c.ready_since, c.key) < youngest:
+                assert lim == "node"
+    assert (plan.wake_at is not None) == (plan.held_by("token-bucket") > 0)
+
+
+# ----------------------------------------------------------------------------------------- work queue
+
+
+def test_queue_dedups_and_is_fifo() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    assert q.add("a") and q.add("b") and q.add("a")
+    assert len(q) == 2 and "a" in q
+    assert q.get() == "a" and q.get() == "b" and q.get() is None
+
+
+def test_queue_readd_while_processing_requeues_after_done() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    assert q.get() == "a" and q.is_processing("a")
+    assert q.add("a")
+    assert q.get() is None  # not handed out concurrently
+    q.done("a")
+    assert q.get() == "a"
+    q.done("a")
+    assert q.get() is None and q.processing_count == 0
+
+
+def test_queue_bounded_returns_false_or_raises() -> None:
+    q: WorkQueue[str] = WorkQueue(maxsize=2)
+    assert q.add("a") and q.add("b")
+    assert not q.add("c")
+    assert q.add("a")  # already queued: dedup, not a drop
+    with pytest.raises(QueueFull):
+        q.add_or_raise("c")
+    q.get()
+    assert q.add("c")
+
+
+def test_queue_shutdown_ignores_adds_and_drains() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    q.shutdown()
+    assert q.shutting_down and not q.add("b")
+    q.add_or_raise("b")  # ignored, not an error
+    assert q.get() == "a" and q.get() is None
+    with pytest.raises(ValueError):
+        WorkQueue(maxsize=0)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["add", "get", "done"]), st.sampled_from("abcde")), max_size=60))
+def test_queue_never_hands_out_a_key_twice_concurrently(ops: list[tuple[str, str]]) -> None:
+    q: WorkQueue[str] = WorkQueue(maxsize=3)
+    processing: set[str] = set()
+    for op, key in ops:
+        if op == "add":
+            q.add(key)
+        elif op == "get":
+            got = q.get()
+            if got is not None:
+                assert got not in processing
+                processing.add(got)
+        elif key in processing:
+            q.done(key)
+            processing.discard(key)
+        queued = q.queued()
+        assert len(queued) == len(set(queued))
+        assert not set(queued) & processing
