@@ -107,7 +107,6 @@ class Handlers:
         self.request_counts: Counter[tuple[str, str]] = Counter()
         self.request_observers: list[RequestObserver] = []
         self.server_address = ""
-        self.closing = False
 
     # ------------------------------------------------------------------ entry point
 

@@ -87,7 +87,6 @@ class ApiServer:
 
     async def stop(self) -> None:
         """Close open watches (clean end of stream) and stop serving."""
-        self.handlers.closing = True
         self.handlers.watch_close_all()
         if self._ticker is not None:
             self._ticker.cancel()

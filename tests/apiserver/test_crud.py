@@ -283,3 +283,27 @@ async def test_in_process_store_goes_through_same_path(server: ApiServer, api: A
     items, rv = server.store.list("virtualmachines", "default")
     assert [o["metadata"]["name"] for o in items] == ["inproc"]
     assert rv == int(created["metadata"]["resourceVersion"])
+
+
+async def test_dry_run_stores_nothing(server: ApiServer, api: ApiClient) -> None:
+    co = CustomObjectsApi(api)
+    rv = server.store.resource_version
+    out = await co.create_namespaced_custom_object(
+        *KV, "default", "virtualmachines", vm_manifest("dry"), dry_run="All"
+    )
+    assert out["metadata"]["name"] == "dry"
+    assert server.store.try_get("vm", "default", "dry") is None
+    await server.store.create("vm", vm_manifest("wet"), "default")
+    rv = server.store.resource_version
+    await co.patch_namespaced_custom_object(
+        *KV,
+        "default",
+        "virtualmachines",
+        "wet",
+        {"spec": {"runStrategy": "Halted"}},
+        dry_run="All",
+        _content_type="application/merge-patch+json",
+    )
+    await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "wet", dry_run="All")
+    assert server.store.resource_version == rv
+    assert server.store.get("vm", "default", "wet")["spec"]["runStrategy"] == "Always"
