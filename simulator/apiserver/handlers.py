@@ -319,9 +319,11 @@ class Handlers:
         timeout = self.watch_settings.default_timeout
         if q.get("timeoutSeconds"):
             try:
-                timeout = float(q["timeoutSeconds"])
+                asked = float(q["timeoutSeconds"])
             except ValueError as exc:
                 raise ApiError(400, "timeoutSeconds must be a number") from exc
+            if asked > 0:  # 0 means "server default", as in the real handler
+                timeout = asked
         bookmarks = query_bool(q.get("allowWatchBookmarks"))
         watcher = Watcher(
             rt,

@@ -117,7 +117,10 @@ def prepare_update(
         else:
             out.pop("status", None)
         return out
-    new_meta = dict(new.get("metadata") or {})
+    raw_meta = new.get("metadata") or {}
+    if not isinstance(raw_meta, dict):
+        raise invalid(rtype.group, rtype.kind, old["metadata"]["name"], "metadata", "must be an object")
+    new_meta = dict(raw_meta)
     old_meta = old["metadata"]
     for f in (*SYSTEM_FIELDS, "name", "namespace"):
         if f in old_meta:
