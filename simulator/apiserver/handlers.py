@@ -63,6 +63,20 @@ def query_bool(value: str | None) -> bool:
     return value in _TRUE
 
 
+_BINARY_TYPES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+
+
+def _require_json(request: web.Request) -> None:
+    """415 for protobuf/CBOR bodies: client-go then retries the request as JSON."""
+    if request.content_type in _BINARY_TYPES:
+        raise ApiError(
+            415,
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"application/json, application/yaml (got {request.content_type})",
+            "UnsupportedMediaType",
+        )
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=encode(body), status=status, content_type=JSON, headers=headers)
 
@@ -217,6 +231,7 @@ class Handlers:
     # ------------------------------------------------------------------ CRUD
 
     async def _body(self, request: web.Request) -> Any:
+        _require_json(request)
         raw: bytes = await request.read()
         if not raw:
             return None
