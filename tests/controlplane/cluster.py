@@ -408,6 +408,29 @@ class ControlPlane:
         proc.start()
         self._wait_http(proc, f"{self.url}/readyz", self._ssl_context(None))
 
+    def restart_apiserver(self) -> float:
+        """Restart kube-apiserver only (etcd keeps the data), as a rolling control-plane upgrade does.
+        Its watch cache starts again at the current resourceVersion, so a watch resuming from an older
+        one gets 410 Expired. Returns the seconds until ready with the CRDs served again."""
+        t0 = time.monotonic()
+        proc = next(p for p in self.processes if p.name == "kube-apiserver")
+        proc.stop()
+        proc.start()
+        self._wait_http(proc, f"{self.url}/readyz", self._ssl_context(None))
+        self._wait_for(self._crds_discoverable, "CRDs served after restart")
+        return time.monotonic() - t0
+
+    def _crds_discoverable(self) -> bool:
+        """Discovery lists the KubeVirt resources and each one can be listed (right after a start the
+        watch cache answers 429 "storage is (re)initializing" until it has synced)."""
+        res = self.request("GET", "/apis/kubevirt.io/v1")
+        if res.status != 200:
+            return False
+        plurals = [r["name"] for r in res.json().get("resources", []) if "/" not in r["name"]]
+        return bool(plurals) and all(
+            self.request("GET", f"/apis/kubevirt.io/v1/{plural}?limit=1").status == 200 for plural in plurals
+        )
+
     def stop(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
