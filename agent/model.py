@@ -723,7 +723,7 @@ def parse_vm(obj: object) -> VMRecord:
         slot_count = _optional_int_annotation(ctx, tannotations, ANNOTATION_PCI_SLOT_COUNT)
     return VMRecord(
         key=_key(ctx),
-        uid=_intern(_str(ctx, meta, "uid", "metadata")),
+        uid=_str(ctx, meta, "uid", "metadata"),
         resource_version=_str(ctx, meta, "resourceVersion", "metadata"),
         generation=_int(ctx, meta, "generation", "metadata", 0),
         opted_out=opt is not None and opt.strip().lower() == OPT_OUT_VALUE,
@@ -815,7 +815,7 @@ def parse_vmi(obj: object) -> VMIRecord:
     topo = _map_value(ctx, annotations, ANNOTATION_PCI_TOPOLOGY_VERSION, "metadata.annotations") or ""
     return VMIRecord(
         key=_key(ctx),
-        uid=_intern(_str(ctx, meta, "uid", "metadata")),
+        uid=_str(ctx, meta, "uid", "metadata"),
         resource_version=_str(ctx, meta, "resourceVersion", "metadata"),
         node=_intern(_str(ctx, status, "nodeName", "status")),
         phase=_intern(_str(ctx, status, "phase", "status")),
@@ -876,7 +876,7 @@ def parse_vmim(obj: object) -> VMIMRecord:
     generate_name = _str(ctx, meta, "generateName", "metadata")
     return VMIMRecord(
         key=_key(ctx),
-        uid=_intern(_str(ctx, meta, "uid", "metadata")),
+        uid=_str(ctx, meta, "uid", "metadata"),
         resource_version=_str(ctx, meta, "resourceVersion", "metadata"),
         vmi_name=_intern(vmi_name),
         phase=_intern(_str(ctx, status, "phase", "status")),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from agent import model
 from agent.model import VMIMRecord, VMIRecord, VMRecord, parse_vm, parse_vmi, parse_vmim
+
+#: Hypothesis examples per property test; raise it for a soak run: ``AGENT_UNIT_MAX_EXAMPLES=5000``.
+MAX_EXAMPLES = int(os.environ.get("AGENT_UNIT_MAX_EXAMPLES", "300"))
 
 NS = "ns1"
 NAME = "vm1"

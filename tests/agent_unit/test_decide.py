@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.decide import BlockReason, Decision, DecisionContext, Kind, WaitReason, decide, resolve_mode
 from agent.detect import detect
 from agent.model import KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
-from tests.agent_unit.builders import iface, net, vm, vmi, vmim
+from tests.agent_unit.builders import MAX_EXAMPLES, iface, net, vm, vmi, vmim
 
 NOW = 1_000.0
 BR1 = (iface("br1", "bridge"), net("br1"))
@@ -370,7 +370,7 @@ def scenarios(draw: st.DrawFn) -> tuple[VMIRecord, VMRecord | None, tuple[VMIMRe
     return the_vmi, the_vm, migrations, ctx
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=MAX_EXAMPLES, deadline=None)
 @given(scenarios())
 def test_decide_is_total_and_consistent(
     scenario: tuple[VMIRecord, VMRecord | None, tuple[VMIMRecord, ...], DecisionContext],

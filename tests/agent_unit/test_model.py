@@ -21,6 +21,7 @@ from agent.model import (
     parse_vmi,
     parse_vmim,
 )
+from tests.agent_unit.builders import MAX_EXAMPLES
 
 
 def vmi_obj() -> dict[str, Any]:
@@ -355,7 +356,7 @@ structured = st.recursive(
 PARSERS = [parse_vm, parse_vmi, parse_vmim, parse_kubevirt]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=MAX_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(json_value | structured)
 def test_parsers_only_raise_invalid_object(obj: Any) -> None:
     for parse in PARSERS:
@@ -363,7 +364,7 @@ def test_parsers_only_raise_invalid_object(obj: Any) -> None:
             parse(obj)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=MAX_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_valid_objects_only_raise_invalid_object(data: st.DataObject) -> None:
     """Replace one random node of a valid object by arbitrary JSON: still only InvalidObject."""

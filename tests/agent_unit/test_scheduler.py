@@ -15,6 +15,7 @@ from agent.scheduler import (
     WorkQueue,
     plan_dispatch,
 )
+from tests.agent_unit.builders import MAX_EXAMPLES
 
 # ----------------------------------------------------------------------------------------- token bucket
 
@@ -44,7 +45,7 @@ def test_bucket_rejects_bad_parameters(rate: float, burst: int) -> None:
         TokenBucket(rate, burst)
 
 
-@settings(max_examples=300)
+@settings(max_examples=MAX_EXAMPLES)
 @given(
     rate=st.floats(0.1, 50),
     burst=st.integers(1, 20),
@@ -139,7 +140,7 @@ names = st.sampled_from([f"vm{i}" for i in range(12)])
 nodes = st.sampled_from(["n1", "n2", "n3", ""])
 
 
-@settings(max_examples=400)
+@settings(max_examples=MAX_EXAMPLES)
 @given(
     cands=st.lists(st.builds(cand, names, nodes, st.floats(0, 100)), max_size=20),
     active=st.lists(st.builds(act, names, st.none() | nodes), max_size=8),
@@ -230,7 +231,7 @@ def test_queue_shutdown_ignores_adds_and_drains() -> None:
         WorkQueue(maxsize=0)
 
 
-@settings(max_examples=300)
+@settings(max_examples=MAX_EXAMPLES)
 @given(st.lists(st.tuples(st.sampled_from(["add", "get", "done"]), st.sampled_from("abcde")), max_size=60))
 def test_queue_never_hands_out_a_key_twice_concurrently(ops: list[tuple[str, str]]) -> None:
     q: WorkQueue[str] = WorkQueue(maxsize=3)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import slots
 from agent.model import KubeVirtRecord, VMIRecord
 from agent.slots import assess, choose_slot_model, predict
-from tests.agent_unit.builders import iface, net, vmi
+from tests.agent_unit.builders import MAX_EXAMPLES, iface, net, vmi
 
 
 def kv(version: tuple[int, int, int] | None) -> KubeVirtRecord:
@@ -138,6 +138,7 @@ def test_observation_wins() -> None:
     assert slots.observed(with_ifaces(0, 1)) is None
 
 
+@settings(max_examples=MAX_EXAMPLES)
 @given(
     plugged=st.integers(0, 20),
     pending=st.integers(1, 4),
@@ -161,6 +162,7 @@ def test_v2_certain_exhaustion_is_sound(plugged: int, pending: int, known: int, 
             assert h > max(total - used, min_free), (h, used)
 
 
+@settings(max_examples=MAX_EXAMPLES)
 @given(plugged=st.integers(0, 8), pending=st.integers(1, 4), absent=st.integers(0, 2))
 def test_v1_certain_exhaustion_is_sound(plugged: int, pending: int, absent: int) -> None:
     """v1 world: N boot interfaces (no unplugs when certain), capacity max(4, N) if N > 0 else 0."""
