@@ -114,7 +114,6 @@ class Track:
     created_at: float | None = None
     cancelled: bool = False
     verify_until: float | None = None
-    hotplugged: int = 0
     state: str = ""
     blocked: BlockReason | None = None
     slot_kind: str | None = None
@@ -163,6 +162,8 @@ class Controller:
         #: creates sent (or in flight) that the VMIM cache has not shown yet: VMI key → (node, since).
         self.expected: dict[Key, tuple[str, float]] = {}
         self.tracks: dict[Key, Track] = {}
+        #: hot plugs minus unplugs this agent saw complete, per VMI uid (for the v2 slot bound).
+        self.hotplugged: dict[str, int] = {}
         self.ready: dict[Key, float] = {}  # candidates: VMI key → ready since (oldest first)
         self._held: set[Key] = set()
         self.queue: WorkQueue[Key] = WorkQueue(maxsize=1_000_000)
@@ -238,6 +239,7 @@ class Controller:
             return
         if event == "DELETED" or new is None:
             self.vmis.pop(rec.key, None)
+            self.hotplugged.pop(rec.uid, None)
         else:
             self.vmis[rec.key] = new
         self.enqueue(rec.key)
@@ -460,7 +462,7 @@ class Controller:
             include_namespaces=self.settings.include_namespaces,
             exclude_namespaces=self.settings.exclude_namespaces,
             slot_model=self.slot_model_for(vmi),
-            known_hotplugged=track.hotplugged,
+            known_hotplugged=self.hotplugged.get(vmi.uid, 0),
             first_seen=track.first_seen,
             last_change=track.last_change,
             attempts=track.attempts,
@@ -536,7 +538,7 @@ class Controller:
                 self.metrics.observe_hotplug_completed(
                     kind, now - track.first_seen.get(name, now), vmi=f"{key[0]}/{key[1]}"
                 )
-            track.hotplugged += len(plugs) - len(unplugs)
+            self.hotplugged[vmi.uid] = self.hotplugged.get(vmi.uid, 0) + len(plugs) - len(unplugs)
             parts = []
             if plugs:
                 parts.append(f"attached {', '.join(sorted(plugs))}")
