@@ -91,11 +91,23 @@ def conflict(group: str, plural: str, name: str, why: str | None = None) -> ApiE
     )
 
 
-def invalid(group: str, kind: str, name: str, field: str, detail: str) -> ApiError:
-    causes = [{"reason": "FieldValueInvalid", "message": f"Invalid value: {detail}", "field": field}]
+_CAUSE_PREFIX = {
+    "FieldValueInvalid": "Invalid value: ",
+    "FieldValueRequired": "Required value: ",
+    "FieldValueForbidden": "Forbidden: ",
+}
+
+
+def invalid(
+    group: str, kind: str, name: str, field: str, detail: str, cause: str = "FieldValueInvalid"
+) -> ApiError:
+    """422 Invalid shaped like apimachinery's `NewInvalid` (qualified kind, one field cause)."""
+    text = _CAUSE_PREFIX.get(cause, "") + detail
+    qualified = f"{kind}.{group}" if group else kind
+    causes = [{"reason": cause, "message": text, "field": field}]
     return ApiError(
         422,
-        f'{kind} "{name}" is invalid: {field}: Invalid value: {detail}',
+        f'{qualified} "{name}" is invalid: {field}: {text}',
         "Invalid",
         {**_details(name, group, kind), "causes": causes},
     )

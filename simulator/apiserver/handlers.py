@@ -17,6 +17,7 @@ from aiohttp import web
 from simulator.apiserver import discovery, openapi
 from simulator.apiserver.errors import ApiError, status_dict
 from simulator.apiserver.faults import Faults
+from simulator.apiserver.listing import Page, list_body, paginate
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
 from simulator.apiserver.selectors import BASE_FIELDS, parse_field_selector, parse_label_selector
 from simulator.apiserver.store import Store
@@ -85,23 +86,35 @@ def error_response(err: ApiError) -> web.Response:
     return json_response(err.status(), err.code, err.headers)
 
 
+_EVENT_FIELDS = frozenset(
+    {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "regarding.kind",
+        "regarding.namespace",
+        "regarding.name",
+        "regarding.uid",
+    }
+)
+
+
 def _field_allowed(target: Target) -> Callable[[str], bool]:
-    if target.rtype.builtin:
-        extra = {
-            "involvedObject.name",
-            "involvedObject.namespace",
-            "involvedObject.kind",
-            "type",
-            "reason",
-            "involvedObject.uid",
-            "regarding.name",
-            "regarding.namespace",
-            "regarding.kind",
-        }
-        return lambda f: f in BASE_FIELDS or f in extra
-    # Custom resources: real CRDs allow only metadata.name/namespace (plus selectableFields); the
-    # simulator accepts any dotted path, documented as an approximation.
-    return lambda f: True
+    """Field selectors the real server supports: metadata.name/namespace, plus a few on events.
+
+    Custom resources without `selectableFields` (KubeVirt's) allow only the metadata ones (400 otherwise).
+    """
+    if target.rtype.plural == "events":
+        return lambda f: f in BASE_FIELDS or f in _EVENT_FIELDS
+    return lambda f: f in BASE_FIELDS
 
 
 class Handlers:
@@ -258,22 +271,15 @@ class Handlers:
                 return json_response(to_table(rt, [obj], store.resource_version))
             return json_response(obj)
         if verb == "list":
-            labels = parse_label_selector(q.get("labelSelector"))
-            fields = parse_field_selector(q.get("fieldSelector"), _field_allowed(target))
-            items, rv = store.list(rt, target.namespace, labels, fields)
-            if wants_table(request):
-                return json_response(to_table(rt, items, rv))
-            head = encode(
-                {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(rv)}}
-            )
-            body = head[:-1] + b',"items":[' + b",".join(encode(o) for o in items) + b"]}"
-            return web.Response(body=body, content_type=JSON)
+            return self._list(request, target)
         if verb == "create":
             body = await self._body(request)
             if not isinstance(body, dict):
                 raise ApiError(400, "the body of the request was in an unknown format")
             obj = await store.create(rt, body, target.namespace, dry_run=dry_run, take_ownership=True)
             return json_response(obj, 201)
+        if verb == "deletecollection":
+            return await self._delete_collection(request, target, dry_run)
         assert target.name is not None
         if verb == "update":
             body = await self._body(request)
@@ -312,8 +318,67 @@ class Handlers:
             obj = await store.delete(
                 rt, target.namespace, target.name, preconditions=pre or None, dry_run=dry_run
             )
-            return json_response(obj)
+            if obj["metadata"].get("finalizers") or (rt.plural == "namespaces" and not rt.group):
+                return json_response(obj)  # still there (finalizers), or a namespace: the object
+            # Deleted at once: the registry answers a success Status, not the object.
+            return json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": target.name,
+                        **({"group": rt.group} if rt.group else {}),
+                        "kind": rt.plural,
+                        "uid": obj["metadata"].get("uid"),
+                    },
+                }
+            )
         raise ApiError(405, "method not allowed", "MethodNotAllowed")
+
+    def _list(self, request: web.Request, target: Target) -> web.StreamResponse:
+        q = request.query
+        rt = target.rtype
+        labels = parse_label_selector(q.get("labelSelector"))
+        fields = parse_field_selector(q.get("fieldSelector"), _field_allowed(target))
+        rv_text = q.get("resourceVersion") or ""
+        if q.get("resourceVersionMatch") == "Exact" and rv_text not in ("", "0"):
+            try:
+                at = int(rv_text)
+            except ValueError as exc:
+                raise ApiError(400, f"invalid resource version: {rv_text}") from exc
+            items = self.store.list_at(rt, at, target.namespace, labels, fields)
+            rv = at
+        else:
+            items, rv = self.store.list(rt, target.namespace, labels, fields)
+        if wants_table(request):
+            return json_response(to_table(rt, items, rv))
+        try:
+            limit = int(q["limit"]) if q.get("limit") else None
+        except ValueError as exc:
+            raise ApiError(400, f"invalid limit: {q['limit']}") from exc
+        page = paginate(items, rv, limit, q.get("continue"), bool(labels or fields))
+        return web.Response(body=list_body(rt, page), content_type=JSON)
+
+    async def _delete_collection(self, request: web.Request, target: Target, dry_run: bool) -> web.Response:
+        q = request.query
+        rt = target.rtype
+        labels = parse_label_selector(q.get("labelSelector"))
+        fields = parse_field_selector(q.get("fieldSelector"), _field_allowed(target))
+        items, _ = self.store.list(rt, target.namespace, labels, fields)
+        deleted: list[dict[str, Any]] = []
+        for obj in items:
+            meta = obj["metadata"]
+            try:
+                deleted.append(
+                    await self.store.delete(rt, meta.get("namespace"), meta["name"], dry_run=dry_run)
+                )
+            except ApiError as err:
+                if err.code != 404:  # deleted meanwhile: fine
+                    raise
+        page = Page(deleted, self.store.resource_version)
+        return web.Response(body=list_body(rt, page), content_type=JSON)
 
     # ------------------------------------------------------------------ watch
 

@@ -54,17 +54,28 @@ def validate_name(rtype: ResourceType, name: str) -> None:
 
 
 def check_type_meta(rtype: ResourceType, obj: dict[str, Any]) -> None:
-    """Reject a body of another kind (the real decoder does), and fill in missing kind/apiVersion."""
+    """Reject a body of another kind and fill in missing kind/apiVersion.
+
+    Built-ins fail in the decoder (400); custom resources fail validation (422), as on a real server.
+    """
     kind = obj.get("kind")
     api_version = obj.get("apiVersion")
-    if (kind and kind != rtype.kind) or (api_version and api_version != rtype.api_version):
+    if api_version and api_version != rtype.api_version:
+        if not rtype.builtin:
+            name = str((obj.get("metadata") or {}).get("name", ""))
+            raise invalid(
+                rtype.group, rtype.kind, name, "apiVersion", f'"{api_version}": must be {rtype.api_version}'
+            )
         raise ApiError(
             400,
             f"the API version in the data ({api_version}) does not match the expected API version "
-            f"({rtype.api_version})"
-            if api_version != rtype.api_version
-            else f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})",
+            f"({rtype.api_version})",
         )
+    if kind and kind != rtype.kind:
+        if not rtype.builtin:
+            name = str((obj.get("metadata") or {}).get("name", ""))
+            raise invalid(rtype.group, rtype.kind, name, "kind", f'"{kind}": must be {rtype.kind}')
+        raise ApiError(400, f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})")
     obj["kind"] = rtype.kind
     obj["apiVersion"] = rtype.api_version
 
@@ -141,8 +152,11 @@ def prepare_update(
             rtype.kind,
             old_meta["name"],
             "metadata.finalizers",
-            f"Forbidden: no new finalizers can be added if the object is being deleted, found new "
-            f"finalizers {added}",
+            "no new finalizers can be added if the object is being deleted, found new finalizers "
+            + "[]string{"
+            + ", ".join(f'"{f}"' for f in added)
+            + "}",
+            cause="FieldValueForbidden",
         )
     generation = next_generation(rtype, old, new)
     if generation is not None:

@@ -24,6 +24,7 @@ class GenerationPolicy(Enum):
 ALL_VERBS: tuple[str, ...] = (
     "create",
     "delete",
+    "deletecollection",
     "get",
     "list",
     "patch",

@@ -58,8 +58,8 @@ def verb_for(method: str, target: Target, watch: bool) -> str:
         return "update"
     if method == "PATCH" and target.name is not None:
         return "patch"
-    if method == "DELETE" and target.name is not None:
-        return "delete"
+    if method == "DELETE":
+        return "delete" if target.name is not None else "deletecollection"
     raise ApiError(
         405, f"the server does not allow this method on the requested resource ({method})", "MethodNotAllowed"
     )

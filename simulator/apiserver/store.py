@@ -143,6 +143,41 @@ class Store:
         items = [o for o in candidates if labels_match(labels, o) and fields_match(fields, o)]
         return items, self._rv
 
+    def list_at(
+        self,
+        resource: Resource,
+        rv: int,
+        namespace: str | None = None,
+        label_selector: builtins.list[Requirement] | None = None,
+        field_selector: builtins.list[FieldRequirement] | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """The matching objects as they were at `rv` (resourceVersionMatch=Exact), rebuilt from history.
+
+        410 when `rv` is older than the kept history, like a list at a compacted etcd revision.
+        """
+        rt = self.rtype(resource)
+        if rv < self._floor:
+            raise ApiError(410, "The resourceVersion for the provided list is too old.", "Expired")
+        state = dict(self._objects[rt.key])
+        for ev in reversed(self._history):
+            if ev.rv <= rv:
+                break
+            if ev.rtype.key != rt.key:
+                continue
+            meta = ev.obj["metadata"]
+            key = (meta.get("namespace", ""), meta["name"])
+            if ev.type == "ADDED":
+                state.pop(key, None)
+            elif ev.old is not None:
+                state[key] = ev.old
+        labels = label_selector or []
+        fields = field_selector or []
+        return [
+            o
+            for (ns, _), o in sorted(state.items())
+            if (namespace is None or ns == namespace) and labels_match(labels, o) and fields_match(fields, o)
+        ]
+
     def count(self, resource: Resource) -> int:
         return len(self._objects[self.rtype(resource).key])
 
@@ -189,7 +224,12 @@ class Store:
             prefix = meta.get("generateName")
             if not prefix:
                 raise errors.invalid(
-                    rt.group, rt.kind, "", "metadata.name", "name or generateName is required"
+                    rt.group,
+                    rt.kind,
+                    "",
+                    "metadata.name",
+                    "name or generateName is required",
+                    cause="FieldValueRequired",
                 )
             name = prefix + random_suffix(self.rng)
             while (ns, name) in table:
@@ -235,7 +275,9 @@ class Store:
         assert isinstance(meta, dict)
         name = name or meta.get("name")
         if not name:
-            raise errors.invalid(rt.group, rt.kind, "", "metadata.name", "name is required")
+            raise errors.invalid(
+                rt.group, rt.kind, "", "metadata.name", "name is required", cause="FieldValueRequired"
+            )
         if meta.get("name") and meta["name"] != name:
             raise ApiError(
                 400, f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
@@ -246,8 +288,23 @@ class Store:
                 400, "the namespace of the provided object does not match the namespace sent on the request"
             )
         precondition = meta.get("resourceVersion") or None
+        if precondition is None and not rt.builtin:
+            # Custom resources refuse unconditional updates (AllowUnconditionalUpdate() == false).
+            raise errors.invalid(
+                rt.group, rt.kind, name, "metadata.resourceVersion", "0x0: must be specified for an update"
+            )
+        uid = meta.get("uid") or None
 
-        def transform(_old: dict[str, Any]) -> dict[str, Any]:
+        def transform(old: dict[str, Any]) -> dict[str, Any]:
+            if uid is not None and uid != old["metadata"].get("uid"):
+                # The uid in the body acts as a precondition (rest.BeforeUpdate).
+                raise errors.conflict(
+                    rt.group,
+                    rt.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {uid}, "
+                    f"UID in object meta: {old['metadata'].get('uid')}",
+                )
             copied: dict[str, Any] = clone(obj)
             return copied
 
@@ -382,6 +439,9 @@ class Store:
                 new = clone(old)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
+                if isinstance(meta.get("generation"), int):
+                    # The registry bumps generation when it starts a graceful/finalizer deletion.
+                    new["metadata"]["generation"] = meta["generation"] + 1
                 return self._commit(rt, "MODIFIED", (ns, name), new, old)
             if rt.plural == "namespaces" and not rt.group:
                 self._delete_namespace_contents(name)

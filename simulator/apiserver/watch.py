@@ -34,13 +34,21 @@ class WatchEvent:
     old: dict[str, Any] | None = None
     _lines: dict[str, bytes] = field(default_factory=dict)
 
-    def line(self, type_: str | None = None, *, table: bool = False) -> bytes:
-        """The event as a watch line; `table=True` renders the object as a kubectl Table."""
+    def line(self, type_: str | None = None, *, table: bool = False, previous: bool = False) -> bytes:
+        """The event as a watch line.
+
+        `table=True` renders the object as a kubectl Table; `previous=True` sends the previous state
+        stamped with this event's RV (what the watch cache sends when an object leaves a selector).
+        """
         t = type_ or self.type
-        key = "T" + t if table else t
+        key = ("T" if table else "") + ("P" if previous else "") + t
         cached = self._lines.get(key)
         if cached is None:
-            obj = to_table(self.rtype, [self.obj], self.rv) if table else self.obj
+            obj = self.obj
+            if previous and self.old is not None:
+                obj = {**self.old, "metadata": {**self.old["metadata"], "resourceVersion": str(self.rv)}}
+            if table:
+                obj = to_table(self.rtype, [obj], self.rv)
             cached = b'{"type":"' + t.encode() + b'","object":' + encode(obj) + b"}\n"
             self._lines[key] = cached
         return cached
@@ -89,7 +97,7 @@ class Watcher:
             if now and not before:
                 return ev.line("ADDED", table=self.table)
             if before and not now:
-                return ev.line("DELETED", table=self.table)
+                return ev.line("DELETED", table=self.table, previous=True)
         return ev.line(table=self.table) if now else None
 
     def offer(self, ev: WatchEvent) -> None:

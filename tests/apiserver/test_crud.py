@@ -92,7 +92,7 @@ async def test_vmi_without_status_subresource_bumps_generation_on_status(api: Ap
     assert vmi["metadata"]["generation"] == 2
 
 
-async def test_stale_put_is_409_conflict_and_missing_rv_is_unconditional(api: ApiClient) -> None:
+async def test_stale_put_is_409_and_missing_rv_is_422_for_custom_resources(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("c"))
     stale = dict(vm)
@@ -112,8 +112,29 @@ async def test_stale_put_is_409_conflict_and_missing_rv_is_unconditional(api: Ap
         "metadata": {k: v for k, v in stale["metadata"].items() if k != "resourceVersion"},
     }
     unconditional["spec"] = {"runStrategy": "Manual"}
-    out = await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "c", unconditional)
-    assert out["spec"] == {"runStrategy": "Manual"}
+    # Custom resources do not allow unconditional updates (kube-apiserver: 422 on metadata.resourceVersion).
+    with pytest.raises(ApiException) as exc:
+        await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "c", unconditional)
+    assert exc.value.status == 422
+    assert status_of(exc.value)["details"]["causes"][0]["field"] == "metadata.resourceVersion"  # type: ignore[index]
+    # ... and a uid in the body is a precondition.
+    fresh = await co.get_namespaced_custom_object(*KV, "default", "virtualmachines", "c")
+    fresh["metadata"]["uid"] = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(ApiException) as exc:
+        await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "c", fresh)
+    assert exc.value.status == 409
+    assert "Precondition failed: UID in precondition" in str(status_of(exc.value)["message"])
+
+
+async def test_builtin_put_without_rv_is_unconditional(api: ApiClient) -> None:
+    coord = CoordinationV1Api(api)
+    await coord.create_namespaced_lease(
+        "default", {"metadata": {"name": "u"}, "spec": {"holderIdentity": "a"}}
+    )
+    out = await coord.replace_namespaced_lease(
+        "u", "default", {"metadata": {"name": "u"}, "spec": {"holderIdentity": "b"}}
+    )
+    assert out.spec.holder_identity == "b"
 
 
 async def test_noop_update_keeps_resource_version(api: ApiClient) -> None:
@@ -150,8 +171,60 @@ async def test_list_cluster_wide_with_label_and_field_selectors(api: ApiClient) 
     assert await names(field_selector="metadata.namespace=ns2") == ["c", "d"]
     assert await names(field_selector="metadata.name=b") == ["b"]
     assert await names(field_selector="metadata.name!=b,metadata.namespace=default") == ["a"]
-    ns_only = await co.list_namespaced_custom_object(*KV, "ns2", "virtualmachines", limit=1)
-    assert [o["metadata"]["name"] for o in ns_only["items"]] == ["c", "d"]  # limit is ignored, not broken
+    page1 = await co.list_cluster_custom_object(*KV, "virtualmachines", limit=3)
+    assert [o["metadata"]["name"] for o in page1["items"]] == ["a", "b", "c"]
+    assert page1["metadata"]["remainingItemCount"] == 1
+    page2 = await co.list_cluster_custom_object(
+        *KV, "virtualmachines", limit=3, _continue=page1["metadata"]["continue"]
+    )
+    assert [o["metadata"]["name"] for o in page2["items"]] == ["d"]
+    assert "continue" not in page2["metadata"]
+    assert page2["metadata"]["resourceVersion"] == page1["metadata"]["resourceVersion"]
+    with pytest.raises(ApiException) as exc:
+        await co.list_cluster_custom_object(*KV, "virtualmachines", field_selector="spec.runStrategy=Always")
+    assert exc.value.status == 400
+    assert status_of(exc.value)["message"] == "field label not supported: spec.runStrategy"
+
+
+async def test_list_exact_resource_version_rebuilds_history(server: ApiServer, api: ApiClient) -> None:
+    co = CustomObjectsApi(api)
+    a = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("a", v="1"))
+    at = a["metadata"]["resourceVersion"]
+    await co.patch_namespaced_custom_object(
+        *KV,
+        "default",
+        "virtualmachines",
+        "a",
+        {"metadata": {"labels": {"v": "2"}}},
+        _content_type="application/merge-patch+json",
+    )
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("b"))
+    old = await co.list_namespaced_custom_object(
+        *KV, "default", "virtualmachines", resource_version=at, resource_version_match="Exact"
+    )
+    assert [(o["metadata"]["name"], o["metadata"]["labels"]) for o in old["items"]] == [("a", {"v": "1"})]
+    assert old["metadata"]["resourceVersion"] == at
+    server.compact()
+    with pytest.raises(ApiException) as exc:
+        await co.list_namespaced_custom_object(
+            *KV, "default", "virtualmachines", resource_version=at, resource_version_match="Exact"
+        )
+    assert exc.value.status == 410
+    assert status_of(exc.value)["message"] == "The resourceVersion for the provided list is too old."
+
+
+async def test_delete_collection_with_selector(server: ApiServer, api: ApiClient) -> None:
+    co = CustomObjectsApi(api)
+    for name, app in (("a", "x"), ("b", "x"), ("c", "y")):
+        await co.create_namespaced_custom_object(
+            *KV, "default", "virtualmachines", vm_manifest(name, app=app)
+        )
+    out = await co.delete_collection_namespaced_custom_object(
+        *KV, "default", "virtualmachines", label_selector="app=x"
+    )
+    assert sorted(o["metadata"]["name"] for o in out["items"]) == ["a", "b"]
+    items, _ = server.store.list("vm", "default")
+    assert [o["metadata"]["name"] for o in items] == ["c"]
 
 
 async def test_bad_label_selector_is_400(api: ApiClient) -> None:
@@ -164,7 +237,9 @@ async def test_bad_label_selector_is_400(api: ApiClient) -> None:
 async def test_delete_without_finalizers_is_immediate(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("d"))
-    await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "d")
+    st = await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "d")
+    # Removed at once: a success Status, like the real registry (not the object).
+    assert st["kind"] == "Status" and st["status"] == "Success" and st["details"]["name"] == "d"
     with pytest.raises(ApiException) as exc:
         await co.get_namespaced_custom_object(*KV, "default", "virtualmachines", "d")
     assert exc.value.status == 404
@@ -178,6 +253,7 @@ async def test_delete_with_finalizers_sets_deletion_timestamp_until_removed(api:
     await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "f")
     obj = await co.get_namespaced_custom_object(*KV, "default", "virtualmachines", "f")
     assert obj["metadata"]["deletionTimestamp"]
+    assert obj["metadata"]["generation"] == 2  # starting a finalizer deletion bumps generation
     # New finalizers cannot be added to an object being deleted.
     obj["metadata"]["finalizers"].append("x/y")
     with pytest.raises(ApiException) as exc:

@@ -52,7 +52,14 @@ async def test_unknown_resource_and_bad_bodies(server: ApiServer) -> None:
                 "metadata": {"name": "x"},
             },
         ) as r:
-            assert r.status == 400
+            st = await r.json()
+            assert r.status == 422  # custom resources: validation error, as on kube-apiserver
+            assert st["details"]["causes"][0]["field"] == "kind"
+        async with s.post(
+            server.url + "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+            json={"kind": "Pod", "apiVersion": "coordination.k8s.io/v1", "metadata": {"name": "x"}},
+        ) as r:
+            assert r.status == 400  # built-ins: the decoder refuses it
         async with s.post(
             server.url + "/apis/kubevirt.io/v1/namespaces/default/virtualmachines",
             json={"metadata": {"name": "Bad_Name"}},
