@@ -14,6 +14,8 @@ import yaml
 from tests.chart.conftest import render_variant
 from tests.chart.helm import CHART, NAMESPACE, Helm, Rendered
 
+pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
+
 REPO = Path(__file__).resolve().parents[2]
 ARCHITECTURE = REPO / "docs" / "architecture.md"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -67,6 +67,7 @@ def hadolint() -> str:
     return str(candidate) if candidate.exists() else require_tool("hadolint")
 
 
+@pytest.mark.tools
 def test_hadolint_clean() -> None:
     proc = subprocess.run(
         [hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
 
 from tests.chart.conftest import VARIANTS, render_variant
 from tests.chart.helm import CHART, NAMESPACE, Helm, Rendered
+
+pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
 
 RULES_FILE = CHART / "files" / "prometheus-rules.yaml"
 DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"

@@ -13,6 +13,8 @@ import pytest
 from tests.chart.conftest import render_variant
 from tests.chart.helm import NAMESPACE, Helm, Rendered
 
+pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
+
 Grant = tuple[str, str, str, str, str]  # scope ("cluster" or a namespace), group, resource, verb, name
 
 KUBEVIRT_CONFIG = {("kubevirt.io", "kubevirts", v, "") for v in ("get", "list", "watch")}

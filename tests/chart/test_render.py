@@ -16,6 +16,8 @@ from tests.chart import schemas
 from tests.chart.conftest import VARIANTS, render_variant
 from tests.chart.helm import NAMESPACE, RELEASE, Helm, Rendered
 
+pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
+
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 
 EXPECTED_KINDS: dict[str, list[str]] = {
