@@ -8,13 +8,16 @@ Both are strict (unknown fields are errors), and the validators are checked to r
 from __future__ import annotations
 
 import copy
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.chart import schemas
 from tests.chart.conftest import VARIANTS, render_variant
-from tests.chart.helm import NAMESPACE, RELEASE, Helm, Rendered
+from tests.chart.helm import CHART, NAMESPACE, RELEASE, Helm, Rendered
 
 pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
 
@@ -184,3 +187,43 @@ def test_bad_values_are_rejected(helm: Helm, set_values: tuple[str, ...], messag
     assert isinstance(out, subprocess.CompletedProcess), "rendering should have failed"
     assert out.returncode != 0
     assert message in out.stderr, out.stderr
+
+
+def test_notes_render(helm: Helm, variant: str, tmp_path: Path) -> None:
+    """NOTES.txt only renders on install, which needs a cluster; render it through a copy of the chart
+    that wraps it in a template (same engine, same values), and check what it tells the user."""
+    chart = tmp_path / "hotplug-agent"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "_notes_test.tpl").write_text(
+        '{{- define "notes-test" }}' + notes + "{{- end }}\n"
+    )
+    (chart / "templates" / "notes-test.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ include "notes-test" . | quote }}\n'
+    )
+    args = [
+        "template",
+        RELEASE,
+        str(chart),
+        "--namespace",
+        NAMESPACE,
+        "--show-only",
+        "templates/notes-test.yaml",
+    ]
+    for values in VARIANTS[variant]:
+        args += ["--values", str(values)]
+    text = str(yaml.safe_load(helm.run(*args).stdout)["data"]["notes"])
+    rendered = render_variant(helm, variant)
+    name = rendered.one("Deployment")["metadata"]["name"]
+    assert f"deploy/{name}" in text and f"svc/{name}" in text
+    assert f"-n {NAMESPACE} " in text
+    leader_election = any(
+        r["metadata"]["name"].endswith("-leader-election") for r in rendered.of_kind("Role")
+    )
+    assert ("leader Lease" in text) == leader_election
+    assert ("serviceMonitor.enabled=true" in text) == (not rendered.of_kind("ServiceMonitor"))
+    if variant == "watch-namespaces":
+        assert "Watched namespaces: tenant-a, tenant-b" in text
+    else:
+        assert "Watched namespaces: all" in text
