@@ -29,6 +29,8 @@ def find_helm() -> str:
     """Absolute path of a working helm v3 binary (see the module docstring for the order)."""
     env = os.environ.get("HELM")
     if env:
+        if not os.access(env, os.X_OK):
+            raise AssertionError(f"HELM={env} is not an executable file")
         return env
     proc = subprocess.run(
         [str(INSTALL_HELM), "--print-path"], capture_output=True, text=True, timeout=1200, check=False
