@@ -18,6 +18,7 @@ from simulator.apiserver import discovery, openapi
 from simulator.apiserver.errors import ApiError, status_dict
 from simulator.apiserver.faults import Faults
 from simulator.apiserver.listing import Page, list_body, paginate
+from simulator.apiserver.managed import manager_from_user_agent
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
 from simulator.apiserver.selectors import BASE_FIELDS, parse_field_selector, parse_label_selector
 from simulator.apiserver.store import Store
@@ -76,6 +77,10 @@ def _require_json(request: web.Request) -> None:
             f"application/json, application/yaml (got {request.content_type})",
             "UnsupportedMediaType",
         )
+
+
+def _manager(request: web.Request) -> str:
+    return request.query.get("fieldManager") or manager_from_user_agent(request.headers.get("User-Agent", ""))
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -276,7 +281,14 @@ class Handlers:
             body = await self._body(request)
             if not isinstance(body, dict):
                 raise ApiError(400, "the body of the request was in an unknown format")
-            obj = await store.create(rt, body, target.namespace, dry_run=dry_run, take_ownership=True)
+            obj = await store.create(
+                rt,
+                body,
+                target.namespace,
+                dry_run=dry_run,
+                take_ownership=True,
+                field_manager=_manager(request),
+            )
             return json_response(obj, 201)
         if verb == "deletecollection":
             return await self._delete_collection(request, target, dry_run)
@@ -286,7 +298,13 @@ class Handlers:
             if not isinstance(body, dict):
                 raise ApiError(400, "the body of the request was in an unknown format")
             obj = await store.update(
-                rt, body, target.namespace, target.name, subresource=target.subresource, dry_run=dry_run
+                rt,
+                body,
+                target.namespace,
+                target.name,
+                subresource=target.subresource,
+                dry_run=dry_run,
+                field_manager=_manager(request),
             )
             return json_response(obj)
         if verb == "patch":
@@ -304,6 +322,7 @@ class Handlers:
                 request.content_type,
                 subresource=target.subresource,
                 dry_run=dry_run,
+                field_manager=_manager(request),
             )
             return json_response(obj)
         if verb == "delete":

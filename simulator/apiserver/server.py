@@ -43,11 +43,16 @@ class ApiServer:
         registry: Registry | None = None,
         host: str = "127.0.0.1",
         namespaces: tuple[str, ...] = ("default", "kube-system"),
+        managed_fields: bool = True,
     ) -> None:
         self.host = host
         self.token = token
         self.store = Store(
-            registry, history_size=history_size, watch_queue_size=watch_queue_size, rng=random.Random(seed)
+            registry,
+            history_size=history_size,
+            watch_queue_size=watch_queue_size,
+            rng=random.Random(seed),
+            managed_fields=managed_fields,
         )
         self.faults = Faults(rng=random.Random(seed + 1))
         self.faults._store = self.store
