@@ -23,45 +23,31 @@ from tests.conformance.backends import Backend, KubeHttp
 from tests.controlplane.cluster import ControlPlane, acquire_shared, build_before_tests, release_shared
 
 EMBEDDED_DIFFERENCES: dict[str, str] = {
-    "test_update_without_resource_version_is_rejected": (
-        "PUT of a custom resource without metadata.resourceVersion: kube-apiserver answers 422 Invalid "
-        "(metadata.resourceVersion: must be specified for an update); embedded accepts it (200)"
+    "test_discovery_of_kubevirt_resources": (
+        "discovery: kube-apiserver lists categories ['all'] for kubevirts (KubeVirt's CRD has it); embedded "
+        "lists no categories for kubevirts"
     ),
-    "test_update_with_changed_uid_conflicts": (
-        "PUT with a different metadata.uid: kube-apiserver 409 Conflict (UID precondition); embedded 200, "
-        "uid silently kept"
+    "test_v1alpha3_is_served": (
+        "kube-apiserver serves kubevirt.io/v1alpha3 too (as KubeVirt does, deprecated); embedded serves only "
+        "v1 (/apis/kubevirt.io/v1alpha3 is 404, the group lists only v1)"
     ),
-    "test_kind_mismatch_is_invalid": (
-        "POST with a body kind different from the resource's kind: kube-apiserver 422 Invalid "
-        '(kind: Invalid value: "X": must be VirtualMachine); embedded 400 BadRequest'
+    "test_table_columns_match_kubevirt": (
+        "Table (kubectl get) columns: kube-apiserver uses the CRDs' printer columns (VMI: Name, Age, Phase, "
+        "IP, NodeName, Ready, Live-Migratable*, Paused*; VM: Name, Age, Status, Ready(string); VMIM: Name, "
+        "Phase, VMI; KubeVirt: Name, Age, Phase); embedded: VMI Name, Phase, NodeName, Age; VM Name, Status, "
+        "Ready(boolean), Age; VMIM Name, Phase, VMI, Age; KubeVirt Name, Phase, Age"
     ),
-    "test_unsupported_field_selector_is_400": (
-        "fieldSelector on a field a custom resource does not index (spec.runStrategy): kube-apiserver 400 "
-        "BadRequest 'field label not supported: spec.runStrategy'; embedded 200 with a filtered list"
+    "test_invalid_labels_and_annotations_are_rejected": (
+        "kube-apiserver rejects invalid label keys/values (422) and non-string annotation values (400); "
+        "embedded accepts them (201)"
     ),
-    "test_delete_without_finalizers_returns_status": (
-        "DELETE of a custom resource removed at once: kube-apiserver 200 with a Status (status Success, "
-        "details.uid); embedded 200 with the deleted object"
+    "test_server_side_apply": (
+        "server-side apply (application/apply-patch+yaml): kube-apiserver creates/updates (201/200) and "
+        "requires fieldManager (422); embedded answers 415 though it lists apply-patch+yaml as accepted"
     ),
-    "test_deletion_timestamp_bumps_generation": (
-        "setting deletionTimestamp on a custom resource with finalizers: kube-apiserver bumps "
-        "metadata.generation; embedded keeps it"
-    ),
-    "test_list_pagination": (
-        "list with limit: kube-apiserver returns `limit` items, metadata.continue and remainingItemCount; "
-        "embedded ignores limit (all items, no continue)"
-    ),
-    "test_list_exact_compacted_resource_version_is_410": (
-        "list with resourceVersion=<compacted>&resourceVersionMatch=Exact: kube-apiserver 410 Expired "
-        "'The resourceVersion for the provided list is too old.'; embedded 200 with the current state"
-    ),
-    "test_watch_selector_leaving_object_deleted_with_old_state": (
-        "watch with a label selector, object stops matching: kube-apiserver sends DELETED carrying the "
-        "last matching (old) object; embedded sends DELETED carrying the new object"
-    ),
-    "test_delete_collection": (
-        "DELETE on a collection (deletecollection): kube-apiserver 200 with the deleted items as a list; "
-        "embedded 405 MethodNotAllowed"
+    "test_lease_micro_time_format_is_enforced": (
+        "Lease spec.renewTime is a MicroTime: kube-apiserver refuses '2026-01-01T00:00:00Z' (400, needs "
+        "6 fractional digits); embedded stores it as given"
     ),
     "test_managed_fields_present": (
         "kube-apiserver records metadata.managedFields (manager, operation, fieldsV1) on every write; "

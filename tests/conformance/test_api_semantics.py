@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -631,3 +632,162 @@ async def test_server_fills_metadata(kube: KubeHttp, ns: str) -> None:
     listing = (await kube.get(vms(ns))).ok()
     assert listing["kind"] == "VirtualMachineList"
     assert listing["apiVersion"] == "kubevirt.io/v1"
+
+
+# ------------------------------------------------------------------------------------ discovery
+
+KUBEVIRT_KINDS = {
+    "virtualmachines": ("VirtualMachine", ["vm", "vms"], True),
+    "virtualmachineinstances": ("VirtualMachineInstance", ["vmi", "vmis"], False),
+    "virtualmachineinstancemigrations": ("VirtualMachineInstanceMigration", ["vmim", "vmims"], True),
+    "kubevirts": ("KubeVirt", ["kv", "kvs"], True),
+}
+
+
+async def test_discovery_of_kubevirt_resources(kube: KubeHttp) -> None:
+    resources = {r["name"]: r for r in (await kube.get(GV)).ok()["resources"]}
+    for plural, (kind, short_names, status) in KUBEVIRT_KINDS.items():
+        res = resources[plural]
+        assert res["kind"] == kind
+        assert res["namespaced"] is True
+        assert res["singularName"] == plural[:-1]
+        assert res["shortNames"] == short_names
+        assert res["categories"] == ["all"], plural
+        assert set(res["verbs"]) == {
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        }
+        assert (f"{plural}/status" in resources) is status, plural
+        if status:
+            assert set(resources[f"{plural}/status"]["verbs"]) == {"get", "patch", "update"}
+
+
+async def test_v1alpha3_is_served(kube: KubeHttp) -> None:
+    group = (await kube.get("/apis/kubevirt.io")).ok()
+    assert group["preferredVersion"]["version"] == "v1"
+    assert [v["version"] for v in group["versions"]] == ["v1", "v1alpha3"]
+    old = (await kube.get("/apis/kubevirt.io/v1alpha3")).ok()
+    assert "virtualmachineinstances" in {r["name"] for r in old["resources"]}
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+# kubectl get columns: Name + the CRDs' additionalPrinterColumns (simulator/crds/*.yaml)
+TABLE_COLUMNS = {
+    "virtualmachines": [
+        ("Name", "string", 0),
+        ("Age", "date", 0),
+        ("Status", "string", 0),
+        ("Ready", "string", 0),
+    ],
+    "virtualmachineinstances": [
+        ("Name", "string", 0),
+        ("Age", "date", 0),
+        ("Phase", "string", 0),
+        ("IP", "string", 0),
+        ("NodeName", "string", 0),
+        ("Ready", "string", 0),
+        ("Live-Migratable", "string", 1),
+        ("Paused", "string", 1),
+    ],
+    "virtualmachineinstancemigrations": [("Name", "string", 0), ("Phase", "string", 0), ("VMI", "string", 0)],
+    "kubevirts": [("Name", "string", 0), ("Age", "date", 0), ("Phase", "string", 0)],
+}
+
+
+async def test_table_columns_match_kubevirt(kube: KubeHttp, ns: str) -> None:
+    kube.headers["Accept"] = TABLE
+    try:
+        for plural, expected in TABLE_COLUMNS.items():
+            table = (await kube.get(f"{GV}/namespaces/{ns}/{plural}")).ok()
+            assert table["kind"] == "Table"
+            got = [(c["name"], c["type"], c.get("priority", 0)) for c in table["columnDefinitions"]]
+            assert got == expected, plural
+    finally:
+        kube.headers["Accept"] = "application/json"
+
+
+# ------------------------------------------------------------------------------- validation etc.
+
+
+async def test_invalid_name_is_422(kube: KubeHttp, ns: str) -> None:
+    res = await kube.post(vms(ns), vm("Bad_Name"))
+    assert (res.status, res.reason) == (422, "Invalid")
+    assert res.body["details"]["causes"][0]["field"] == "metadata.name"
+
+
+async def test_invalid_labels_and_annotations_are_rejected(kube: KubeHttp, ns: str) -> None:
+    res = await kube.post(vms(ns), vm("a", {"bad key!": "v"}))
+    assert (res.status, res.reason) == (422, "Invalid")
+    res = await kube.post(vms(ns), vm("b", {"k": "bad value!"}))
+    assert (res.status, res.reason) == (422, "Invalid")
+    res = await kube.post(vms(ns), vm("c", annotations={"a": 1}))
+    assert (res.status, res.reason) == (400, "BadRequest")
+
+
+async def test_server_side_apply(kube: KubeHttp, ns: str) -> None:
+    body = json.dumps(
+        {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a"}}
+    ).encode()
+    apply = "application/apply-patch+yaml"
+    res = await kube.request("PATCH", vms(ns, "a"), body, apply, params={"fieldManager": "conformance"})
+    assert res.status == 201, res.body
+    res = await kube.request("PATCH", vms(ns, "a"), body, apply)
+    assert (res.status, res.reason) == (422, "Invalid"), "fieldManager is required for apply"
+
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+
+def lease(name: str, renew: str = "2026-01-01T00:00:00.000000Z") -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {
+            "holderIdentity": "a",
+            "leaseDurationSeconds": 15,
+            "renewTime": renew,
+            "leaseTransitions": 0,
+        },
+    }
+
+
+async def test_lease_optimistic_concurrency(kube: KubeHttp, ns: str) -> None:
+    """Leader election's compare-and-swap: the loser of a concurrent renew gets 409."""
+    path = LEASES.format(ns=ns)
+    created = (await kube.post(path, lease("leader"))).ok()
+    mine = copy.deepcopy(created)
+    theirs = copy.deepcopy(created)
+    mine["spec"]["renewTime"] = "2026-01-01T00:00:05.000000Z"
+    theirs["spec"]["holderIdentity"] = "b"
+    (await kube.put(f"{path}/leader", mine)).ok()
+    res = await kube.put(f"{path}/leader", theirs)
+    assert (res.status, res.reason) == (409, "Conflict")
+    assert res.message.startswith('Operation cannot be fulfilled on leases.coordination.k8s.io "leader"')
+
+
+async def test_lease_micro_time_format_is_enforced(kube: KubeHttp, ns: str) -> None:
+    """renewTime/acquireTime are MicroTime: six fractional digits; RFC 3339 seconds are refused."""
+    res = await kube.post(LEASES.format(ns=ns), lease("l", renew="2026-01-01T00:00:00Z"))
+    assert (res.status, res.reason) == (400, "BadRequest")
+
+
+async def test_watch_timeout_ends_stream(kube: KubeHttp, ns: str) -> None:
+    (await kube.post(vms(ns), vm("a"))).ok()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    status, stream, close = await kube.watch(vms(ns), seconds=1)
+    try:
+        async with asyncio.timeout(10):
+            events = [e async for e in stream if e["type"] != "BOOKMARK"]
+    finally:
+        await close()
+    assert status == 200
+    assert summary(events) == [("ADDED", "a")]
+    assert 0.5 <= loop.time() - start < 5

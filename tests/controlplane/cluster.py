@@ -520,6 +520,9 @@ class ControlPlane:
                     return False
                 if plural not in {r["name"] for r in res.json().get("resources", [])}:
                     return False
+                # the new resource's watch cache answers 429 until it has synced
+                if self.request("GET", f"/apis/{group}/{version['name']}/{plural}?limit=1").status != 200:
+                    return False
             return True
 
         for crd in crds:
