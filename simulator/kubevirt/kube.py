@@ -1,0 +1,348 @@
+"""The only I/O layer of the simulated KubeVirt controllers: kubernetes-asyncio, informers, work queues.
+
+Why a real client over HTTP: the controllers must behave like KubeVirt's (list + watch with
+resourceVersion, conflicts on stale writes) so they can run against a real kube-apiserver too
+(docs/architecture.md). Informers are shared between controllers (one list+watch per resource) and
+keep a write-through cache so a controller sees its own writes before the watch echoes them (like
+client-go's mutation cache); work queues dedupe keys and never process one key concurrently
+(client-go workqueue semantics), and are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import structlog
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = structlog.get_logger("simulator.kubevirt")
+
+GROUP: Final = "kubevirt.io"
+VERSION: Final = "v1"
+VMS: Final = "virtualmachines"
+VMIS: Final = "virtualmachineinstances"
+VMIMS: Final = "virtualmachineinstancemigrations"
+KUBEVIRTS: Final = "kubevirts"
+MERGE: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
+
+Key = tuple[str, str]
+Obj = dict[str, Any]
+Handler = Callable[[str, Obj, Obj | None], Awaitable[None]]
+
+
+def key_of(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def rv_of(obj: Obj) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+def status_code(exc: BaseException) -> int:
+    return int(getattr(exc, "status", 0) or 0)
+
+
+class Kube:
+    """Thin typed wrapper over ``CustomObjectsApi``/``CoreV1Api`` for kubevirt.io/v1 resources."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    async def get(self, plural: str, namespace: str, name: str) -> Obj | None:
+        try:
+            out: Obj = await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return out
+
+    async def create(self, plural: str, namespace: str, body: Obj) -> Obj:
+        out: Obj = await self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+        return out
+
+    async def replace(self, plural: str, obj: Obj) -> Obj:
+        ns, name = key_of(obj)
+        out: Obj = await self.custom.replace_namespaced_custom_object(GROUP, VERSION, ns, plural, name, obj)
+        return out
+
+    async def merge_patch(
+        self, plural: str, namespace: str, name: str, body: Obj, *, status: bool = False
+    ) -> Obj:
+        fn = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
+        out: Obj = await fn(GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE)
+        return out
+
+    async def json_patch(self, plural: str, namespace: str, name: str, ops: list[Obj]) -> Obj:
+        out: Obj = await self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, ops, _content_type=JSON_PATCH
+        )
+        return out
+
+    async def delete(self, plural: str, namespace: str, name: str) -> None:
+        try:
+            await self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def event(
+        self, involved: Obj, kind: str, reason: str, message: str, event_type: str = "Normal"
+    ) -> None:
+        """A core/v1 Event like KubeVirt's recorder writes (best effort: failures are logged only)."""
+        ns, name = key_of(involved)
+        now = time.time()
+        from simulator.kubevirt.status import rfc3339
+
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": kind,
+                "name": name,
+                "namespace": ns,
+                "uid": (involved.get("metadata") or {}).get("uid", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "source": {"component": "virtualmachine-controller"},
+            "firstTimestamp": rfc3339(now).split(".")[0] + "Z",
+            "lastTimestamp": rfc3339(now).split(".")[0] + "Z",
+            "count": 1,
+        }
+        try:
+            await self.core.create_namespaced_event(ns, body)
+        except (ApiException, OSError) as exc:
+            log.debug("event write failed", reason=reason, error=str(exc))
+
+
+class Informer:
+    """List + watch of one kubevirt.io resource, cluster-wide, into a cache; fans events out to handlers.
+
+    Relists on 410 Gone, re-watches from the last resourceVersion on a clean end of stream, and retries
+    with backoff on errors. ``synced`` is set after the first list has been delivered.
+    """
+
+    def __init__(self, kube: Kube, plural: str, *, watch_timeout: int = 300) -> None:
+        self.kube = kube
+        self.plural = plural
+        self.cache: dict[Key, Obj] = {}
+        self.handlers: list[Handler] = []
+        self.synced = asyncio.Event()
+        self._watch_timeout = watch_timeout
+        self._rv = ""
+
+    def add_handler(self, handler: Handler) -> None:
+        self.handlers.append(handler)
+
+    def get(self, key: Key) -> Obj | None:
+        return self.cache.get(key)
+
+    def write_through(self, obj: Obj) -> None:
+        """Record an object a controller just wrote (newer than the cache) so the next sync sees it."""
+        key = key_of(obj)
+        old = self.cache.get(key)
+        if old is None or rv_of(obj) > rv_of(old):
+            self.cache[key] = obj
+
+    def forget(self, key: Key) -> None:
+        self.cache.pop(key, None)
+
+    async def _dispatch(self, type_: str, obj: Obj, old: Obj | None) -> None:
+        for handler in self.handlers:
+            await handler(type_, obj, old)
+
+    async def _apply(self, type_: str, obj: Obj) -> None:
+        key = key_of(obj)
+        old = self.cache.get(key)
+        if type_ == "DELETED":
+            self.cache.pop(key, None)
+        elif old is None or rv_of(obj) >= rv_of(old):
+            self.cache[key] = obj
+        await self._dispatch(type_, obj, old)
+
+    async def _list(self) -> None:
+        resp = await self.kube.custom.list_cluster_custom_object(GROUP, VERSION, self.plural)
+        items: list[Obj] = resp.get("items") or []
+        self._rv = str((resp.get("metadata") or {}).get("resourceVersion", ""))
+        fresh = {key_of(o): o for o in items}
+        for key in [k for k in self.cache if k not in fresh]:
+            gone = self.cache.pop(key)
+            await self._dispatch("DELETED", gone, gone)
+        for obj in items:
+            await self._apply("ADDED", obj)
+
+    async def run(self) -> None:
+        backoff = 0.05
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._list()
+                    need_list = False
+                    self.synced.set()
+                w = watch.Watch()
+                async with w.stream(
+                    self.kube.custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.plural,
+                    resource_version=self._rv,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=self._watch_timeout,
+                ) as stream:
+                    async for event in stream:
+                        type_ = event["type"]
+                        obj = event["raw_object"] if type_ == "BOOKMARK" else event["object"]
+                        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                        if rv:
+                            self._rv = rv
+                        if type_ in ("ADDED", "MODIFIED", "DELETED"):
+                            await self._apply(type_, obj)
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except ApiException as exc:
+                if exc.status == 410:
+                    need_list = True
+                    continue
+                log.warning("watch failed", resource=self.plural, status=exc.status)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                need_list = need_list or exc.status != 410
+            except Exception as exc:  # connection resets, payload errors: re-list then re-watch
+                log.debug("watch interrupted", resource=self.plural, error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+
+class WorkQueue:
+    """Bounded, de-duplicating work queue with delayed adds (client-go workqueue semantics).
+
+    A key queued twice is processed once; a key added while being processed is processed again after;
+    ``add_after`` keeps the earliest due time per key.
+    """
+
+    def __init__(self, maxsize: int = 200_000) -> None:
+        self._queue: asyncio.Queue[Key] = asyncio.Queue(maxsize)
+        self._queued: set[Key] = set()
+        self._processing: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._delayed: list[tuple[float, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    async def add(self, key: Key) -> None:
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        await self._queue.put(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        due = time.monotonic() + max(0.0, delay)
+        current = self._due.get(key)
+        if current is not None and current <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._delayed, (due, key))
+        self._wake.set()
+
+    async def get(self) -> Key:
+        key = await self._queue.get()
+        self._queued.discard(key)
+        self._processing.add(key)
+        return key
+
+    async def done(self, key: Key) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            await self.add(key)
+
+    async def run_delayed(self) -> None:
+        """Moves due keys into the queue; one task per queue."""
+        while True:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:
+                due, key = heapq.heappop(self._delayed)
+                if self._due.get(key) == due:
+                    del self._due[key]
+                    await self.add(key)
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+
+class Controller:
+    """A controller: a bounded work queue, N workers calling ``sync(key)``, retry with backoff on errors."""
+
+    name = "controller"
+
+    def __init__(self, workers: int = 4) -> None:
+        self.queue = WorkQueue()
+        self.workers = workers
+        self._failures: dict[Key, int] = {}
+
+    async def sync(self, key: Key) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def enqueue(self, key: Key) -> None:
+        await self.queue.add(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.sync(key)
+                self._failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                n = self._failures.get(key, 0) + 1
+                self._failures[key] = n
+                level = log.warning if status_code(exc) not in (409, 422) else log.debug
+                level(
+                    "sync failed, requeued",
+                    controller=self.name,
+                    key="/".join(key),
+                    error=repr(exc),
+                    attempt=n,
+                )
+                self.queue.add_after(key, min(0.02 * 2**n, 2.0))
+            finally:
+                await self.queue.done(key)
+
+    async def run(self) -> None:
+        """Run the workers and the delay pump under one TaskGroup: a crash ends the controller loudly."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.queue.run_delayed(), name=f"{self.name}-delay")
+            for i in range(self.workers):
+                tg.create_task(self._worker(), name=f"{self.name}-worker-{i}")

@@ -1,0 +1,536 @@
+"""virt-controller's migration controller: the VMIM phase machine, cluster/node limits, cancel, hand-off.
+
+Sources (notes/kubevirt.md §3): phases and transitions HEAD:pkg/virt-controller/watch/migration/migration.go:715-855;
+limits HEAD:…/migration.go:1355-1400 (over a limit a VMIM stays Pending; running = ``IsRunning()``);
+finalizer ``kubevirt.io/migrationJobFinalize``; delete before completion = cancel
+(``handlePreHandoffMigrationCancel``, "Migration failed due to being canceled"); events
+``SuccessfulMigration``/``FailedMigration``; GC of finalized VMIMs beyond 5 per VMI.
+
+Simulated, not real: the target pod (its networks are captured when the VMIM enters Scheduling, so an
+interface plugged later misses this migration, as on a real cluster), phase durations drawn from a
+configurable distribution, a seeded failure/stuck fate per VMIM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import structlog
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from agent.model import (
+    LABEL_VMI_NAME,
+    PHASE_FAILED,
+    PHASE_PENDING,
+    PHASE_PREPARING_TARGET,
+    PHASE_RUNNING,
+    PHASE_SCHEDULED,
+    PHASE_SCHEDULING,
+    PHASE_SUCCEEDED,
+    PHASE_TARGET_READY,
+    STATE_ABSENT,
+    is_final,
+    is_running,
+)
+from simulator.kubevirt import rules, status
+from simulator.kubevirt.kube import VMIMS, VMIS, Controller, Key, Obj, key_of
+from simulator.kubevirt.world import LABEL_NODE_NAME, World
+
+log = structlog.get_logger("simulator.kubevirt.migration")
+
+FINALIZER: Final = "kubevirt.io/migrationJobFinalize"
+CANCELED_REASON: Final = "Migration failed due to being canceled"
+FAILED_REASON: Final = "source node reported migration failed"
+SUCCEEDED_MESSAGE: Final = "Source node reported migration succeeded"
+NEXT: Final = {
+    PHASE_SCHEDULING: PHASE_SCHEDULED,
+    PHASE_SCHEDULED: PHASE_PREPARING_TARGET,
+    PHASE_PREPARING_TARGET: PHASE_TARGET_READY,
+    PHASE_TARGET_READY: PHASE_RUNNING,
+    PHASE_RUNNING: PHASE_SUCCEEDED,
+}
+Fate = Literal["succeed", "fail", "stuck"]
+
+
+@dataclass
+class Plan:
+    """A VMIM's simulated future, decided when it leaves Pending."""
+
+    fate: Fate
+    fail_phase: str
+    durations: dict[str, float]
+    source_node: str
+    target_node: str
+    target_pod_networks: set[str] = field(default_factory=set)
+    due: float = 0.0
+
+
+def unfinished(vmim: Obj) -> bool:
+    return not is_final(str((vmim.get("status") or {}).get("phase", "")))
+
+
+class MigrationController(Controller):
+    name = "migration-controller"
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world.config.workers)
+        self.world = world
+        self.plans: dict[str, Plan] = {}
+        #: VMIMs counted against the limits (IsRunning), with their source node.
+        self.running: dict[Key, str] = {}
+        #: Pending VMIMs in arrival order, woken when a slot frees.
+        self.pending: OrderedDict[Key, None] = OrderedDict()
+        #: Finalized VMIMs per VMI, oldest first (garbage collection beyond the kept count).
+        self.finalized: dict[Key, OrderedDict[Key, None]] = {}
+        world.vmims.add_handler(self._on_vmim)
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+
+    def _track(self, obj: Obj, deleted: bool = False) -> None:
+        key = key_of(obj)
+        st = obj.get("status") or {}
+        phase = str(st.get("phase", ""))
+        if not deleted and is_running(phase):
+            self.running[key] = str((st.get("migrationState") or {}).get("sourceNode", ""))
+        else:
+            self.running.pop(key, None)
+        if deleted or phase != PHASE_PENDING:
+            self.pending.pop(key, None)
+        vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))
+        if deleted:
+            bucket = self.finalized.get(vmi_key)
+            if bucket is not None:
+                bucket.pop(key, None)
+        elif is_final(phase):
+            self.finalized.setdefault(vmi_key, OrderedDict())[key] = None
+
+    async def _on_vmim(self, type_: str, obj: Obj, old: Obj | None) -> None:
+        freed = key_of(obj) in self.running
+        self._track(obj, deleted=type_ == "DELETED")
+        if type_ == "DELETED":
+            self.plans.pop(str((obj.get("metadata") or {}).get("uid", "")), None)
+        else:
+            await self.enqueue(key_of(obj))
+        if freed and key_of(obj) not in self.running:
+            await self._kick_pending()
+
+    async def _kick_pending(self) -> None:
+        cluster_limit, node_limit = self.world.limits()
+        free = cluster_limit - len(self.running)
+        if free <= 0 or not self.pending:
+            return
+        per_node: dict[str, int] = {}
+        for node in self.running.values():
+            per_node[node] = per_node.get(node, 0) + 1
+        picked: list[Key] = []
+        for key in self.pending:
+            vmim = self.world.vmims.get(key)
+            vmi = self.world.vmis.get((key[0], str(((vmim or {}).get("spec") or {}).get("vmiName", ""))))
+            node = str(((vmi or {}).get("status") or {}).get("nodeName", ""))
+            if per_node.get(node, 0) >= node_limit:
+                continue
+            per_node[node] = per_node.get(node, 0) + 1
+            picked.append(key)
+            if len(picked) >= free:
+                break
+        for key in picked:
+            await self.enqueue(key)
+
+    def _plan(self, source: str) -> Plan:
+        cfg = self.world.config
+        rng = self.world.rng
+        mean = cfg.migration_mean_seconds
+        if cfg.migration_distribution == "fixed":
+            total = mean
+        elif cfg.migration_distribution == "uniform":
+            total = rng.uniform(0.5 * mean, 1.5 * mean)
+        elif cfg.migration_distribution == "exponential":
+            total = rng.expovariate(1.0 / mean) if mean > 0 else 0.0
+        else:
+            sigma = cfg.migration_sigma
+            total = rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma) if mean > 0 else 0.0
+        shares = cfg.phase_shares
+        weight = sum(shares.values()) or 1.0
+        durations = {phase: total * share / weight for phase, share in shares.items()}
+        roll = rng.random()
+        fate: Fate = "succeed"
+        if roll < cfg.failure_rate:
+            fate = "fail"
+        elif roll < cfg.failure_rate + cfg.stuck_rate:
+            fate = "stuck"
+        fail_phase = rng.choice([PHASE_SCHEDULED, PHASE_RUNNING, PHASE_RUNNING, PHASE_RUNNING])
+        others = [n for n in self.world.nodes if n != source] or [source]
+        target = rng.choice(others)
+        return Plan(fate, fail_phase, durations, source, target)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    async def _write_status(self, vmim: Obj, new_status: dict[str, Any]) -> Obj:
+        ns, name = key_of(vmim)
+        out = await self.world.kube.merge_patch(VMIMS, ns, name, {"status": new_status}, status=True)
+        self.world.vmims.write_through(out)
+        self._track(out)
+        return out
+
+    def _transition(self, vmim: Obj, phase: str, now: float, **state: Any) -> dict[str, Any]:
+        st = dict(vmim.get("status") or {})
+        stamps = list(st.get("phaseTransitionTimestamps") or [])
+        stamps.append({"phase": phase, "phaseTransitionTimestamp": status.rfc3339(now)})
+        st["phase"] = phase
+        st["phaseTransitionTimestamps"] = stamps
+        if state:
+            ms = dict(st.get("migrationState") or {})
+            ms.update(state)
+            st["migrationState"] = ms
+        return st
+
+    async def _update_vmi(self, key: Key, mutate: Any) -> Obj | None:
+        """Read-modify-write of a VMI with optimistic concurrency (409 → re-read, retry)."""
+        for _ in range(8):
+            vmi = self.world.vmis.get(key)
+            if vmi is None:
+                vmi = await self.world.kube.get(VMIS, *key)
+                if vmi is None:
+                    return None
+            body = {
+                **vmi,
+                "metadata": dict(vmi.get("metadata") or {}),
+                "status": dict(vmi.get("status") or {}),
+            }
+            mutate(body)
+            try:
+                out = await self.world.kube.replace(VMIS, body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    fresh = await self.world.kube.get(VMIS, *key)
+                    if fresh is None:
+                        return None
+                    self.world.vmis.write_through(fresh)
+                    continue
+                if exc.status == 404:
+                    return None
+                raise
+            self.world.vmis.write_through(out)
+            return out
+        raise RuntimeError(f"VMI {key} kept conflicting")
+
+    # -- the phase machine --------------------------------------------------------------------------
+
+    async def sync(self, key: Key) -> None:
+        vmim = self.world.vmims.get(key)
+        if vmim is None:
+            self.running.pop(key, None)
+            self.pending.pop(key, None)
+            return
+        meta = vmim.get("metadata") or {}
+        st = vmim.get("status") or {}
+        phase = str(st.get("phase", ""))
+        uid = str(meta.get("uid", ""))
+        ns, name = key
+        vmi_name = str((vmim.get("spec") or {}).get("vmiName", ""))
+        vmi_key = (ns, vmi_name)
+        now = time.time()
+        kube = self.world.kube
+
+        if meta.get("deletionTimestamp"):
+            if not is_final(phase):
+                ms = dict(st.get("migrationState") or {})
+                vmim = await self._write_status(
+                    vmim,
+                    self._transition(
+                        vmim,
+                        PHASE_FAILED,
+                        now,
+                        failed=True,
+                        abortStatus="Succeeded",
+                        abortRequested=True,
+                        failureReason=CANCELED_REASON,
+                        endTimestamp=status.rfc3339(now),
+                        **({} if ms.get("sourceNode") else {}),
+                    ),
+                )
+                if ms.get("startTimestamp"):
+                    await self._update_vmi(
+                        vmi_key, lambda b: _vmi_migration_failed(b, uid, now, CANCELED_REASON)
+                    )
+                await kube.event(
+                    vmim, "VirtualMachineInstanceMigration", "FailedMigration", CANCELED_REASON, "Warning"
+                )
+                await self._kick_pending()
+            finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+            if FINALIZER in (meta.get("finalizers") or []):
+                ops = [
+                    {"op": "test", "path": "/metadata/finalizers", "value": meta.get("finalizers")},
+                    {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
+                ]
+                try:
+                    await kube.json_patch(VMIMS, ns, name, ops)
+                except ApiException as exc:
+                    if exc.status not in (404, 422):
+                        raise
+            self.plans.pop(uid, None)
+            return
+
+        if is_final(phase):
+            self.plans.pop(uid, None)
+            await self._gc(vmi_key)
+            return
+
+        vmi = self.world.vmis.get(vmi_key)
+        if phase == "":
+            labels = dict(meta.get("labels") or {})
+            if FINALIZER not in (meta.get("finalizers") or []) or labels.get(LABEL_VMI_NAME) != vmi_name:
+                labels[LABEL_VMI_NAME] = vmi_name
+                out = await kube.merge_patch(
+                    VMIMS,
+                    ns,
+                    name,
+                    {
+                        "metadata": {
+                            "labels": labels,
+                            "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
+                        }
+                    },
+                )
+                self.world.vmims.write_through(out)
+                vmim = out
+            if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
+                await self._write_status(
+                    vmim,
+                    self._transition(
+                        vmim, PHASE_FAILED, now, failed=True, failureReason="VMI is not running"
+                    ),
+                )
+                return
+            other = self._other_unfinished(vmi_key, key, vmim)
+            if other:
+                reason = "VMI is not eligible for migration because another migration job is in progress."
+                await self._write_status(
+                    vmim, self._transition(vmim, PHASE_FAILED, now, failed=True, failureReason=reason)
+                )
+                await kube.event(
+                    vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
+                )
+                return
+            await self._write_status(vmim, self._transition(vmim, PHASE_PENDING, now))
+            self.pending[key] = None
+            await self.enqueue(key)
+            return
+
+        if vmi is None:
+            await self._fail(vmim, now, "VMI does not exist", vmi_key, started=False)
+            return
+
+        if phase == PHASE_PENDING:
+            self.pending[key] = None
+            source = str((vmi.get("status") or {}).get("nodeName", ""))
+            cluster_limit, node_limit = self.world.limits()
+            if len(self.running) >= cluster_limit:
+                log.debug(
+                    "Waiting to schedule target pod for vmi migration because total running parallel "
+                    "migration count is currently at the global cluster limit.",
+                    vmi=f"{ns}/{vmi_name}",
+                    count=len(self.running),
+                )
+                return
+            if sum(1 for n in self.running.values() if n == source) >= node_limit:
+                log.debug("Waiting to schedule target pod: outbound migrations per node limit", node=source)
+                return
+            plan = self._plan(source)
+            spec = vmi.get("spec") or {}
+            nets = rules.network_by_name(spec)
+            plan.target_pod_networks = {
+                str(i.get("name"))
+                for i in rules.interfaces(spec)
+                if i.get("state") != STATE_ABSENT
+                and rules.is_secondary_multus(nets.get(str(i.get("name")), {}))
+            }
+            plan.due = now + plan.durations.get(PHASE_SCHEDULING, 0.0)
+            self.plans[uid] = plan
+            self.pending.pop(key, None)
+            self.running[key] = source  # count it before the write returns (no over-admission)
+            await self._write_status(
+                vmim,
+                self._transition(
+                    vmim,
+                    PHASE_SCHEDULING,
+                    now,
+                    sourceNode=source,
+                    targetNode=plan.target_node,
+                    migrationUid=uid,
+                    sourcePod=f"virt-launcher-{vmi_name}-src",
+                    targetPod=f"virt-launcher-{vmi_name}-{uid[:5]}",
+                    mode="PreCopy",
+                ),
+            )
+            self.queue.add_after(key, plan.durations.get(PHASE_SCHEDULED, 0.0))
+            return
+
+        plan = self.plans.get(uid)
+        if plan is None:  # adopted after a restart: continue from now
+            ms = st.get("migrationState") or {}
+            source = str(ms.get("sourceNode") or (vmi.get("status") or {}).get("nodeName", ""))
+            plan = self._plan(source)
+            if ms.get("targetNode"):
+                plan.target_node = str(ms["targetNode"])
+            plan.target_pod_networks = {
+                str(i.get("name"))
+                for i in rules.interfaces(vmi.get("spec") or {})
+                if i.get("state") != STATE_ABSENT
+            }
+            self.plans[uid] = plan
+        nxt = NEXT.get(phase)
+        if nxt is None:
+            return
+        if phase == PHASE_RUNNING and plan.fate == "stuck":
+            return
+        stamps = st.get("phaseTransitionTimestamps") or []
+        since = now
+        if stamps:
+            try:
+                since = status.parse_rfc3339(str(stamps[-1].get("phaseTransitionTimestamp")))
+            except (ValueError, AttributeError):
+                since = now
+        due = since + plan.durations.get(nxt, 0.0)
+        if now < due:
+            self.queue.add_after(key, due - now)
+            return
+        if plan.fate == "fail" and phase == plan.fail_phase:
+            await self._fail(vmim, now, FAILED_REASON, vmi_key, started=phase == PHASE_RUNNING)
+            return
+        if nxt == PHASE_RUNNING:
+            start = status.rfc3339(now)
+            await self._update_vmi(
+                vmi_key,
+                lambda b: _vmi_migration_started(b, uid, plan, start),
+            )
+            await self._write_status(vmim, self._transition(vmim, PHASE_RUNNING, now, startTimestamp=start))
+            if plan.fate != "stuck":
+                self.queue.add_after(key, plan.durations.get(PHASE_SUCCEEDED, 0.0))
+            return
+        if nxt == PHASE_SUCCEEDED:
+            end = status.rfc3339(now)
+            out = await self._update_vmi(vmi_key, lambda b: _vmi_migration_completed(b, uid, plan, end))
+            if out is not None:
+                dom = self.world.domain_for(out)
+                dom.pod_networks = set(plan.target_pod_networks)
+                await self.world.node_side_changed(vmi_key)
+            await self._write_status(
+                vmim,
+                self._transition(
+                    vmim,
+                    PHASE_SUCCEEDED,
+                    now,
+                    completed=True,
+                    endTimestamp=end,
+                    targetNodeDomainDetected=True,
+                    targetNodeDomainReadyTimestamp=end,
+                ),
+            )
+            await kube.event(
+                vmim, "VirtualMachineInstanceMigration", "SuccessfulMigration", SUCCEEDED_MESSAGE
+            )
+            await self._kick_pending()
+            await self._gc(vmi_key)
+            return
+        await self._write_status(vmim, self._transition(vmim, nxt, now))
+        self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
+
+    def _other_unfinished(self, vmi_key: Key, key: Key, vmim: Obj) -> bool:
+        created = str((vmim.get("metadata") or {}).get("creationTimestamp", ""))
+        for other_key, other in self.world.vmims.cache.items():
+            if other_key == key or other_key[0] != vmi_key[0]:
+                continue
+            if (other.get("spec") or {}).get("vmiName") != vmi_key[1] or not unfinished(other):
+                continue
+            if (other.get("status") or {}).get("phase") and str(
+                (other.get("metadata") or {}).get("creationTimestamp", "")
+            ) <= created:
+                return True
+        return False
+
+    async def _fail(self, vmim: Obj, now: float, reason: str, vmi_key: Key, *, started: bool) -> None:
+        uid = str((vmim.get("metadata") or {}).get("uid", ""))
+        if started:
+            await self._update_vmi(vmi_key, lambda b: _vmi_migration_failed(b, uid, now, reason))
+        await self._write_status(
+            vmim,
+            self._transition(
+                vmim, PHASE_FAILED, now, failed=True, failureReason=reason, endTimestamp=status.rfc3339(now)
+            ),
+        )
+        await self.world.kube.event(
+            vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
+        )
+        self.plans.pop(uid, None)
+        await self._kick_pending()
+
+    async def _gc(self, vmi_key: Key) -> None:
+        """Keep the newest N finalized VMIMs per VMI (KubeVirt's garbage collection)."""
+        bucket = self.finalized.get(vmi_key)
+        keep = self.world.config.finalized_migrations_kept
+        if bucket is None or keep <= 0:
+            return
+        while len(bucket) > keep:
+            old_key, _ = bucket.popitem(last=False)
+            await self.world.kube.delete(VMIMS, *old_key)
+        if not bucket:
+            self.finalized.pop(vmi_key, None)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(super().run())
+            tg.create_task(self._requeue_pending())
+
+    async def _requeue_pending(self) -> None:
+        """Safety net like KubeVirt's 1-5 s requeue of Pending VMIMs."""
+        while True:
+            await asyncio.sleep(max(0.2, self.world.config.time_scale))
+            await self._kick_pending()
+
+
+def _vmi_migration_started(body: Obj, uid: str, plan: Plan, start: str) -> None:
+    st = body["status"]
+    st["migrationState"] = {
+        "migrationUid": uid,
+        "sourceNode": plan.source_node,
+        "targetNode": plan.target_node,
+        "startTimestamp": start,
+        "mode": "PreCopy",
+    }
+
+
+def _vmi_migration_completed(body: Obj, uid: str, plan: Plan, end: str) -> None:
+    st = body["status"]
+    ms = dict(st.get("migrationState") or {})
+    ms.update(
+        migrationUid=uid,
+        sourceNode=plan.source_node,
+        targetNode=plan.target_node,
+        completed=True,
+        endTimestamp=end,
+        targetNodeDomainDetected=True,
+        targetNodeDomainReadyTimestamp=end,
+    )
+    ms.setdefault("startTimestamp", end)
+    st["migrationState"] = ms
+    st["nodeName"] = plan.target_node
+    labels = dict(body["metadata"].get("labels") or {})
+    labels[LABEL_NODE_NAME] = plan.target_node
+    body["metadata"]["labels"] = labels
+    # virt-handler removes MigrationRequired once the target domain runs (migration-target.go:355).
+    st["conditions"] = status.remove_condition(list(st.get("conditions") or []), "MigrationRequired")
+
+
+def _vmi_migration_failed(body: Obj, uid: str, now: float, reason: str) -> None:
+    st = body["status"]
+    ms = dict(st.get("migrationState") or {})
+    if ms.get("migrationUid") not in (None, uid):
+        return
+    ms.update(migrationUid=uid, failed=True, completed=True, endTimestamp=status.rfc3339(now))
+    st["migrationState"] = ms

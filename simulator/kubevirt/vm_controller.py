@@ -1,0 +1,170 @@
+"""virt-controller's VM controller, network part: VMI lifecycle, hot-plug propagation, cleanup, VM status.
+
+Sources (notes/kubevirt.md §1.1): HEAD:pkg/virt-controller/watch/vm/vm.go (VMI creation, ``syncRestartRequired``,
+printable status), HEAD:pkg/network/controllers/vm.go (``applyDynamicIfaceRequestOnVMI`` as a JSON patch
+with ``test`` ops, ``clearDetachedIfacesFromVMI``/``clearDetachedIfacesFromVM``),
+HEAD:pkg/network/vmliveupdate/restart.go (``IsRestartRequired``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from agent.model import COND_LIVE_MIGRATABLE, COND_RESTART_REQUIRED
+from simulator.kubevirt import rules, status
+from simulator.kubevirt.kube import VMIS, VMS, Controller, Key, Obj, key_of
+from simulator.kubevirt.world import World, vmi_from_vm
+
+log = structlog.get_logger("simulator.kubevirt.vm")
+
+RUNNING_STRATEGIES = frozenset({"Always", "RerunOnFailure", "Once"})
+
+
+def wants_running(vm: Obj) -> bool:
+    spec = vm.get("spec") or {}
+    if spec.get("running") is True:
+        return True
+    return spec.get("runStrategy") in RUNNING_STRATEGIES
+
+
+def is_migrating(vmi: Obj) -> bool:
+    """``migrations.IsMigrating``: a migration started and neither completed nor failed."""
+    ms = (vmi.get("status") or {}).get("migrationState") or {}
+    return bool(ms.get("startTimestamp")) and not ms.get("completed") and not ms.get("failed")
+
+
+class VMController(Controller):
+    name = "vm-controller"
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world.config.workers)
+        self.world = world
+        world.vms.add_handler(self._on_vm)
+        world.vmis.add_handler(self._on_vmi)
+        #: VMI uids whose VM got RestartRequired: sticky until the VMI is recreated (restart).
+        self._restart_required: set[str] = set()
+
+    async def _on_vm(self, type_: str, obj: Obj, old: Obj | None) -> None:
+        await self.enqueue(key_of(obj))
+
+    async def _on_vmi(self, type_: str, obj: Obj, old: Obj | None) -> None:
+        await self.enqueue(key_of(obj))
+
+    async def sync(self, key: Key) -> None:
+        ns, name = key
+        vm = self.world.vms.get(key)
+        vmi = self.world.vmis.get(key)
+        kube = self.world.kube
+        if vm is None:
+            if vmi is not None and _owned_by_vm(vmi):
+                await kube.delete(VMIS, ns, name)
+            return
+        if (vm.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        if not wants_running(vm):
+            if vmi is not None:
+                await kube.delete(VMIS, ns, name)
+            await self._sync_status(vm, None)
+            return
+        if vmi is None:
+            node = self.world.pick_node(key)
+            created = await kube.create(VMIS, ns, vmi_from_vm(vm, node, self.world.version()))
+            self.world.vmis.write_through(created)
+            log.debug("vmi created", vmi=f"{ns}/{name}", node=node)
+            await self._sync_status(vm, created)
+            return
+        if (vmi.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+        vmi_spec = vmi.get("spec") or {}
+        vmi_status = vmi.get("status") or {}
+        # Hot plug / unplug requests VM → VMI.
+        change = rules.propagate(template_spec, vmi_spec)
+        if change is None:
+            change = rules.cleanup_vmi(vmi_spec, vmi_status)
+        if change is not None:
+            ops = rules.spec_json_patch(vmi_spec, *change)
+            try:
+                out = await kube.json_patch(VMIS, ns, name, ops)
+            except ApiException as exc:
+                if exc.status == 422:  # a `test` failed: our cache is stale; the watch brings the news
+                    self.queue.add_after(key, 0.05)
+                    return
+                raise
+            self.world.vmis.write_through(out)
+            vmi = out
+            vmi_spec = vmi.get("spec") or {}
+        # Unplug complete: drop the absent interface from the VM template.
+        cleanup = rules.cleanup_vm(template_spec, vmi_spec, vmi_status)
+        if cleanup is not None:
+            old_tpl = {"networks": template_spec.get("networks"), "domain": template_spec.get("domain") or {}}
+            ops = [
+                {"op": op["op"], "path": "/spec/template" + op["path"], "value": op["value"]}
+                for op in rules.spec_json_patch(old_tpl, *cleanup)
+            ]
+            try:
+                out = await kube.json_patch(VMS, ns, name, ops)
+            except ApiException as exc:
+                if exc.status == 422:
+                    self.queue.add_after(key, 0.05)
+                    return
+                raise
+            self.world.vms.write_through(out)
+            vm = out
+        await self._sync_status(vm, vmi)
+
+    async def _sync_status(self, vm: Obj, vmi: Obj | None) -> None:
+        ns, name = key_of(vm)
+        old = vm.get("status") or {}
+        conds: list[dict[str, Any]] = [c for c in old.get("conditions") or [] if isinstance(c, dict)]
+        now = time.time()
+        new: dict[str, Any] = {}
+        if vmi is None:
+            new["printableStatus"] = "Stopped"
+            new["ready"] = False
+            new["created"] = False
+            conds = status.remove_condition(conds, COND_RESTART_REQUIRED)
+            conds = status.remove_condition(conds, "Ready")
+            conds = status.remove_condition(conds, COND_LIVE_MIGRATABLE)
+        else:
+            ready = status.get_condition(vmi, "Ready")
+            migratable = status.get_condition(vmi, COND_LIVE_MIGRATABLE)
+            new["printableStatus"] = "Migrating" if is_migrating(vmi) else "Running"
+            new["ready"] = bool(ready and ready.get("status") == "True")
+            new["created"] = True
+            for src in (ready, migratable):
+                if src is not None:
+                    conds = status.set_condition(
+                        conds,
+                        str(src["type"]),
+                        str(src["status"]),
+                        str(src.get("reason", "")),
+                        str(src.get("message", "")),
+                        now,
+                    )
+            uid = str((vmi.get("metadata") or {}).get("uid", ""))
+            template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+            if uid not in self._restart_required and rules.restart_required(
+                template_spec, vmi.get("spec") or {}, bool(migratable and migratable.get("status") == "True")
+            ):
+                self._restart_required.add(uid)
+            if uid in self._restart_required:
+                conds = status.set_condition(
+                    conds, COND_RESTART_REQUIRED, "True", message=rules.RESTART_REQUIRED_MESSAGE, now=now
+                )
+            else:
+                conds = status.remove_condition(conds, COND_RESTART_REQUIRED)
+        new["conditions"] = conds
+        if all(old.get(k) == v for k, v in new.items()):
+            return
+        out = await self.world.kube.merge_patch(VMS, ns, name, {"status": new}, status=True)
+        self.world.vms.write_through(out)
+
+
+def _owned_by_vm(vmi: Obj) -> bool:
+    refs = (vmi.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(r, dict) and r.get("kind") == "VirtualMachine" for r in refs)

@@ -1,0 +1,191 @@
+"""State shared by the simulated KubeVirt controllers: caches, node-side domains, configuration.
+
+Why node-side state lives here and not in the API: a virt-launcher pod's Multus ``network-status`` and
+the libvirt domain's devices are not API objects the agent reads (the simulator has no Pods); only
+their effect on the VMI (``status.interfaces``, conditions) is. :class:`~simulator.kubevirt.pci.Domain`
+holds them per VMI; a domain unknown to the simulator (an object created before it started, or by the
+seeder) is adopted from the VMI's status.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from agent.model import (
+    COND_LIVE_MIGRATABLE,
+    DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
+    DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
+    INFO_SOURCE_DOMAIN,
+    INFO_SOURCE_MULTUS_STATUS,
+    STATE_ABSENT,
+)
+from simulator.kubevirt import pci, rules, status
+from simulator.kubevirt.config import KubeVirtSimConfig
+from simulator.kubevirt.kube import KUBEVIRTS, VMIMS, VMIS, VMS, Informer, Key, Kube, Obj, key_of
+
+LABEL_NODE_NAME = "kubevirt.io/nodeName"
+LAUNCHER_IMAGE = "quay.io/kubevirt/virt-launcher"
+
+
+class World:
+    def __init__(self, config: KubeVirtSimConfig, kube: Kube, nodes: list[str]) -> None:
+        self.config = config
+        self.kube = kube
+        self.nodes = nodes
+        self.rng = random.Random(config.seed)
+        self.vms = Informer(kube, VMS)
+        self.vmis = Informer(kube, VMIS)
+        self.vmims = Informer(kube, VMIMS)
+        self.kubevirts = Informer(kube, KUBEVIRTS)
+        self.domains: dict[Key, pci.Domain] = {}
+        self._vmi_listeners: list[Callable[[Key], Awaitable[None]]] = []
+
+    @property
+    def informers(self) -> list[Informer]:
+        return [self.vms, self.vmis, self.vmims, self.kubevirts]
+
+    def on_node_side_change(self, cb: Callable[[Key], Awaitable[None]]) -> None:
+        """Called with a VMI key when its pod or domain changed (the VMI controller re-syncs it)."""
+        self._vmi_listeners.append(cb)
+
+    async def node_side_changed(self, key: Key) -> None:
+        for cb in self._vmi_listeners:
+            await cb(key)
+
+    # -- KubeVirt CR ------------------------------------------------------------------------------
+
+    def kubevirt(self) -> Obj | None:
+        for obj in self.kubevirts.cache.values():
+            return obj
+        return None
+
+    def version(self) -> str:
+        kv = self.kubevirt()
+        observed = ((kv or {}).get("status") or {}).get("observedKubeVirtVersion")
+        return str(observed) if observed else self.config.kubevirt_version
+
+    def _migrations_config(self) -> Mapping[str, Any]:
+        kv = self.kubevirt() or {}
+        return ((kv.get("spec") or {}).get("configuration") or {}).get("migrations") or {}
+
+    def limits(self) -> tuple[int, int]:
+        """``parallelMigrationsPerCluster``/``parallelOutboundMigrationsPerNode`` with KubeVirt's defaults 5/2."""
+        cfg = self._migrations_config()
+        cluster = cfg.get("parallelMigrationsPerCluster")
+        node = cfg.get("parallelOutboundMigrationsPerNode")
+        return (
+            int(cluster) if isinstance(cluster, int) else DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
+            int(node) if isinstance(node, int) else DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
+        )
+
+    def workload_update_methods(self) -> list[str]:
+        kv = self.kubevirt() or {}
+        methods = ((kv.get("spec") or {}).get("workloadUpdateStrategy") or {}).get("workloadUpdateMethods")
+        return [str(m) for m in methods] if isinstance(methods, list) else []
+
+    # -- domains ----------------------------------------------------------------------------------
+
+    def domain_for(self, vmi: Obj) -> pci.Domain:
+        """The running domain of a VMI; adopted from its status when the simulator has none for its uid."""
+        key = key_of(vmi)
+        uid = str((vmi.get("metadata") or {}).get("uid", ""))
+        dom = self.domains.get(key)
+        if dom is not None and dom.uid == uid:
+            return dom
+        spec = vmi.get("spec") or {}
+        annotations = (vmi.get("metadata") or {}).get("annotations") or {}
+        free, attached = pci.free_ports_for_new_domain(spec, annotations, self.version())
+        entries = rules.status_entries(vmi.get("status") or {})
+        if entries:
+            seen_attached = {n for n, e in entries.items() if INFO_SOURCE_DOMAIN in rules.info_sources(e)}
+            pod = {n for n, e in entries.items() if INFO_SOURCE_MULTUS_STATUS in rules.info_sources(e)}
+            # NICs attached beyond the boot set took free ports; boot NICs no longer attached freed theirs.
+            free = max(0, free - len(seen_attached - attached) + len(attached - seen_attached))
+            attached = frozenset(seen_attached)
+        else:
+            pod = {
+                str(i.get("name"))
+                for i in rules.interfaces(spec)
+                if i.get("state") != STATE_ABSENT
+                and rules.is_secondary_multus(rules.network_by_name(spec).get(str(i.get("name")), {}))
+            }
+        dom = pci.Domain(uid=uid, free_ports=free, attached=set(attached), pod_networks=set(pod))
+        self.domains[key] = dom
+        return dom
+
+    def pick_node(self, key: Key) -> str:
+        return self.nodes[zlib.crc32("/".join(key).encode()) % len(self.nodes)] if self.nodes else "node-1"
+
+
+def vmi_from_vm(vm: Obj, node: str, version: str, now: float | None = None) -> Obj:
+    """The VMI KubeVirt creates for a running VM, already Running on ``node`` (the simulator skips
+    scheduling/booting): spec from the template without ``absent`` interfaces, owner reference,
+    label ``kubevirt.io/nodeName``, status with interfaces and the Ready/LiveMigratable/AgentConnected
+    conditions."""
+    now = time.time() if now is None else now
+    meta = vm.get("metadata") or {}
+    template = (vm.get("spec") or {}).get("template") or {}
+    tmeta = template.get("metadata") or {}
+    spec = copy.deepcopy(template.get("spec") or {})
+    absent = {str(i.get("name")) for i in rules.interfaces(spec) if i.get("state") == STATE_ABSENT}
+    if absent:
+        devices = spec.setdefault("domain", {}).setdefault("devices", {})
+        devices["interfaces"] = [i for i in rules.interfaces(spec) if str(i.get("name")) not in absent]
+        spec["networks"] = [n for n in rules.networks(spec) if str(n.get("name")) not in absent]
+    labels = dict(tmeta.get("labels") or {})
+    labels[LABEL_NODE_NAME] = node
+    vmi_meta: dict[str, Any] = {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachine",
+                "name": meta.get("name"),
+                "uid": meta.get("uid", ""),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if tmeta.get("annotations"):
+        vmi_meta["annotations"] = dict(tmeta["annotations"])
+    vmi: Obj = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": vmi_meta,
+        "spec": spec,
+    }
+    free, attached = pci.free_ports_for_new_domain(spec, vmi_meta.get("annotations") or {}, version)
+    del free
+    nets = rules.network_by_name(spec)
+    pod = {n for n in attached if rules.is_secondary_multus(nets.get(n, {}))}
+    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    migratable, reason, message = rules.live_migratable(vmi)
+    conds: list[dict[str, Any]] = []
+    conds = status.set_condition(conds, "Ready", "True", now=now)
+    conds = status.set_condition(
+        conds, COND_LIVE_MIGRATABLE, "True" if migratable else "False", reason, message, now=now
+    )
+    conds = status.set_condition(conds, "AgentConnected", "True", now=now)
+    vmi["status"] = {
+        "phase": "Running",
+        "nodeName": node,
+        "conditions": conds,
+        "interfaces": status.interface_statuses(ns, name, spec, set(attached), pod),
+        "phaseTransitionTimestamps": [
+            {"phase": p, "phaseTransitionTimestamp": status.rfc3339(now)}
+            for p in ("Pending", "Scheduling", "Scheduled", "Running")
+        ],
+        "qosClass": "Burstable",
+        "launcherContainerImageVersion": f"{LAUNCHER_IMAGE}:{version}",
+        "migrationMethod": "LiveMigration" if migratable else "BlockMigration",
+        "guestOSInfo": {"id": "fedora", "name": "Fedora Linux"},
+    }
+    return vmi
