@@ -19,6 +19,7 @@ from simulator.apiserver.errors import ApiError, status_dict
 from simulator.apiserver.faults import Faults
 from simulator.apiserver.listing import Page, list_body, paginate
 from simulator.apiserver.managed import manager_from_user_agent
+from simulator.apiserver.meta import as_version
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
 from simulator.apiserver.selectors import BASE_FIELDS, parse_field_selector, parse_label_selector
 from simulator.apiserver.store import Store
@@ -274,7 +275,7 @@ class Handlers:
             obj = store.get(rt, target.namespace, target.name)
             if wants_table(request):
                 return json_response(to_table(rt, [obj], store.resource_version))
-            return json_response(obj)
+            return json_response(as_version(rt, obj))
         if verb == "list":
             return self._list(request, target)
         if verb == "create":
@@ -289,7 +290,7 @@ class Handlers:
                 take_ownership=True,
                 field_manager=_manager(request),
             )
-            return json_response(obj, 201)
+            return json_response(as_version(rt, obj), 201)
         if verb == "deletecollection":
             return await self._delete_collection(request, target, dry_run)
         assert target.name is not None
@@ -306,7 +307,7 @@ class Handlers:
                 dry_run=dry_run,
                 field_manager=_manager(request),
             )
-            return json_response(obj)
+            return json_response(as_version(rt, obj))
         if verb == "patch":
             store.check_patch_type(rt, request.content_type)
             raw = await request.read()
@@ -324,7 +325,7 @@ class Handlers:
                 dry_run=dry_run,
                 field_manager=_manager(request),
             )
-            return json_response(obj)
+            return json_response(as_version(rt, obj))
         if verb == "delete":
             if target.subresource:
                 raise ApiError(
@@ -338,7 +339,9 @@ class Handlers:
                 rt, target.namespace, target.name, preconditions=pre or None, dry_run=dry_run
             )
             if obj["metadata"].get("finalizers") or (rt.plural == "namespaces" and not rt.group):
-                return json_response(obj)  # still there (finalizers), or a namespace: the object
+                return json_response(
+                    as_version(rt, obj)
+                )  # still there (finalizers), or a namespace: the object
             # Deleted at once: the registry answers a success Status, not the object.
             return json_response(
                 {
@@ -377,6 +380,8 @@ class Handlers:
             limit = int(q["limit"]) if q.get("limit") else None
         except ValueError as exc:
             raise ApiError(400, f"invalid limit: {q['limit']}") from exc
+        if rt.converts:
+            items = [as_version(rt, o) for o in items]
         page = paginate(items, rv, limit, q.get("continue"), bool(labels or fields))
         return web.Response(body=list_body(rt, page), content_type=JSON)
 
@@ -396,7 +401,7 @@ class Handlers:
             except ApiError as err:
                 if err.code != 404:  # deleted meanwhile: fine
                     raise
-        page = Page(deleted, self.store.resource_version)
+        page = Page([as_version(rt, o) for o in deleted], self.store.resource_version)
         return web.Response(body=list_body(rt, page), content_type=JSON)
 
     # ------------------------------------------------------------------ watch

@@ -67,7 +67,8 @@ def check_type_meta(rtype: ResourceType, obj: dict[str, Any]) -> None:
     """
     kind = obj.get("kind")
     api_version = obj.get("apiVersion")
-    if api_version and api_version != rtype.api_version:
+    # The storage version is accepted too: patches and retries work on stored (storage-version) objects.
+    if api_version and api_version not in (rtype.api_version, rtype.storage_api_version):
         if not rtype.builtin:
             name = str((obj.get("metadata") or {}).get("name", ""))
             raise invalid(
@@ -84,7 +85,15 @@ def check_type_meta(rtype: ResourceType, obj: dict[str, Any]) -> None:
             raise invalid(rtype.group, rtype.kind, name, "kind", f'"{kind}": must be {rtype.kind}')
         raise ApiError(400, f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})")
     obj["kind"] = rtype.kind
-    obj["apiVersion"] = rtype.api_version
+    obj["apiVersion"] = rtype.storage_api_version
+
+
+def as_version(rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """The stored object as served at `rtype`'s version (KubeVirt's versions convert with `None`
+    strategy: only apiVersion changes). Returns `obj` itself when no conversion is needed."""
+    if not rtype.converts or obj.get("apiVersion") == rtype.api_version:
+        return obj
+    return {**obj, "apiVersion": rtype.api_version}
 
 
 def _without(obj: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

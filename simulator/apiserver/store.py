@@ -596,6 +596,7 @@ class Store:
         self, rt: ResourceType, type_: str, key: Key, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> dict[str, Any]:
         """Store (or remove) `obj` under a fresh RV and fan the event out. Synchronous by design."""
+        rt = self.registry.by_key(rt.key) or rt  # events carry the storage version's type
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         table = self._objects[rt.key]
@@ -620,7 +621,7 @@ class Store:
 
     def _delete_namespace_contents(self, namespace: str) -> None:
         """Namespace deletion removes what it contains (the namespace controller's job, done at once)."""
-        for rt in self.registry.resources:
+        for rt in self.registry.storage_types:
             if not rt.namespaced:
                 continue
             for key in [k for k in self._objects[rt.key] if k[0] == namespace]:

@@ -5,12 +5,14 @@ Columns: Name, then the registry's printer columns, then Age (like CRD additiona
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from simulator.apiserver.registry import ResourceType
+from simulator.apiserver.registry import NAME_COLUMN_DESCRIPTION, Column, ResourceType
 
 
 def wants_table(request: web.Request) -> bool:
@@ -18,13 +20,38 @@ def wants_table(request: web.Request) -> bool:
     return "as=Table" in accept
 
 
-def _lookup(obj: dict[str, Any], dotted: str) -> Any:
-    cur: Any = obj
-    for key in dotted.split("."):
-        if not isinstance(cur, dict):
+_TOKEN = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_.-]+)\s*==\s*'([^']*)'\)\]|\[\*\]")
+
+
+def json_path(obj: Any, path: str) -> Any:
+    """Evaluate the JSONPath subset CRD printer columns use (`.a.b`, `[0]`, `[*]`, `[?(@.k=='v')]`).
+
+    Returns the first match or None, as the CRD table convertor prints the first result.
+    """
+    current: list[Any] = [obj]
+    pos = 0
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if not m:
             return None
-        cur = cur.get(key)
-    return cur
+        pos = m.end()
+        field, index, fkey, fval = m.groups()
+        nxt: list[Any] = []
+        for value in current:
+            if field is not None and isinstance(value, dict) and field in value:
+                nxt.append(value[field])
+            elif index is not None and isinstance(value, list) and int(index) < len(value):
+                nxt.append(value[int(index)])
+            elif fkey is not None and isinstance(value, list):
+                nxt.extend(
+                    item
+                    for item in value
+                    if isinstance(item, dict) and str(json_path(item, "." + fkey)) == fval
+                )
+            elif field is None and index is None and fkey is None and isinstance(value, list):
+                nxt.extend(value)
+        current = nxt
+    return current[0] if current else None
 
 
 def human_duration(seconds: float) -> str:
@@ -72,21 +99,44 @@ def columns(rt: ResourceType) -> list[dict[str, Any]]:
             "name": "Name",
             "type": "string",
             "format": "name",
-            "description": "Name of the object",
+            "description": NAME_COLUMN_DESCRIPTION,
             "priority": 0,
         }
     ]
-    for name, _path, typ in rt.columns:
-        cols.append({"name": name, "type": typ, "format": "", "description": name, "priority": 0})
-    cols.append({"name": "Age", "type": "date", "format": "", "description": "Creation time", "priority": 0})
+    for c in rt.columns:
+        cols.append(
+            {
+                "name": c.name,
+                "type": c.type,
+                "format": "",
+                "description": c.description,
+                "priority": c.priority,
+            }
+        )
     return cols
+
+
+def _cell(column: Column, obj: dict[str, Any]) -> Any:
+    value = json_path(obj, column.json_path)
+    if value is None:
+        return None
+    if column.type == "date":
+        return _age(value)
+    if column.type == "string" and not isinstance(value, str):
+        return (
+            json.dumps(value)
+            if isinstance(value, (dict, list))
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+    return value
 
 
 def row(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     cells: list[Any] = [meta.get("name", "")]
-    cells.extend(_lookup(obj, path) for _n, path, _t in rt.columns)
-    cells.append(_age(meta.get("creationTimestamp")))
+    cells.extend(_cell(c, obj) for c in rt.columns)
     return {
         "cells": cells,
         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from simulator.apiserver.meta import as_version
 from simulator.apiserver.registry import ResourceType
 from simulator.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
 from simulator.apiserver.table import to_table
@@ -34,21 +35,35 @@ class WatchEvent:
     old: dict[str, Any] | None = None
     _lines: dict[str, bytes] = field(default_factory=dict)
 
-    def line(self, type_: str | None = None, *, table: bool = False, previous: bool = False) -> bytes:
+    def line(
+        self,
+        type_: str | None = None,
+        *,
+        table: bool = False,
+        previous: bool = False,
+        served: ResourceType | None = None,
+    ) -> bytes:
         """The event as a watch line.
 
         `table=True` renders the object as a kubectl Table; `previous=True` sends the previous state
         stamped with this event's RV (what the watch cache sends when an object leaves a selector).
         """
         t = type_ or self.type
-        key = ("T" if table else "") + ("P" if previous else "") + t
+        view = served or self.rtype
+        key = (
+            ("T" if table else "")
+            + ("P" if previous else "")
+            + (view.version if view.converts or table else "")
+            + t
+        )
         cached = self._lines.get(key)
         if cached is None:
             obj = self.obj
             if previous and self.old is not None:
                 obj = {**self.old, "metadata": {**self.old["metadata"], "resourceVersion": str(self.rv)}}
+            obj = as_version(view, obj)
             if table:
-                obj = to_table(self.rtype, [obj], self.rv)
+                obj = to_table(view, [obj], self.rv)
             cached = b'{"type":"' + t.encode() + b'","object":' + encode(obj) + b"}\n"
             self._lines[key] = cached
         return cached
@@ -95,10 +110,10 @@ class Watcher:
         if ev.type == "MODIFIED" and ev.old is not None:
             before = self.filter.matches(ev.old)
             if now and not before:
-                return ev.line("ADDED", table=self.table)
+                return ev.line("ADDED", table=self.table, served=self.rtype)
             if before and not now:
-                return ev.line("DELETED", table=self.table, previous=True)
-        return ev.line(table=self.table) if now else None
+                return ev.line("DELETED", table=self.table, previous=True, served=self.rtype)
+        return ev.line(table=self.table, served=self.rtype) if now else None
 
     def offer(self, ev: WatchEvent) -> None:
         """Queue the event if it concerns this watcher."""
