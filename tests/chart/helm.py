@@ -80,8 +80,9 @@ class Helm:
         set_values: tuple[str, ...] = (),
         check: bool = True,
         set_json: tuple[str, ...] = (),
+        namespace: str = NAMESPACE,
     ) -> Rendered | subprocess.CompletedProcess[str]:
-        args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+        args = ["template", RELEASE, str(CHART), "--namespace", namespace]
         for f in values_files:
             args += ["--values", str(f)]
         for s in set_values:
@@ -98,8 +99,9 @@ class Helm:
         values_files: tuple[Path, ...] = (),
         set_values: tuple[str, ...] = (),
         set_json: tuple[str, ...] = (),
+        namespace: str = NAMESPACE,
     ) -> Rendered:
-        out = self.template(values_files, set_values, set_json=set_json)
+        out = self.template(values_files, set_values, set_json=set_json, namespace=namespace)
         assert isinstance(out, Rendered)
         return out
 

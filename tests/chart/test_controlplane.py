@@ -1,0 +1,232 @@
+"""The chart against a real kube-apiserver (the controlplane tier: kube-apiserver + etcd built from their
+Go modules, RBAC enforced; see tests/controlplane/cluster.py).
+
+* Every rendered object of every variant is accepted by the API server (``dryRun=All``,
+  ``fieldValidation=Strict``), the ServiceMonitor and PrometheusRule through the prometheus-operator
+  CRDs installed from their Go module.
+* The chart's RBAC, applied for real, grants the agent's ServiceAccount exactly the permissions of
+  tests/chart/test_rbac.py and nothing else, checked exhaustively with SubjectAccessReviews over every
+  verb on every resource the agent touches (and a few it must never touch).
+
+The cluster is this module's own (not the session-shared one), so the extra CRDs and RBAC objects never
+leak into the conformance or controlplane suites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import product
+from typing import Any
+
+import pytest
+
+from tests.chart import schemas
+from tests.chart.conftest import VARIANTS
+from tests.chart.helm import Helm, Rendered
+from tests.chart.test_rbac import KUBEVIRT_CONFIG, LEASE, WORKLOAD
+from tests.controlplane.cluster import ControlPlane, ensure_binaries
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.tools]
+
+RELEASE_NAMESPACE = "hotplug-agent"
+# kind -> (API path prefix, plural, namespaced)
+RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Service": ("/api/v1", "services", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
+    "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules", True),
+}
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+# Every resource the agent touches, and some it must never touch.
+RESOURCES_TO_PROBE = (
+    ("kubevirt.io", "virtualmachines"),
+    ("kubevirt.io", "virtualmachineinstances"),
+    ("kubevirt.io", "virtualmachineinstancemigrations"),
+    ("kubevirt.io", "kubevirts"),
+    ("", "events"),
+    ("events.k8s.io", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("", "secrets"),
+    ("", "configmaps"),
+    ("", "pods"),
+    ("", "namespaces"),
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(ensure_binaries(), tmp_path_factory.mktemp("chart-controlplane"))
+    try:
+        cp.start()
+        root = schemas.go_module_dir(
+            "github.com/prometheus-operator/prometheus-operator", schemas.PROMETHEUS_OPERATOR_VERSION
+        )
+        crd_dir = root / "example" / "prometheus-operator-crd"
+        cp.install_crds(crd_dir / name for name in schemas.PROMETHEUS_OPERATOR_CRDS.values())
+        yield cp
+    finally:
+        cp.stop()
+
+
+def ensure_namespace(cluster: ControlPlane, name: str) -> None:
+    res = cluster.request(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    assert res.status in (201, 409), res.body[:500]
+
+
+def collection(obj: dict[str, Any]) -> str:
+    prefix, plural, namespaced = RESOURCES[obj["kind"]]
+    if namespaced:
+        return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
+    return f"{prefix}/{plural}"
+
+
+def create(cluster: ControlPlane, obj: dict[str, Any], dry_run: bool) -> None:
+    if RESOURCES[obj["kind"]][2]:
+        ensure_namespace(cluster, obj["metadata"]["namespace"])
+    query = "?fieldValidation=Strict" + ("&dryRun=All" if dry_run else "")
+    res = cluster.request("POST", collection(obj) + query, obj)
+    assert res.status == 201, (
+        f"{obj['kind']}/{obj['metadata']['name']}: HTTP {res.status} {res.body[:1000]!r}"
+    )
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_api_server_accepts_every_object(cluster: ControlPlane, helm: Helm, variant: str) -> None:
+    rendered = helm.render(VARIANTS[variant], namespace=RELEASE_NAMESPACE)
+    for obj in rendered.objects:
+        create(cluster, obj, dry_run=True)
+
+
+def allowed(
+    cluster: ControlPlane, sa: str, verb: str, group: str, resource: str, namespace: str, name: str = ""
+) -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{RELEASE_NAMESPACE}:{sa}",
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{RELEASE_NAMESPACE}",
+                "system:authenticated",
+            ],
+            "resourceAttributes": {
+                "namespace": namespace,
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+                "name": name,
+            },
+        },
+    }
+    res = cluster.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+    assert res.status == 201, res.body[:500]
+    return bool(res.json()["status"].get("allowed", False))
+
+
+def install(cluster: ControlPlane, helm: Helm, name: str, *set_values: str) -> Rendered:
+    rendered = helm.render(set_values=(f"fullnameOverride={name}", *set_values), namespace=RELEASE_NAMESPACE)
+    for obj in rendered.objects:
+        if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+            create(cluster, obj, dry_run=False)
+    return rendered
+
+
+def observed_grants(
+    cluster: ControlPlane, sa: str, namespaces: tuple[str, ...], names: tuple[str, ...]
+) -> set[tuple[str, str, str, str, str]]:
+    """(scope, group, resource, verb, name) the API server allows; scope "" = all namespaces."""
+    out = set()
+    for namespace, (group, resource), verb, name in product(namespaces, RESOURCES_TO_PROBE, VERBS, names):
+        if name and verb in ("list", "watch", "create", "deletecollection"):
+            continue  # verbs on collections have no name
+        if allowed(cluster, sa, verb, group, resource, namespace, name):
+            out.add((namespace, group, resource, verb, name))
+    return out
+
+
+def expected_grants(
+    grants_by_scope: dict[str, set[tuple[str, str, str, str]]],
+    namespaces: tuple[str, ...],
+    names: tuple[str, ...],
+) -> set[tuple[str, str, str, str, str]]:
+    """What the rules imply for each probed (namespace, name): cluster rules hold everywhere, a rule
+    with a resourceName only for that name, a rule without one for every name and for collections."""
+    out = set()
+    for scope, grants in grants_by_scope.items():
+        targets = namespaces if scope == "cluster" else (scope,)
+        for namespace, (group, resource, verb, rule_name), name in product(targets, grants, names):
+            if name and verb in ("list", "watch", "create", "deletecollection"):
+                continue
+            if rule_name and rule_name != name:
+                continue
+            out.add((namespace, group, resource, verb, name))
+    return out
+
+
+def test_rbac_grants_exactly_all_namespaces(cluster: ControlPlane, helm: Helm) -> None:
+    rendered = install(cluster, helm, "agent-all")
+    sa = rendered.one("ServiceAccount")["metadata"]["name"]
+    namespaces = ("", RELEASE_NAMESPACE, "tenant-x")
+    names = ("", "hotplug-agent", "other")
+    expected = expected_grants(
+        {"cluster": KUBEVIRT_CONFIG | WORKLOAD, RELEASE_NAMESPACE: LEASE}, namespaces, names
+    )
+    assert observed_grants(cluster, sa, namespaces, names) == expected
+
+
+def test_rbac_grants_exactly_watch_namespaces(cluster: ControlPlane, helm: Helm) -> None:
+    rendered = install(
+        cluster,
+        helm,
+        "agent-some",
+        "watchNamespaces={tenant-a,tenant-b}",
+        "leaderElection.leaseName=agent-some",
+    )
+    sa = rendered.one("ServiceAccount")["metadata"]["name"]
+    namespaces = ("", RELEASE_NAMESPACE, "tenant-a", "tenant-b", "tenant-x")
+    names = ("", "agent-some", "hotplug-agent")
+    lease = {(g, r, v, "agent-some" if n else "") for g, r, v, n in LEASE}
+    expected = expected_grants(
+        {"cluster": KUBEVIRT_CONFIG, "tenant-a": WORKLOAD, "tenant-b": WORKLOAD, RELEASE_NAMESPACE: lease},
+        namespaces,
+        names,
+    )
+    assert observed_grants(cluster, sa, namespaces, names) == expected
+
+
+def test_api_server_rejects_what_the_chart_must_not_render(cluster: ControlPlane, helm: Helm) -> None:
+    """The checks above can fail: an unknown field and a non-restricted pod are refused."""
+    rendered = helm.render(namespace=RELEASE_NAMESPACE)
+    deployment = rendered.one("Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["bogusField"] = 1
+    res = cluster.request("POST", collection(deployment) + "?fieldValidation=Strict&dryRun=All", deployment)
+    assert res.status == 400 and b"bogusField" in res.body, res.body[:500]
+    # Pod Security Admission "restricted" (namespace label) admits the chart's pod template as is.
+    ensure_namespace(cluster, "restricted-ns")
+    patch = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    res = cluster.request("PATCH", "/api/v1/namespaces/restricted-ns", patch, "application/merge-patch+json")
+    assert res.status == 200, res.body[:500]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "agent", "namespace": "restricted-ns"},
+        "spec": helm.render(namespace=RELEASE_NAMESPACE).one("Deployment")["spec"]["template"]["spec"],
+    }
+    res = cluster.request(
+        "POST", "/api/v1/namespaces/restricted-ns/pods?dryRun=All&fieldValidation=Strict", pod
+    )
+    assert res.status == 201, res.body[:1000]
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    res = cluster.request("POST", "/api/v1/namespaces/restricted-ns/pods?dryRun=All", pod)
+    assert res.status == 403 and b"allowPrivilegeEscalation" in res.body, res.body[:1000]
