@@ -6,16 +6,34 @@ convention). Rendering is cached per session: each variant is rendered once.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import CHART, Helm, Rendered, find_helm
+from tests.chart.helm import CHART, INSTALL_HELM, Helm, Rendered, find_helm
 
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 VARIANTS: dict[str, tuple[Path, ...]] = {"default": ()} | {
     f.name.removesuffix("-values.yaml"): (f,) for f in CI_VALUES
 }
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When chart tests are selected and helm is not built yet, build it now, with its output shown,
+    outside any test's timeout (a cold build takes minutes). Failures are left to the fixture."""
+    if os.environ.get("HELM") or not any(
+        Path(str(item.path)).is_relative_to(Path(__file__).parent) and item.get_closest_marker("tools")
+        for item in session.items
+    ):
+        return
+    capman = session.config.pluginmanager.get_plugin("capturemanager")
+    if capman is None:
+        subprocess.run([str(INSTALL_HELM)], check=False, capture_output=True)
+        return
+    with capman.global_and_fixture_disabled():
+        subprocess.run([str(INSTALL_HELM)], check=False)
 
 
 @pytest.fixture(scope="session")
