@@ -95,10 +95,12 @@ class MigrationController(Controller):
         key = key_of(obj)
         st = obj.get("status") or {}
         phase = str(st.get("phase", ""))
-        if not deleted and is_running(phase):
-            self.running[key] = str((st.get("migrationState") or {}).get("sourceNode", ""))
-        else:
+        # Monotonic: a VMIM never goes back to Pending, so a stale Pending event must not un-count one
+        # this controller already admitted (its own write may be ahead of the watch).
+        if deleted or is_final(phase):
             self.running.pop(key, None)
+        elif is_running(phase):
+            self.running[key] = str((st.get("migrationState") or {}).get("sourceNode", ""))
         if deleted or phase != PHASE_PENDING:
             self.pending.pop(key, None)
         vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))

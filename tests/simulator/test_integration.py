@@ -83,3 +83,128 @@ async def test_hotplug_bridge_via_migration(cluster: SimulatedCluster, api: Cust
     assert red["podInterfaceName"].startswith("pod") and len(red["podInterfaceName"]) == 14
     assert v["status"]["nodeName"] != source
     assert v["metadata"]["labels"]["kubevirt.io/nodeName"] == v["status"]["nodeName"]
+
+
+def status_body(exc: ApiException) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = json.loads(exc.body)
+    return out
+
+
+async def test_unplug_bridge(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
+    await create_vm(api, vm("vm2", secondary=[("blue", "bridge")]))
+    await set_state(api, "vm2", "blue", "absent")
+
+    async def detached() -> bool:
+        v = await get(api, "virtualmachineinstances", "vm2")
+        iface = next(i for i in v["spec"]["domain"]["devices"]["interfaces"] if i["name"] == "blue")
+        e = entry(v, "blue")
+        return iface.get("state") == "absent" and e is not None and e["infoSource"] == "multus-status"
+
+    await wait_for(detached, what="blue detached from the domain, still in the pod")
+    m = await migrate(api, "vm2")
+    await wait_vmim(api, m["metadata"]["name"], "Succeeded")
+
+    async def gone_from_vm() -> bool:
+        vmx = await get(api, "virtualmachines", "vm2")
+        v = await get(api, "virtualmachineinstances", "vm2")
+        names = [i["name"] for i in vmx["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]]
+        vmi_names = [i["name"] for i in v["spec"]["domain"]["devices"]["interfaces"]]
+        nets = [n["name"] for n in vmx["spec"]["template"]["spec"]["networks"]]
+        return "blue" not in names and "blue" not in nets and "blue" not in vmi_names and entry(v, "blue") is None
+
+    await wait_for(gone_from_vm, what="blue gone from VMI status, VMI spec, VM template")
+
+
+async def test_sriov_absent_rejected(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
+    await create_vm(api, vm("vm3", secondary=[("fast", "sriov")]))
+    with pytest.raises(ApiException) as err:
+        await set_state(api, "vm3", "fast", "absent")
+    assert '"fast" interface\'s state "absent" is supported only for bridge binding' in status_body(err.value)["message"]
+    assert "virtualmachine-validator.kubevirt.io" in status_body(err.value)["message"]
+
+
+async def test_restart_required(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
+    await create_vm(api, vm("vm4", secondary=[("blue", "bridge")]))
+    cur = await get(api, "virtualmachines", "vm4")
+    spec = cur["spec"]["template"]["spec"]
+    ifaces = [i for i in spec["domain"]["devices"]["interfaces"] if i["name"] != "blue"]
+    nets = [n for n in spec["networks"] if n["name"] != "blue"]
+    body = {"spec": {"template": {"spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets}}}}
+    await api.patch_namespaced_custom_object(
+        G, V, "default", "virtualmachines", "vm4", body, _content_type="application/merge-patch+json"
+    )
+
+    async def rr() -> dict[str, Any] | None:
+        return condition(await get(api, "virtualmachines", "vm4"), "RestartRequired")
+
+    cond = await wait_for(rr, what="RestartRequired")
+    assert cond["status"] == "True"
+    assert cond["message"] == "a non-live-updatable field was changed in the template spec"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason", "fragment"),
+    [
+        ({"pod_binding": "bridge"}, "InterfaceNotLiveMigratable", "does not use masquerade"),
+        ({"host_devices": True}, "HostDeviceNotLiveMigratable", "PCI host devices"),
+        (
+            {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-rwo"}}]},
+            "DisksNotLiveMigratable",
+            "PVC data-rwo is not shared",
+        ),
+    ],
+)
+async def test_not_migratable_rejected(
+    cluster: SimulatedCluster, api: CustomObjectsApi, kwargs: dict[str, Any], reason: str, fragment: str
+) -> None:
+    await create_vm(api, vm("vm5", **kwargs))
+    v = await get(api, "virtualmachineinstances", "vm5")
+    assert condition(v, "LiveMigratable")["reason"] == reason  # type: ignore[index]
+    with pytest.raises(ApiException) as err:
+        await migrate(api, "vm5")
+    msg = status_body(err.value)["message"]
+    assert err.value.status == 422
+    assert msg.startswith(
+        'admission webhook "migration-create-validator.kubevirt.io" denied the request: '
+        f"Cannot migrate VMI, Reason: {reason}, Message: "
+    )
+    assert fragment in msg
+
+
+async def test_in_flight_and_missing_rejected(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
+    await create_vm(api, vm("vm6"))
+    first = await migrate(api, "vm6")
+    with pytest.raises(ApiException) as err:
+        await migrate(api, "vm6")
+    assert err.value.status == 409
+    assert status_body(err.value)["message"].endswith(
+        f"in-flight migration detected. Active migration job ({first['metadata']['uid']}) is currently already "
+        "in progress for VMI vm6."
+    )
+    with pytest.raises(ApiException) as err2:
+        await migrate(api, "nope")
+    assert 'the VMI "default/nope" does not exist' in status_body(err2.value)["message"]
+    await wait_vmim(api, first["metadata"]["name"], "Succeeded")
+    await migrate(api, "vm6")  # allowed again once the first is final
+
+
+async def test_cancel_by_delete(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
+    cluster.config.migration_mean_seconds = 5.0
+    assert cluster.world is not None
+    cluster.world.config.migration_mean_seconds = 5.0
+    await create_vm(api, vm("vm7"))
+    m = await migrate(api, "vm7")
+    name = m["metadata"]["name"]
+    await wait_vmim(api, name, "Scheduling")
+    await api.delete_namespaced_custom_object(G, V, "default", "virtualmachineinstancemigrations", name)
+
+    async def gone() -> bool:
+        try:
+            await get(api, "virtualmachineinstancemigrations", name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    await wait_for(gone, what="canceled VMIM gone (finalizer removed)")
