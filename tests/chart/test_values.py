@@ -78,3 +78,26 @@ def test_contract_chart_values_exist() -> None:
     named = re.findall(r"^\|[^|]+\|[^|]+\| `([A-Za-z.]+)` \|", contract, flags=re.MULTILINE)
     assert len(named) >= 20
     assert [n for n in named if n not in LEAVES] == []
+
+
+def test_values_comments_name_the_right_env_var() -> None:
+    """A value's comment names its HOTPLUG_AGENT_* variable, and it is the one the contract assigns."""
+    comments: dict[str, str] = {}
+    current = ""
+    for line in VALUES_TEXT.splitlines():
+        match = re.match(r"^\s*# ([A-Za-z.]+) -- (.*)$", line)
+        if match:
+            current = match.group(1)
+            comments[current] = match.group(2)
+        elif current and (cont := re.match(r"^\s*# (.*)$", line)):
+            comments[current] += " " + cont.group(1)
+        else:
+            current = ""
+    contract = (REPO / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\|[^|]+\| `(HOTPLUG_AGENT_\w+)` \| `([A-Za-z.]+)` \|", contract, flags=re.MULTILINE)
+    assert len(rows) >= 20
+    for env, path in rows:
+        assert env in comments[path], (path, env)
+    for path, text in comments.items():
+        for env in re.findall(r"HOTPLUG_AGENT_\w+", text):
+            assert (env, path) in rows, f"values.yaml comment of {path} names {env}"
