@@ -95,6 +95,7 @@ _CAUSE_PREFIX = {
     "FieldValueInvalid": "Invalid value: ",
     "FieldValueRequired": "Required value: ",
     "FieldValueForbidden": "Forbidden: ",
+    "FieldValueTooLong": "Too long: ",
 }
 
 

@@ -22,7 +22,7 @@ from simulator.apiserver.managed import manager_from_user_agent
 from simulator.apiserver.meta import as_version
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
 from simulator.apiserver.selectors import BASE_FIELDS, parse_field_selector, parse_label_selector
-from simulator.apiserver.store import Store
+from simulator.apiserver.store import APPLY_PATCH, Store
 from simulator.apiserver.table import to_table, wants_table
 from simulator.apiserver.watch import Close, Watcher, WatchFilter, encode
 
@@ -308,6 +308,22 @@ class Handlers:
                 field_manager=_manager(request),
             )
             return json_response(as_version(rt, obj))
+        if verb == "patch" and request.content_type == APPLY_PATCH:
+            raw_apply = await request.read()
+            try:
+                applied = yaml.safe_load(raw_apply) if raw_apply else None
+            except yaml.YAMLError as exc:
+                raise ApiError(400, f"error decoding YAML: {exc}") from exc
+            obj, created = await store.apply(
+                rt,
+                target.namespace,
+                target.name,
+                applied,
+                request.query.get("fieldManager"),
+                subresource=target.subresource,
+                dry_run=dry_run,
+            )
+            return json_response(as_version(rt, obj), 201 if created else 200)
         if verb == "patch":
             store.check_patch_type(rt, request.content_type)
             raw = await request.read()

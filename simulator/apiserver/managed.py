@@ -1,9 +1,9 @@
 """`metadata.managedFields`: which manager last wrote which fields (approximation of server-side apply's
 field tracking, for clients and tests that look for the entries).
 
-Approximation: one `Update` entry per (manager, subresource) holding the field set of the object that
-manager last wrote (lists are atomic; no `k:`/`v:` keys), and fields are never taken away from other
-managers.  Server-side apply itself is not served (415).
+Approximation: one entry per (manager, operation, subresource) holding the field set of the object
+that manager last wrote (lists are atomic; no `k:`/`v:` keys), and fields are never taken away from
+other managers.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ def field_set(obj: dict[str, Any], subresource: str) -> dict[str, Any]:
     return out
 
 
-def record(rt: ResourceType, obj: dict[str, Any], manager: str, subresource: str) -> None:
-    """Set (in place) `manager`'s entry in `obj.metadata.managedFields`."""
+def record(
+    rt: ResourceType, obj: dict[str, Any], manager: str, subresource: str, operation: str = "Update"
+) -> None:
+    """Set (in place) `manager`'s entry (`Update` or `Apply`) in `obj.metadata.managedFields`."""
     meta = obj["metadata"]
     entry: dict[str, Any] = {
         "manager": manager,
-        "operation": "Update",
+        "operation": operation,
         "apiVersion": rt.api_version,
         "time": now_rfc3339(),
         "fieldsType": "FieldsV1",
@@ -60,7 +62,7 @@ def record(rt: ResourceType, obj: dict[str, Any], manager: str, subresource: str
         for e in meta.get("managedFields") or []
         if not (
             e.get("manager") == manager
-            and e.get("operation") == "Update"
+            and e.get("operation") == operation
             and e.get("subresource", "") == subresource
         )
     ]

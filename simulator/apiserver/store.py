@@ -43,6 +43,7 @@ from simulator.apiserver.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from simulator.apiserver.validation import validate_object
 from simulator.apiserver.watch import Watcher, WatchEvent
 
 log = structlog.get_logger(__name__)
@@ -198,6 +199,7 @@ class Store:
         admission: bool = True,
         dry_run: bool = False,
         field_manager: str | None = None,
+        managed_operation: str = "Update",
         take_ownership: bool = False,
     ) -> dict[str, Any]:
         """Create `obj`; 409 AlreadyExists, 404 when the namespace is missing.
@@ -242,6 +244,7 @@ class Store:
             while (ns, name) in table:
                 name = prefix + random_suffix(self.rng)
         validate_name(rt, name)
+        validate_object(rt, obj)
         if (ns, name) in table:
             raise errors.already_exists(rt.group, rt.plural, name)
         prepare_create(rt, obj, ns, name)
@@ -261,7 +264,7 @@ class Store:
         if dry_run:
             return obj
         if self.managed_fields:
-            record_managed_fields(rt, obj, field_manager or DEFAULT_MANAGER, "")
+            record_managed_fields(rt, obj, field_manager or DEFAULT_MANAGER, "", managed_operation)
         return self._commit(rt, "ADDED", (ns, name), obj, None)
 
     async def update(
@@ -347,6 +350,18 @@ class Store:
         """PATCH: merge patch, JSON patch, or (built-ins only, as a merge patch) strategic merge."""
         rt = self.rtype(resource)
         ns = (namespace or "default") if rt.namespaced else ""
+        if content_type == APPLY_PATCH:
+            applied, _created = await self.apply(
+                rt,
+                ns,
+                name,
+                clone(body),
+                field_manager,
+                subresource=subresource,
+                admission=admission,
+                dry_run=dry_run,
+            )
+            return applied
         self.check_patch_type(rt, content_type)
         if content_type != JSON_PATCH and not isinstance(body, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
@@ -383,10 +398,76 @@ class Store:
             field_manager=field_manager,
         )
 
+    async def apply(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        field_manager: str | None,
+        *,
+        subresource: str = "",
+        admission: bool = True,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Server-side apply, approximated: create if missing, else merge the applied configuration.
+
+        Returns (object, created). Approximation: fields the manager applied before and now omits are
+        not removed, lists are replaced (no merge keys), and ownership conflicts are never reported.
+        """
+        rt = self.rtype(resource)
+        if not field_manager:
+            raise errors.invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                "fieldManager",
+                "is required for apply patch",
+                cause="FieldValueRequired",
+            )
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body of the request was in an unknown format")
+        ns = (namespace or "default") if rt.namespaced else ""
+        if self.try_get(rt, ns, name) is None and not subresource:
+            meta = body.setdefault("metadata", {})
+            if not isinstance(meta, dict) or meta.get("name", name) != name:
+                raise ApiError(400, f"the name of the object does not match the name on the URL ({name})")
+            meta["name"] = name
+            created = await self.create(
+                rt,
+                body,
+                ns,
+                admission=admission,
+                dry_run=dry_run,
+                take_ownership=True,
+                field_manager=field_manager,
+                managed_operation="Apply",
+            )
+            return created, True
+
+        def transform(old: dict[str, Any]) -> dict[str, Any]:
+            patched: dict[str, Any] = merge_patch(clone(old), body)
+            return patched
+
+        updated = await self._guaranteed_update(
+            rt=rt,
+            ns=ns,
+            name=name,
+            transform=transform,
+            precondition=None,
+            subresource=subresource,
+            admission=admission,
+            dry_run=dry_run,
+            verb="patch",
+            field_manager=field_manager,
+            managed_operation="Apply",
+        )
+        return updated, False
+
     @staticmethod
     def check_patch_type(rt: ResourceType, content_type: str) -> None:
-        """415 for media types the resource does not take (strategic merge only for built-ins; no apply)."""
-        if content_type in (MERGE_PATCH, JSON_PATCH) or (
+        """415 for media types the resource does not take (strategic merge only for built-ins)."""
+        if content_type in (MERGE_PATCH, JSON_PATCH, APPLY_PATCH) or (
             content_type == STRATEGIC_MERGE_PATCH and rt.builtin
         ):
             return
@@ -555,6 +636,7 @@ class Store:
         dry_run: bool,
         verb: str,
         field_manager: str | None,
+        managed_operation: str = "Update",
     ) -> dict[str, Any]:
         if subresource and not (subresource == "status" and rt.status_subresource):
             raise errors.not_found(rt.group, f"{rt.plural}/{subresource}", name)
@@ -564,6 +646,7 @@ class Store:
                 raise errors.conflict(rt.group, rt.plural, name)
             new = transform(old)
             check_type_meta(rt, new)
+            validate_object(rt, new)
             new = prepare_update(rt, old, new, subresource)
             if admission and self._hooks:
                 await self._admit(
@@ -587,7 +670,9 @@ class Store:
             if meta.get("deletionTimestamp") and not meta.get("finalizers"):
                 return self._commit(rt, "DELETED", (ns, name), new, old)
             if self.managed_fields:
-                record_managed_fields(rt, new, field_manager or DEFAULT_MANAGER, subresource)
+                record_managed_fields(
+                    rt, new, field_manager or DEFAULT_MANAGER, subresource, managed_operation
+                )
             return self._commit(rt, "MODIFIED", (ns, name), new, old)
         log.warning("update retries exhausted", resource=rt.key, name=name, verb=verb)
         raise errors.conflict(rt.group, rt.plural, name)

@@ -125,3 +125,39 @@ async def test_bearer_token_required_when_configured(tmp_path: Path) -> None:
         await client.close()
     finally:
         await srv.stop()
+
+
+async def test_metadata_and_timestamp_validation(api: ApiClient) -> None:
+    co = CustomObjectsApi(api)
+    bad_key = {"metadata": {"name": "a", "labels": {"bad key!": "v"}}}
+    with pytest.raises(ApiException) as exc:
+        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", bad_key)
+    assert exc.value.status == 422
+    with pytest.raises(ApiException) as exc:
+        await co.create_namespaced_custom_object(
+            *KV, "default", "virtualmachines", {"metadata": {"name": "b", "labels": {"k": "bad value!"}}}
+        )
+    assert exc.value.status == 422
+    with pytest.raises(ApiException) as exc:
+        await co.create_namespaced_custom_object(
+            *KV, "default", "virtualmachines", {"metadata": {"name": "c", "annotations": {"a": 1}}}
+        )
+    assert exc.value.status == 400
+    await co.create_namespaced_custom_object(
+        *KV,
+        "default",
+        "virtualmachines",
+        {"metadata": {"name": "ok", "labels": {"kubevirt.io/vmi-name": "vm1", "empty": ""}}},
+    )
+    from kubernetes_asyncio.client import CoordinationV1Api
+
+    coord = CoordinationV1Api(api)
+    with pytest.raises(ApiException) as exc:
+        await coord.create_namespaced_lease(
+            "default", {"metadata": {"name": "l"}, "spec": {"renewTime": "2026-01-01T00:00:00Z"}}
+        )
+    assert exc.value.status == 400  # MicroTime needs six fractional digits
+    lease = await coord.create_namespaced_lease(
+        "default", {"metadata": {"name": "l"}, "spec": {"renewTime": "2026-01-01T00:00:00.000000Z"}}
+    )
+    assert lease.spec.renew_time.year == 2026

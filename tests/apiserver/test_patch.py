@@ -120,13 +120,26 @@ async def test_strategic_merge_is_415_on_custom_resources(server: ApiServer, api
     )
     assert code == 415
     assert st["kind"] == "Status" and st["reason"] == "UnsupportedMediaType" and st["code"] == 415
-    code, st = await _raw_patch(
+
+
+async def test_server_side_apply_approximation(server: ApiServer) -> None:
+    path = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines/ssa"
+    manifest = (
+        b"apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata:\n  name: ssa\n"
+        b"spec:\n  runStrategy: Always\n"
+    )
+    code, st = await _raw_patch(server, path, manifest, "application/apply-patch+yaml")
+    assert code == 422 and st["details"]["causes"][0]["field"] == "fieldManager"  # type: ignore[index]
+    code, obj = await _raw_patch(server, path + "?fieldManager=me", manifest, "application/apply-patch+yaml")
+    assert code == 201 and obj["spec"] == {"runStrategy": "Always"}
+    code, obj = await _raw_patch(
         server,
-        "/apis/kubevirt.io/v1/namespaces/default/virtualmachines/smp",
-        b"spec: {}",
+        path + "?fieldManager=me",
+        manifest.replace(b"Always", b"Halted"),
         "application/apply-patch+yaml",
     )
-    assert code == 415
+    assert code == 200 and obj["spec"] == {"runStrategy": "Halted"}
+    assert [(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]] == [("me", "Apply")]  # type: ignore[index]
 
 
 async def test_strategic_merge_accepted_for_builtins(api: ApiClient) -> None:
