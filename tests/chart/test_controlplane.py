@@ -14,8 +14,18 @@ leak into the conformance or controlplane suites.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +34,7 @@ from tests.chart import schemas
 from tests.chart.conftest import VARIANTS
 from tests.chart.helm import Helm, Rendered
 from tests.chart.test_rbac import KUBEVIRT_CONFIG, LEASE, WORKLOAD
-from tests.controlplane.cluster import ControlPlane, ensure_binaries
+from tests.controlplane.cluster import KUBEVIRT_CRDS, ControlPlane, ensure_binaries
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.tools]
 
@@ -230,3 +240,102 @@ def test_api_server_rejects_what_the_chart_must_not_render(cluster: ControlPlane
     pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     res = cluster.request("POST", "/api/v1/namespaces/restricted-ns/pods?dryRun=All", pod)
     assert res.status == 403 and b"allowPrivilegeEscalation" in res.body, res.body[:1000]
+
+
+def free_local_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_agent_runs_with_exactly_the_chart_rbac(cluster: ControlPlane, helm: Helm, tmp_path: Path) -> None:
+    """`hotplug-agent run`, configured by the rendered Deployment's environment and authenticated as the
+    chart's ServiceAccount (nothing more), syncs its caches, takes the Lease and never gets a 403: the
+    RBAC is not only minimal but sufficient."""
+    cluster.install_crds(KUBEVIRT_CRDS)
+    ensure_namespace(cluster, "kubevirt")
+    kubevirt = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {"workloadUpdateStrategy": {}},
+    }
+    res = cluster.request("POST", "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts", kubevirt)
+    assert res.status in (201, 409), res.body[:500]
+    kubevirt = cluster.request("GET", "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt").json()
+    kubevirt["status"] = {"phase": "Deployed", "observedKubeVirtVersion": "v1.5.2"}
+    res = cluster.request(
+        "PUT", "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt/status", kubevirt
+    )
+    assert res.status == 200, res.body[:500]
+
+    rendered = install(cluster, helm, "agent-e2e", "leaderElection.leaseName=agent-e2e")
+    sa = rendered.one("ServiceAccount")["metadata"]["name"]
+    kubeconfig = cluster.make_user(
+        f"system:serviceaccount:{RELEASE_NAMESPACE}:{sa}",
+        ["system:serviceaccounts", f"system:serviceaccounts:{RELEASE_NAMESPACE}"],
+    )
+    pod_name = "agent-e2e-0"
+    port = free_local_port()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "POD_NAME": pod_name}
+    env["POD_NAMESPACE"] = RELEASE_NAMESPACE
+    for var in rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"].replace("$(POD_NAME)", pod_name)
+    env["HOTPLUG_AGENT_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
+    env["HOTPLUG_AGENT_KUBECONFIG"] = str(kubeconfig)
+    binary = Path(sys.executable).parent / "hotplug-agent"
+    assert binary.exists(), "hotplug-agent is not installed in the venv (pip install -e .)"
+    log = tmp_path / "agent.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(binary), "run"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            status, _ = http_get(f"http://127.0.0.1:{port}/readyz")
+            lease = cluster.request(
+                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NAMESPACE}/leases/agent-e2e"
+            )
+            if (
+                status == 200
+                and lease.status == 200
+                and lease.json()["spec"].get("holderIdentity") == pod_name
+            ):
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, f"the agent exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
+        assert status == 200, f"/readyz never answered 200:\n{log.read_text()[-4000:]}"
+        assert lease.status == 200 and lease.json()["spec"]["holderIdentity"] == pod_name, log.read_text()[
+            -4000:
+        ]
+        _, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert re.search(r"^hotplug_agent_leader(\{\})? 1(\.0)?$", metrics, re.MULTILINE), metrics[-2000:]
+        assert re.search(r"^hotplug_agent_cache_synced(\{\})? 1(\.0)?$", metrics, re.MULTILINE), metrics[
+            -2000:
+        ]
+        forbidden = re.findall(
+            r'^hotplug_agent_api_errors_total\{[^}]*code="403"[^}]*\} ([0-9.e+]+)$', metrics, re.MULTILINE
+        )
+        assert all(float(v) == 0 for v in forbidden), f"403s from the API:\n{log.read_text()[-4000:]}"
+        assert "forbidden" not in log.read_text().lower(), log.read_text()[-4000:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=int(env["HOTPLUG_AGENT_SHUTDOWN_GRACE_SECONDS"]) + 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"exit code {proc.returncode} after SIGTERM:\n{log.read_text()[-4000:]}"
