@@ -12,11 +12,12 @@
 #   is built.
 # * Go's module cache (GOMODCACHE) and build cache (GOCACHE) are the user's usual ones, so a rebuild
 #   after `rm -rf .cache/controlplane` only relinks.
-# * Needs only Go (>= 1.24; found on PATH or at /usr/local/go/bin) and the Go module proxy.
+# * Needs only Go (>= 1.24; $GO, else `go` on PATH, else /usr/local/go/bin/go) and the Go module proxy.
 #
-# Usage: hack/controlplane/build.sh [--force] [--print-dir]
-#   --force      rebuild even if the binaries are present
-#   --print-dir  print only the binary directory on stdout (logs go to stderr)
+# Usage: hack/controlplane/build.sh [--force] [--print-dir] [--fingerprint]
+#   --force        rebuild even if the binaries are present
+#   --print-dir    print only the binary directory on stdout (logs go to stderr)
+#   --fingerprint  print the hash of the pinned inputs (versions.env, wrapper go.mod/go.sum) and exit
 # Exit codes: 0 ok, 2 no Go toolchain, 1 build failure.
 set -euo pipefail
 
@@ -27,11 +28,13 @@ source "$here/versions.env"
 
 force=0
 print_dir=0
+print_fingerprint=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --print-dir) print_dir=1 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    --fingerprint) print_fingerprint=1 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $arg" >&2; exit 64 ;;
   esac
 done
@@ -41,6 +44,14 @@ done_with() {
   if [ "$print_dir" = 1 ]; then echo "$1"; else log "binaries in $1"; fi
   exit 0
 }
+
+# What the binaries were built from; a change of a wrapper module forces a rebuild.
+fingerprint="$(cat "$here/versions.env" "$here"/kube-apiserver/go.{mod,sum} "$here"/etcd/go.{mod,sum} |
+  sha256sum | cut -c1-64)"
+if [ "$print_fingerprint" = 1 ]; then
+  echo "$fingerprint"
+  exit 0
+fi
 
 # 1. KUBEBUILDER_ASSETS override.
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
@@ -54,9 +65,6 @@ fi
 cache_root="${HOTPLUG_CONTROLPLANE_CACHE:-$root/.cache/controlplane}"
 out="$cache_root/k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}"
 bin="$out/bin"
-# What the binaries were built from; a change of a wrapper module forces a rebuild.
-fingerprint="$(cat "$here/versions.env" "$here"/kube-apiserver/go.{mod,sum} "$here"/etcd/go.{mod,sum} |
-  sha256sum | cut -c1-64)"
 
 up_to_date() {
   [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] &&
@@ -68,14 +76,19 @@ if [ "$force" = 0 ] && up_to_date; then
 fi
 
 # 2. Find Go.
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-  export PATH="/usr/local/go/bin:$PATH"
+if [ -n "${GO:-}" ]; then
+  go_cmd="$GO"
+elif command -v go >/dev/null 2>&1; then
+  go_cmd="$(command -v go)"
+else
+  go_cmd=/usr/local/go/bin/go
 fi
-if ! command -v go >/dev/null 2>&1; then
-  log "no Go toolchain (go not on PATH nor at /usr/local/go/bin/go): cannot build kube-apiserver and etcd."
+if ! [ -x "$go_cmd" ]; then
+  log "no Go toolchain (${GO:+GO=$GO, }go not on PATH nor at /usr/local/go/bin/go): cannot build kube-apiserver and etcd."
   log "Install Go >= 1.24, or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd."
   exit 2
 fi
+go() { "$go_cmd" "$@"; }
 
 mkdir -p "$out"
 # One build at a time (parallel make / pytest runs); the loser waits, then finds the binaries.
@@ -113,7 +126,10 @@ log "building etcd ${ETCD_VERSION}"
 mv -f "$bin/etcd.tmp" "$bin/etcd"
 log "etcd built in $((SECONDS - start)) s"
 
-"$bin/kube-apiserver" --version >&2
-"$bin/etcd" --version >&2
+got="$("$bin/kube-apiserver" --version)"
+[ "$got" = "Kubernetes ${KUBERNETES_VERSION}" ] || { log "kube-apiserver --version says '$got'"; exit 1; }
+got="$("$bin/etcd" --version | head -1)"
+[ "$got" = "etcd Version: ${ETCD_VERSION#v}" ] || { log "etcd --version says '$got'"; exit 1; }
+log "built kube-apiserver ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION}"
 echo "$fingerprint" >"$bin/.fingerprint"
 done_with "$bin"
