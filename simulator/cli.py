@@ -1,0 +1,240 @@
+"""``hotplug-agent cluster`` and ``hotplug-agent simulate``: argument definitions and runners.
+
+``agent/cli.py`` dispatches here. ``simulate`` runs a simulated cluster, the scenario driver and either
+the agent (``agent_runner``) or, without one, a manual operator who migrates like ``virtctl migrate``;
+it prints live progress and a ground-truth summary, and ``--report FILE`` writes the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from kubernetes_asyncio.client import CustomObjectsApi
+from kubernetes_asyncio.config import new_client_from_config
+
+from simulator.cluster import ClusterConfig, SimulatedCluster
+from simulator.report import Recorder, Report
+from simulator.scenario import ManualOperator, ScenarioConfig, ScenarioDriver, build_plan
+
+log = structlog.get_logger("simulator.cli")
+
+AgentRunner = Callable[[str, asyncio.Event], Awaitable[None]]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("simulated cluster")
+    g.add_argument("--kubevirt-version", default="v1.5.2", help="KubeVirt version to simulate (default v1.5.2)")
+    g.add_argument(
+        "--workload-update-methods", default="", help="KubeVirt CR workloadUpdateMethods, comma list (e.g. LiveMigrate)"
+    )
+    g.add_argument("--nodes", type=int, default=4, help="number of nodes (default 4)")
+    g.add_argument("--vms", type=int, default=None, help="number of VMs to create")
+    g.add_argument("--namespaces", default="team-a,team-b,team-c,team-d", help="namespaces for the VMs")
+    g.add_argument(
+        "--migration-mean-seconds", type=float, default=None, help="mean migration duration (cluster 2 s, simulate 1 s)"
+    )
+    g.add_argument(
+        "--migration-distribution", choices=["fixed", "uniform", "exponential", "lognormal"], default="lognormal"
+    )
+    g.add_argument("--failure-rate", type=float, default=None, help="share of migrations that fail")
+    g.add_argument("--stuck-rate", type=float, default=0.0, help="share of migrations that stay Running")
+    g.add_argument("--dnc", action="store_true", help="run the Multus dynamic networks controller (in-place bridge)")
+    g.add_argument("--parallel-migrations-per-cluster", type=int, default=None, help="KubeVirt CR limit (default 5)")
+    g.add_argument(
+        "--parallel-outbound-migrations-per-node", type=int, default=None, help="KubeVirt CR limit (default 2)"
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed (scenario and cluster)")
+    g.add_argument(
+        "--time-scale", type=float, default=0.1, help="scale of KubeVirt's own periods (15 s grace, 5 s updater)"
+    )
+    g.add_argument("--kubeconfig-out", type=Path, default=None, help="write the cluster's kubeconfig here")
+    g.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: any free port)")
+
+
+def _cluster_config(args: argparse.Namespace, default_failure: float, default_mean: float = 2.0) -> ClusterConfig:
+    methods = tuple(m.strip() for m in str(args.workload_update_methods).split(",") if m.strip())
+    return ClusterConfig(
+        kubevirt_version=args.kubevirt_version,
+        workload_update_methods=methods,
+        nodes=args.nodes,
+        migration_mean_seconds=default_mean if args.migration_mean_seconds is None else args.migration_mean_seconds,
+        migration_distribution=args.migration_distribution,
+        failure_rate=default_failure if args.failure_rate is None else args.failure_rate,
+        stuck_rate=args.stuck_rate,
+        dnc_enabled=args.dnc,
+        parallel_migrations_per_cluster=args.parallel_migrations_per_cluster,
+        parallel_outbound_migrations_per_node=args.parallel_outbound_migrations_per_node,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        port=args.port,
+    )
+
+
+def _scenario_config(args: argparse.Namespace, vms: int) -> ScenarioConfig:
+    return ScenarioConfig(
+        vms=vms,
+        namespaces=tuple(n.strip() for n in str(args.namespaces).split(",") if n.strip()),
+        seed=args.seed,
+        request_window_seconds=getattr(args, "request_window_seconds", 2.0),
+        kubevirt_version=args.kubevirt_version,
+    )
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``hotplug-agent cluster``."""
+    _add_common(parser)
+
+
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``hotplug-agent simulate``."""
+    _add_common(parser)
+    g = parser.add_argument_group("scenario")
+    g.add_argument("--report", type=Path, default=None, help="write the JSON ground-truth report here")
+    g.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
+    g.add_argument(
+        "--quiet-seconds", type=float, default=5.0,
+        help="end when nothing completed and no migration was in flight for this long (default 5)",
+    )
+    g.add_argument("--request-window-seconds", type=float, default=2.0, help="spread user edits over this window")
+
+
+async def run_cluster(args: argparse.Namespace) -> int:
+    """Serve a simulated cluster on 127.0.0.1 until SIGINT/SIGTERM."""
+    cfg = _cluster_config(args, default_failure=0.0)
+    cluster = SimulatedCluster(cfg, kubeconfig_path=args.kubeconfig_out)
+    await cluster.start()
+    stop = asyncio.Event()
+    _install_signals(stop)
+    try:
+        n = 20 if args.vms is None else args.vms
+        if n:
+            await cluster.seed([p.body for p in build_plan(_scenario_config(args, n))])
+        print(f"simulated KubeVirt {cfg.kubevirt_version} cluster at {cluster.url}", flush=True)
+        print(f"kubeconfig: {cluster.kubeconfig_path}", flush=True)
+        print(f"{n} VMs on {cfg.nodes} nodes; Ctrl-C to stop", flush=True)
+        while not stop.is_set():
+            cluster.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        await cluster.stop()
+    return 0
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run_simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = None) -> int:
+    """Cluster + scenario (+ the agent, or a manual operator); progress, summary, ``--report``.
+
+    Returns 0 when the report shows no violation, 1 otherwise.
+    """
+    report = await simulate(args, agent_runner)
+    for line in report.summary_lines():
+        print(line, flush=True)
+    if args.report is not None:
+        report.write(args.report)
+        print(f"report: {args.report}", flush=True)
+    return 1 if report.violations else 0
+
+
+async def simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = None) -> Report:
+    cfg = _cluster_config(args, default_failure=0.05, default_mean=1.0)
+    scen = _scenario_config(args, 200 if args.vms is None else args.vms)
+    cluster = SimulatedCluster(cfg, kubeconfig_path=args.kubeconfig_out)
+    await cluster.start()
+    recorder = Recorder(cluster.server.store)
+    cluster.server.add_event_observer(recorder.observe)
+    stop = asyncio.Event()
+    _install_signals(stop)
+    client = None
+    try:
+        plans = build_plan(scen)
+        await cluster.seed([p.body for p in plans])
+        client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
+        api = CustomObjectsApi(client)
+        driver = ScenarioDriver(api, plans, scen, on_request=recorder.add_request)
+        mode = "agent" if agent_runner is not None else "manual (virtctl migrate)"
+        print(f"simulating {len(plans)} VMs, KubeVirt {cfg.kubevirt_version}, mode: {mode}", flush=True)
+        async with asyncio.TaskGroup() as tg:
+            if agent_runner is not None:
+                tg.create_task(agent_runner(str(cluster.kubeconfig_path), stop), name="agent")
+            else:
+                tg.create_task(ManualOperator(api, driver).run(stop), name="manual-operator")
+            tg.create_task(driver.run(), name="scenario")
+            tg.create_task(_progress(cluster, driver, recorder, stop, args), name="progress")
+    finally:
+        stop.set()
+        if client is not None:
+            await client.close()
+        await cluster.stop()
+    return recorder.report()
+
+
+async def _progress(
+    cluster: SimulatedCluster, driver: ScenarioDriver, recorder: Recorder, stop: asyncio.Event,
+    args: argparse.Namespace,
+) -> None:
+    tty = sys.stdout.isatty()
+    start = time.monotonic()
+    last_change = start
+    last_done = -1
+    last_print = 0.0
+    try:
+        while not stop.is_set():
+            cluster.check()
+            now = time.monotonic()
+            accepted = sum(1 for r in driver.requests if r.accepted)
+            blocked = len(driver.requests) - accepted
+            done = recorder.completed_count
+            if done != last_done or recorder.in_flight:
+                last_change = now
+                last_done = done
+            line = (
+                f"[{now - start:6.1f}s] requested {len(driver.requests)}  completed {done}  "
+                f"blocked {blocked}  in-flight migrations {recorder.in_flight}  "
+                f"migrations {recorder.stats.created} (ok {recorder.stats.succeeded}, failed {recorder.stats.failed})"
+            )
+            if tty:
+                print("\r" + line, end="", flush=True)
+            elif now - last_print >= 1.0:
+                print(line, flush=True)
+                last_print = now
+            if driver.done.is_set() and (
+                done >= accepted or now - last_change >= args.quiet_seconds or now - start >= args.timeout
+            ):
+                break
+            if now - start >= args.timeout:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        if tty:
+            print(flush=True)
+        stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulator [cluster] ...``: simulate (manual mode) by default, for development."""
+    parser = argparse.ArgumentParser(prog="python -m simulator")
+    sub = parser.add_subparsers(dest="command")
+    add_simulate_arguments(sub.add_parser("simulate", help="cluster + scenario (manual mode)"))
+    add_cluster_arguments(sub.add_parser("cluster", help="serve the simulated cluster"))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("simulate", "cluster", "-h", "--help"):
+        argv = ["simulate", *argv]
+    args = parser.parse_args(argv)
+    if args.command == "cluster":
+        return asyncio.run(run_cluster(args))
+    return asyncio.run(run_simulate(args))

@@ -1,0 +1,298 @@
+"""Ground truth of a simulated run, computed from the cluster's own state (not the agent's claims).
+
+The :class:`Recorder` is an event observer of the embedded API server: it sees every stored mutation
+synchronously, so it can time completions and count concurrent migrations exactly. Per hot-plug
+request it decides *completed* the way KubeVirt users check it: a plug is complete when the VMI has a
+``status.interfaces`` entry for it with ``domain`` in ``infoSource``; an unplug when the interface is
+gone from the VM template (KubeVirt's last cleanup step). Work per event is O(interfaces of that VM).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.model import (
+    ANNOTATION_WORKLOAD_UPDATE,
+    COND_LIVE_MIGRATABLE,
+    COND_RESTART_REQUIRED,
+    COND_SYNCHRONIZED,
+    INFO_SOURCE_DOMAIN,
+    LABEL_AUTO_MIGRATE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY_VALUE,
+    OPT_OUT_VALUE,
+    is_final,
+    is_running,
+)
+from simulator.apiserver import Store
+from simulator.kubevirt import rules
+from simulator.scenario import Request
+
+VMIMS = "virtualmachineinstancemigrations"
+
+
+@dataclass
+class RequestOutcome:
+    namespace: str
+    vm: str
+    interface: str
+    op: str
+    binding: str
+    category: str
+    accepted: bool
+    rejection: str
+    completed: bool
+    latency_seconds: float | None
+    #: Why not completed, from the final state: rejected, not-live-migratable, slots-exhausted,
+    #: restart-required, opted-out, pending.
+    final_state: str
+
+
+@dataclass
+class MigrationStats:
+    created: int = 0
+    by_creator: dict[str, int] = field(default_factory=lambda: {"agent": 0, "kubevirt": 0, "manual": 0})
+    succeeded: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    max_concurrent: int = 0
+    max_concurrent_running: int = 0
+    max_concurrent_per_vmi: int = 0
+    max_running_per_node: int = 0
+    for_opted_out: int = 0
+    for_not_live_migratable: int = 0
+    for_restart_required: int = 0
+
+
+@dataclass
+class Report:
+    requested: int
+    completed: int
+    blocked_at_admission: int
+    not_completed: int
+    by_final_state: dict[str, int]
+    migrations: MigrationStats
+    makespan_seconds: float | None
+    violations: list[str]
+    requests: list[RequestOutcome]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    def summary_lines(self) -> list[str]:
+        m = self.migrations
+        lines = [
+            f"hot-plug requests: {self.requested}  completed: {self.completed}  "
+            f"blocked at admission: {self.blocked_at_admission}  not completed: {self.not_completed}",
+            "not completed by final state: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(self.by_final_state.items())) or "none"),
+            f"migrations: {m.created} created (agent {m.by_creator['agent']}, kubevirt {m.by_creator['kubevirt']}, "
+            f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, {m.unfinished} unfinished",
+            f"concurrency: max {m.max_concurrent} unfinished, {m.max_concurrent_running} running, "
+            f"{m.max_concurrent_per_vmi} per VMI, {m.max_running_per_node} running per source node",
+            f"makespan: {self.makespan_seconds:.2f} s" if self.makespan_seconds is not None else "makespan: n/a",
+        ]
+        if self.violations:
+            lines.append("VIOLATIONS: " + "; ".join(self.violations))
+        return lines
+
+
+class _Track:
+    __slots__ = ("completed_at", "request")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.completed_at: float | None = None
+
+
+class Recorder:
+    """Register with ``server.add_event_observer(recorder.observe)``; add requests as they are issued."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_vm: dict[tuple[str, str], list[_Track]] = {}
+        self.tracks: list[_Track] = []
+        self.stats = MigrationStats()
+        self._unfinished: dict[tuple[str, str], tuple[str, str]] = {}  # vmim key → vmi key
+        self._per_vmi: dict[tuple[str, str], int] = {}
+        self._running: dict[tuple[str, str], str] = {}  # vmim key → source node
+        self._final_seen: set[tuple[str, str]] = set()
+        self.violations: list[str] = []
+
+    def add_request(self, req: Request) -> None:
+        track = _Track(req)
+        self.tracks.append(track)
+        if req.accepted:
+            self._by_vm.setdefault((req.namespace, req.vm), []).append(track)
+            self._check_vm(req.namespace, req.vm, req.t_requested)
+
+    def observe(self, event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
+        import time
+
+        now = time.time()
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if resource in ("virtualmachineinstances", "virtualmachines"):
+            if key in self._by_vm:
+                self._check_vm(*key, now)
+        elif resource == VMIMS:
+            self._on_vmim(event_type, key, obj)
+
+    def _check_vm(self, ns: str, name: str, now: float) -> None:
+        tracks = self._by_vm.get((ns, name))
+        if not tracks:
+            return
+        vmi = self.store.try_get("virtualmachineinstances", ns, name)
+        vm = self.store.try_get("virtualmachines", ns, name)
+        entries = rules.status_entries((vmi or {}).get("status") or {})
+        template = (((vm or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        in_template = {str(i.get("name")) for i in rules.interfaces(template)}
+        for track in tracks:
+            if track.completed_at is not None:
+                continue
+            req = track.request
+            if req.op == "plug":
+                e = entries.get(req.interface)
+                if e is not None and INFO_SOURCE_DOMAIN in rules.info_sources(e):
+                    track.completed_at = now
+            elif req.interface not in in_template and vm is not None:
+                track.completed_at = now
+
+    def _on_vmim(self, event_type: str, key: tuple[str, str], obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        st = obj.get("status") or {}
+        phase = str(st.get("phase", ""))
+        vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))
+        if event_type == "ADDED":
+            self.stats.created += 1
+            labels = meta.get("labels") or {}
+            annotations = meta.get("annotations") or {}
+            if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
+                creator = "agent"
+            elif ANNOTATION_WORKLOAD_UPDATE in annotations:
+                creator = "kubevirt"
+            else:
+                creator = "manual"
+            self.stats.by_creator[creator] += 1
+            vm = self.store.try_get("virtualmachines", *vmi_key)
+            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+            if vm is not None and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE:
+                self.stats.for_opted_out += 1
+                if creator == "agent":
+                    self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
+            if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
+                self.stats.for_not_live_migratable += 1
+            if _cond(vm, COND_RESTART_REQUIRED) == "True":
+                self.stats.for_restart_required += 1
+                if creator == "agent":
+                    self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
+        gone = event_type == "DELETED" or is_final(phase)
+        if gone:
+            if key in self._unfinished:
+                del self._unfinished[key]
+                self._per_vmi[vmi_key] -= 1
+                if self._per_vmi[vmi_key] <= 0:
+                    del self._per_vmi[vmi_key]
+            self._running.pop(key, None)
+            if is_final(phase) and key not in self._final_seen:
+                self._final_seen.add(key)
+                if phase == "Succeeded":
+                    self.stats.succeeded += 1
+                else:
+                    self.stats.failed += 1
+            return
+        if key not in self._unfinished:
+            self._unfinished[key] = vmi_key
+            n = self._per_vmi.get(vmi_key, 0) + 1
+            self._per_vmi[vmi_key] = n
+            if n > 1:
+                self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
+            self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
+            self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
+        if is_running(phase):
+            self._running[key] = str((st.get("migrationState") or {}).get("sourceNode", ""))
+            self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
+            per_node: dict[str, int] = {}
+            for node in self._running.values():
+                per_node[node] = per_node.get(node, 0) + 1
+            self.stats.max_running_per_node = max(self.stats.max_running_per_node, max(per_node.values()))
+
+    def report(self) -> Report:
+        outcomes: list[RequestOutcome] = []
+        first = min((t.request.t_requested for t in self.tracks), default=None)
+        last: float | None = None
+        by_state: dict[str, int] = {}
+        for track in self.tracks:
+            req = track.request
+            done = track.completed_at is not None
+            if done:
+                assert track.completed_at is not None
+                last = track.completed_at if last is None else max(last, track.completed_at)
+                state = "completed"
+            elif not req.accepted:
+                state = "rejected"
+            else:
+                state = self._why(req)
+            if state != "completed":
+                by_state[state] = by_state.get(state, 0) + 1
+            outcomes.append(
+                RequestOutcome(
+                    req.namespace, req.vm, req.interface, req.op, req.binding, req.category, req.accepted,
+                    req.rejection, done,
+                    (track.completed_at - req.t_requested) if track.completed_at is not None else None,
+                    state,
+                )
+            )
+        self.stats.unfinished = len(self._unfinished)
+        accepted = [o for o in outcomes if o.accepted]
+        return Report(
+            requested=len(outcomes),
+            completed=sum(1 for o in outcomes if o.completed),
+            blocked_at_admission=sum(1 for o in outcomes if not o.accepted),
+            not_completed=sum(1 for o in accepted if not o.completed),
+            by_final_state=by_state,
+            migrations=self.stats,
+            makespan_seconds=(last - first) if first is not None and last is not None else None,
+            violations=list(dict.fromkeys(self.violations)),
+            requests=outcomes,
+        )
+
+    def _why(self, req: Request) -> str:
+        vm = self.store.try_get("virtualmachines", req.namespace, req.vm)
+        vmi = self.store.try_get("virtualmachineinstances", req.namespace, req.vm)
+        if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
+            return "not-live-migratable"
+        sync = _cond_obj(vmi, COND_SYNCHRONIZED)
+        if sync is not None and "No more available PCI slots" in str(sync.get("message", "")):
+            return "slots-exhausted"
+        if _cond(vm, COND_RESTART_REQUIRED) == "True":
+            return "restart-required"
+        if vm is not None and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE:
+            return "opted-out"
+        return "pending"
+
+    @property
+    def completed_count(self) -> int:
+        return sum(1 for t in self.tracks if t.completed_at is not None)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unfinished)
+
+
+def _cond_obj(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == ctype:
+            return c
+    return None
+
+
+def _cond(obj: dict[str, Any] | None, ctype: str) -> str | None:
+    c = _cond_obj(obj, ctype)
+    return str(c.get("status")) if c is not None else None

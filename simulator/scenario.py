@@ -1,0 +1,392 @@
+"""The scenario driver: hot plugs and unplugs the way a user does, by editing VirtualMachines.
+
+Why through the VM: that is the only hot-plug API KubeVirt has (since v1.1): a merge patch of
+``spec.template.spec.domain.devices.interfaces`` and ``spec.template.spec.networks``; unplug = set the
+interface's ``state: absent``. Everything else (propagation, migration, attach) is the cluster's and the
+agent's job; the report judges the outcome from the cluster's own state.
+
+The default scenario (~200 VMs in a few namespaces, deterministic from a seed) mixes categories, each
+exercising one rule: bridge plugs, SR-IOV plugs, bridge unplugs, SR-IOV unplug attempts (rejected by
+admission: recorded as blocked at the user level), non-migratable VMs (one per ``LiveMigratable`` reason
+the simulator models), slot-exhausted VMs (*predictable*: booted with 4 interfaces on the v1 topology,
+then plugged; *observed only*: hot-plugged disks took the free ports), opted-out VMs (label
+``hotplug-agent.io/auto-migrate: "false"``), RestartRequired VMs (an interface removed instead of set
+absent, plus a plug), and idle VMs.
+
+Manual mode (no agent): :class:`ManualOperator` migrates each VM it edited like ``virtctl migrate``
+(VMIM ``generateName: kubevirt-migrate-vm-``) once the request reached the VMI, retrying failures and
+``in-flight`` rejections, giving up on ``Cannot migrate VMI``, skipping opted-out and RestartRequired VMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from kubernetes_asyncio.client import CustomObjectsApi
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE, VIRTCTL_MIGRATE_PREFIX
+from simulator.kubevirt import pci, rules
+from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
+
+log = structlog.get_logger("simulator.scenario")
+
+Op = Literal["plug", "unplug"]
+G, V = "kubevirt.io", "v1"
+MERGE = "application/merge-patch+json"
+
+#: Category → weight in the default mix.
+DEFAULT_MIX: dict[str, float] = {
+    "bridge-plug": 0.34,
+    "sriov-plug": 0.14,
+    "bridge-unplug": 0.15,
+    "sriov-unplug": 0.03,
+    "not-migratable-interface": 0.02,
+    "not-migratable-hostdevice": 0.02,
+    "not-migratable-disk": 0.02,
+    "slots-predictable": 0.03,
+    "slots-observed": 0.03,
+    "opted-out": 0.04,
+    "restart-required": 0.04,
+    "idle": 0.14,
+}
+
+
+@dataclass
+class ScenarioConfig:
+    vms: int = 200
+    namespaces: tuple[str, ...] = ("team-a", "team-b", "team-c", "team-d")
+    seed: int = 0
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    #: User edits are spread over this many seconds.
+    request_window_seconds: float = 2.0
+    kubevirt_version: str = "v1.5.2"
+
+
+@dataclass
+class Action:
+    op: Op
+    interface: str
+    binding: str
+
+
+@dataclass
+class VMPlan:
+    namespace: str
+    name: str
+    category: str
+    body: dict[str, Any]
+    actions: list[Action]
+    remove: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Request:
+    """One user hot-plug/unplug request, as issued."""
+
+    namespace: str
+    vm: str
+    interface: str
+    op: Op
+    binding: str
+    category: str
+    t_requested: float
+    accepted: bool = True
+    rejection: str = ""
+
+
+def _vm_body(
+    ns: str,
+    name: str,
+    secondary: list[tuple[str, str]],
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    pod_binding: str = "masquerade",
+    volumes: list[dict[str, Any]] | None = None,
+    host_devices: bool = False,
+    memory: str = "1Gi",
+) -> dict[str, Any]:
+    ifaces: list[dict[str, Any]] = [{"name": "default", pod_binding: {}}]
+    nets: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
+    for net, binding in secondary:
+        ifaces.append({"name": net, binding: {}})
+        nets.append({"name": net, "multus": {"networkName": f"{ns}/{net}"}})
+    disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
+    vols: list[dict[str, Any]] = [{"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}]
+    for vol in volumes or []:
+        disks.append({"name": vol["name"], "disk": {"bus": "scsi"}})
+        vols.append(vol)
+    devices: dict[str, Any] = {"interfaces": ifaces, "disks": disks}
+    if host_devices:
+        devices["hostDevices"] = [{"name": "gpu0", "deviceName": "nvidia.com/GA100_A100_PCIE_40GB"}]
+    tmeta: dict[str, Any] = {"labels": {"kubevirt.io/vm": name}}
+    if annotations:
+        tmeta["annotations"] = annotations
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": tmeta,
+                "spec": {
+                    "domain": {"devices": devices, "memory": {"guest": memory}, "resources": {}},
+                    "networks": nets,
+                    "volumes": vols,
+                },
+            },
+        },
+    }
+
+
+def _free_ports(body: dict[str, Any], version: str) -> int:
+    spec = body["spec"]["template"]["spec"]
+    free, _ = pci.free_ports_for_new_domain(spec, body["spec"]["template"]["metadata"].get("annotations") or {}, version)
+    return free
+
+
+def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
+    """Deterministic VMs and their user actions for ``cfg.seed``."""
+    rng = random.Random(cfg.seed)
+    cats = list(cfg.mix)
+    weights = [cfg.mix[c] for c in cats]
+    plans: list[VMPlan] = []
+    # Guarantee at least one VM per category when there is room, then draw the rest.
+    chosen = cats[: min(len(cats), cfg.vms)] + rng.choices(cats, weights, k=max(0, cfg.vms - len(cats)))
+    rng.shuffle(chosen)
+    for i, cat in enumerate(chosen):
+        ns = cfg.namespaces[i % len(cfg.namespaces)]
+        name = f"vm-{i:05d}"
+        actions: list[Action] = []
+        remove: list[str] = []
+        if cat == "bridge-plug":
+            body = _vm_body(ns, name, [("net-a", "bridge")])
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "sriov-plug":
+            body = _vm_body(ns, name, [("net-a", "bridge")])
+            actions = [Action("plug", "hp-sriov", "sriov")]
+        elif cat == "bridge-unplug":
+            body = _vm_body(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
+            actions = [Action("unplug", "net-b", "bridge")]
+        elif cat == "sriov-unplug":
+            body = _vm_body(ns, name, [("sriov-a", "sriov")])
+            actions = [Action("unplug", "sriov-a", "sriov")]
+        elif cat == "not-migratable-interface":
+            body = _vm_body(ns, name, [("net-a", "bridge")], pod_binding="bridge")
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "not-migratable-hostdevice":
+            body = _vm_body(ns, name, [("net-a", "bridge")], host_devices=True)
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "not-migratable-disk":
+            vol = {"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data-rwo"}}
+            body = _vm_body(ns, name, [("net-a", "bridge")], volumes=[vol])
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "slots-predictable":
+            body = _vm_body(ns, name, [("net-a", "bridge"), ("net-b", "bridge"), ("net-c", "bridge")])
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "slots-observed":
+            body = _vm_body(ns, name, [("net-a", "bridge")])
+            n_hot = _free_ports(body, cfg.kubevirt_version)
+            hot = [
+                {"name": f"hp-disk-{k}", "persistentVolumeClaim": {"claimName": f"{name}-hp-{k}", "hotpluggable": True}}
+                for k in range(n_hot)
+            ]
+            body = _vm_body(ns, name, [("net-a", "bridge")], volumes=hot)
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "opted-out":
+            body = _vm_body(ns, name, [("net-a", "bridge")], labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE})
+            actions = [Action("plug", "hp-bridge", "bridge")]
+        elif cat == "restart-required":
+            body = _vm_body(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
+            actions = [Action("plug", "hp-bridge", "bridge")]
+            remove = ["net-b"]
+        else:
+            body = _vm_body(ns, name, [("net-a", "bridge")])
+        plans.append(VMPlan(ns, name, cat, body, actions, remove))
+    return plans
+
+
+def edit_body(current: dict[str, Any], plan: VMPlan) -> dict[str, Any]:
+    """The user's merge patch: the template's interfaces and networks with the plan's actions applied."""
+    spec = current["spec"]["template"]["spec"]
+    ifaces = [copy.deepcopy(i) for i in spec["domain"]["devices"]["interfaces"] if i["name"] not in plan.remove]
+    nets = [copy.deepcopy(n) for n in spec["networks"] if n["name"] not in plan.remove]
+    for action in plan.actions:
+        if action.op == "plug":
+            ifaces.append({"name": action.interface, action.binding: {}})
+            nets.append({"name": action.interface, "multus": {"networkName": f"{plan.namespace}/{action.interface}"}})
+        else:
+            for iface in ifaces:
+                if iface["name"] == action.interface:
+                    iface["state"] = "absent"
+    return {"spec": {"template": {"spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets}}}}
+
+
+class ScenarioDriver:
+    """Issues the plan's edits over the API, spread over the request window, and records the requests."""
+
+    def __init__(
+        self,
+        api: CustomObjectsApi,
+        plans: list[VMPlan],
+        cfg: ScenarioConfig,
+        on_request: Callable[[Request], None] | None = None,
+    ) -> None:
+        self.api = api
+        self.plans = plans
+        self.cfg = cfg
+        self.requests: list[Request] = []
+        self.edited: list[VMPlan] = []
+        self._on_request = on_request
+        self.done = asyncio.Event()
+
+    async def run(self) -> None:
+        rng = random.Random(self.cfg.seed + 7)
+        actionable = [p for p in self.plans if p.actions or p.remove]
+        schedule = sorted((rng.uniform(0, self.cfg.request_window_seconds), i) for i in range(len(actionable)))
+        start = time.monotonic()
+        sem = asyncio.Semaphore(32)
+
+        async def one(at: float, plan: VMPlan) -> None:
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            async with sem:
+                await self._edit(plan)
+
+        async with asyncio.TaskGroup() as tg:
+            for at, i in schedule:
+                tg.create_task(one(at, actionable[i]))
+        self.done.set()
+
+    async def _edit(self, plan: VMPlan) -> None:
+        for _ in range(5):
+            current = await self.api.get_namespaced_custom_object(G, V, plan.namespace, "virtualmachines", plan.name)
+            body = edit_body(current, plan)
+            body["metadata"] = {"resourceVersion": current["metadata"]["resourceVersion"]}
+            t = time.time()
+            try:
+                await self.api.patch_namespaced_custom_object(
+                    G, V, plan.namespace, "virtualmachines", plan.name, body, _content_type=MERGE
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                message = _message(exc)
+                for a in plan.actions:
+                    self._record(Request(plan.namespace, plan.name, a.interface, a.op, a.binding, plan.category, t,
+                                         accepted=False, rejection=message))
+                return
+            self.edited.append(plan)
+            for a in plan.actions:
+                self._record(Request(plan.namespace, plan.name, a.interface, a.op, a.binding, plan.category, t))
+            return
+
+    def _record(self, req: Request) -> None:
+        self.requests.append(req)
+        if self._on_request is not None:
+            self._on_request(req)
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body).get("message", ""))
+    except (ValueError, TypeError, AttributeError):
+        return str(exc.reason)
+
+
+class ManualOperator:
+    """A person following the documented workflow: edit, ``virtctl migrate``, watch, retry on failure."""
+
+    def __init__(self, api: CustomObjectsApi, driver: ScenarioDriver, *, max_attempts: int = 3, poll: float = 0.2):
+        self.api = api
+        self.driver = driver
+        self.max_attempts = max_attempts
+        self.poll = poll
+        self.attempts: dict[tuple[str, str], int] = {}
+        self.given_up: dict[tuple[str, str], str] = {}
+        self.active: dict[tuple[str, str], str] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._round()
+            try:
+                await asyncio.wait_for(stop.wait(), self.poll)
+            except TimeoutError:
+                pass
+
+    async def _round(self) -> None:
+        for plan in list(self.driver.edited):
+            key = (plan.namespace, plan.name)
+            if key in self.given_up or plan.category in ("opted-out", "restart-required"):
+                continue
+            if key in self.active:
+                vmim = await self._get("virtualmachineinstancemigrations", plan.namespace, self.active[key])
+                phase = ((vmim or {}).get("status") or {}).get("phase", "")
+                if vmim is not None and phase not in ("Succeeded", "Failed"):
+                    continue
+                del self.active[key]
+            vmi = await self._get("virtualmachineinstances", plan.namespace, plan.name)
+            if vmi is None or not _needs_migration(vmi, plan):
+                continue
+            n = self.attempts.get(key, 0)
+            if n >= self.max_attempts:
+                self.given_up[key] = "max attempts"
+                continue
+            body = {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstanceMigration",
+                "metadata": {"generateName": VIRTCTL_MIGRATE_PREFIX},
+                "spec": {"vmiName": plan.name},
+            }
+            try:
+                out = await self.api.create_namespaced_custom_object(
+                    G, V, plan.namespace, "virtualmachineinstancemigrations", body
+                )
+            except ApiException as exc:
+                msg = _message(exc)
+                if "Cannot migrate VMI" in msg:
+                    self.given_up[key] = msg
+                continue
+            self.attempts[key] = n + 1
+            self.active[key] = out["metadata"]["name"]
+
+    async def _get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            out: dict[str, Any] = await self.api.get_namespaced_custom_object(G, V, ns, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return out
+
+
+def _needs_migration(vmi: dict[str, Any], plan: VMPlan) -> bool:
+    """KubeVirt's evaluator says so (a plug without status entry, an unplug in the pod only)."""
+    spec = vmi.get("spec") or {}
+    names = {str(i.get("name")) for i in rules.interfaces(spec)}
+    if any(a.op == "plug" and a.interface not in names for a in plan.actions):
+        return False  # not propagated yet
+    return rules.migration_urgency(spec, vmi.get("status") or {}) is not None
+
+
+__all__ = [
+    "ALLOW_POD_BRIDGE_ANNOTATION",
+    "DEFAULT_MIX",
+    "Action",
+    "ManualOperator",
+    "Request",
+    "ScenarioConfig",
+    "ScenarioDriver",
+    "VMPlan",
+    "build_plan",
+    "edit_body",
+]
