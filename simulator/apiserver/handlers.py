@@ -306,6 +306,7 @@ class Handlers:
                 subresource=target.subresource,
                 dry_run=dry_run,
                 field_manager=_manager(request),
+                take_ownership=True,
             )
             return json_response(as_version(rt, obj))
         if verb == "patch" and request.content_type == APPLY_PATCH:

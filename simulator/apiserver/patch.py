@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from simulator.apiserver.meta import clone
+
 
 class PatchError(Exception):
     """A patch that cannot be applied; `test_failed` distinguishes a failed `test` op."""
@@ -121,7 +123,7 @@ def json_patch(doc: Any, operations: Any) -> Any:
             raise PatchError(f"invalid operation {op!r}", malformed=True)
         if op["op"] not in ("add", "remove", "replace", "move", "copy", "test"):
             raise PatchError(f"Unexpected kind: {op['op']}", malformed=True)
-    out = copy.deepcopy(doc)
+    out = clone(doc)
     for op in operations:
         kind = op["op"]
         tokens = _parse_pointer(str(op["path"]))

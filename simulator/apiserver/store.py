@@ -30,6 +30,7 @@ from simulator.apiserver.meta import (
     prepare_create,
     prepare_update,
     random_suffix,
+    shallow_copy,
     validate_name,
 )
 from simulator.apiserver.patch import PatchError, json_patch, merge_patch
@@ -278,11 +279,18 @@ class Store:
         admission: bool = True,
         dry_run: bool = False,
         field_manager: str | None = None,
+        take_ownership: bool = False,
     ) -> dict[str, Any]:
-        """PUT semantics: 409 Conflict when `metadata.resourceVersion` is stale; no RV = unconditional."""
+        """PUT semantics: 409 Conflict on a stale `metadata.resourceVersion`; without one, built-ins
+        update unconditionally and custom resources answer 422 (as kube-apiserver does).
+
+        `obj` is copied unless `take_ownership`; the returned dict is the stored object (read-only).
+        """
         rt = self.rtype(resource)
         if not isinstance(obj, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
+        if not take_ownership:
+            obj = clone(obj)
         check_type_meta(rt, obj)
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         assert isinstance(meta, dict)
@@ -318,8 +326,8 @@ class Store:
                     f"Precondition failed: UID in precondition: {uid}, "
                     f"UID in object meta: {old['metadata'].get('uid')}",
                 )
-            copied: dict[str, Any] = clone(obj)
-            return copied
+            # The body is only read (its subtrees may be shared with the stored object); hooks get a clone.
+            return shallow_copy(obj)
 
         return await self._guaranteed_update(
             rt=rt,
@@ -355,7 +363,7 @@ class Store:
                 rt,
                 ns,
                 name,
-                clone(body),
+                body,
                 field_manager,
                 subresource=subresource,
                 admission=admission,
@@ -368,9 +376,7 @@ class Store:
 
         def transform(old: dict[str, Any]) -> dict[str, Any]:
             try:
-                new: Any = (
-                    json_patch(old, body) if content_type == JSON_PATCH else merge_patch(clone(old), body)
-                )
+                new: Any = json_patch(old, body) if content_type == JSON_PATCH else merge_patch(old, body)
             except PatchError as exc:
                 # Like patch.go: an undecodable patch is 400, one that does not apply is 422.
                 if exc.malformed:
@@ -427,6 +433,7 @@ class Store:
             )
         if not isinstance(body, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
+        body = clone(body)
         ns = (namespace or "default") if rt.namespaced else ""
         if self.try_get(rt, ns, name) is None and not subresource:
             meta = body.setdefault("metadata", {})
@@ -446,7 +453,7 @@ class Store:
             return created, True
 
         def transform(old: dict[str, Any]) -> dict[str, Any]:
-            patched: dict[str, Any] = merge_patch(clone(old), body)
+            patched: dict[str, Any] = merge_patch(old, body)
             return patched
 
         updated = await self._guaranteed_update(
@@ -530,7 +537,7 @@ class Store:
             if meta.get("finalizers"):
                 if meta.get("deletionTimestamp"):
                     return old
-                new = clone(old)
+                new = shallow_copy(old)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
                 if isinstance(meta.get("generation"), int):
@@ -539,7 +546,7 @@ class Store:
                 return self._commit(rt, "MODIFIED", (ns, name), new, old)
             if rt.plural == "namespaces" and not rt.group:
                 self._delete_namespace_contents(name)
-            return self._commit(rt, "DELETED", (ns, name), clone(old), old)
+            return self._commit(rt, "DELETED", (ns, name), shallow_copy(old), old)
         raise errors.conflict(rt.group, rt.plural, name)
 
     def compact(self) -> int:
@@ -649,6 +656,7 @@ class Store:
             validate_object(rt, new)
             new = prepare_update(rt, old, new, subresource)
             if admission and self._hooks:
+                new = clone(new)  # hooks may mutate deeply: detach from subtrees shared with `old`
                 await self._admit(
                     operation="UPDATE",
                     rt=rt,
@@ -711,4 +719,4 @@ class Store:
                 continue
             for key in [k for k in self._objects[rt.key] if k[0] == namespace]:
                 old = self._objects[rt.key][key]
-                self._commit(rt, "DELETED", key, clone(old), old)
+                self._commit(rt, "DELETED", key, shallow_copy(old), old)
