@@ -791,3 +791,73 @@ async def test_watch_timeout_ends_stream(kube: KubeHttp, ns: str) -> None:
     assert status == 200
     assert summary(events) == [("ADDED", "a")]
     assert 0.5 <= loop.time() - start < 5
+
+
+# ---------------------------------------------------------------------------------------- events
+
+
+def core_event(
+    name: str, ns: str, involved_ns: str, reason: str = "HotplugMigrationCreated"
+) -> dict[str, Any]:
+    """A core/v1 Event as client-go's (and kubernetes-asyncio users') event recorders send it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "namespace": involved_ns,
+            "name": "vm1",
+            "uid": "00000000-0000-0000-0000-000000000001",
+        },
+        "reason": reason,
+        "message": "created migration hotplug-vm1-abcde",
+        "type": "Normal",
+        "source": {"component": "hotplug-agent"},
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "count": 1,
+    }
+
+
+async def test_core_events_and_their_field_selectors(kube: KubeHttp, ns: str) -> None:
+    path = f"/api/v1/namespaces/{ns}/events"
+    (await kube.post(path, core_event("e1", ns, ns))).ok()
+    (await kube.post(path, core_event("e2", ns, ns, reason="Other"))).ok()
+    by_object = (
+        await kube.get(path, fieldSelector="involvedObject.kind=VirtualMachine,involvedObject.name=vm1")
+    ).ok()
+    assert names(by_object) == ["e1", "e2"]
+    assert names((await kube.get(path, fieldSelector="reason=Other")).ok()) == ["e2"]
+    # a repeated event is a patch of count and lastTimestamp (strategic merge on a built-in kind)
+    patched = (
+        await kube.patch(
+            f"{path}/e1", {"count": 2, "lastTimestamp": "2026-01-01T00:00:05Z"}, STRATEGIC_MERGE_PATCH
+        )
+    ).ok()
+    assert patched["count"] == 2
+
+
+async def test_event_validation(kube: KubeHttp, ns: str) -> None:
+    res = await kube.post(f"/api/v1/namespaces/{ns}/events", core_event("e1", ns, "another-namespace"))
+    assert (res.status, res.reason) == (422, "Invalid")
+    assert "involvedObject.namespace" in res.message
+    new_style = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "n1"},
+        "regarding": {"kind": "VirtualMachine", "namespace": ns, "name": "vm1"},
+        "reason": "HotplugMigrationCreated",
+        "note": "created",
+        "type": "Normal",
+    }
+    res = await kube.post(f"/apis/events.k8s.io/v1/namespaces/{ns}/events", new_style)
+    assert (res.status, res.reason) == (422, "Invalid"), "eventTime is required"
+    new_style |= {
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "action": "Migrate",
+        "reportingController": "hotplug-agent",
+        "reportingInstance": "hotplug-agent-0",
+    }
+    assert (await kube.post(f"/apis/events.k8s.io/v1/namespaces/{ns}/events", new_style)).status == 201
