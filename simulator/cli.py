@@ -31,41 +31,66 @@ AgentRunner = Callable[[str, asyncio.Event], Awaitable[None]]
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("simulated cluster")
-    g.add_argument("--kubevirt-version", default="v1.5.2", help="KubeVirt version to simulate (default v1.5.2)")
     g.add_argument(
-        "--workload-update-methods", default="", help="KubeVirt CR workloadUpdateMethods, comma list (e.g. LiveMigrate)"
+        "--kubevirt-version", default="v1.5.2", help="KubeVirt version to simulate (default v1.5.2)"
+    )
+    g.add_argument(
+        "--workload-update-methods",
+        default="",
+        help="KubeVirt CR workloadUpdateMethods, comma list (e.g. LiveMigrate)",
     )
     g.add_argument("--nodes", type=int, default=4, help="number of nodes (default 4)")
     g.add_argument("--vms", type=int, default=None, help="number of VMs to create")
     g.add_argument("--namespaces", default="team-a,team-b,team-c,team-d", help="namespaces for the VMs")
     g.add_argument(
-        "--migration-mean-seconds", type=float, default=None, help="mean migration duration (cluster 2 s, simulate 1 s)"
+        "--migration-mean-seconds",
+        type=float,
+        default=None,
+        help="mean migration duration (cluster 2 s, simulate 1 s)",
     )
     g.add_argument(
-        "--migration-distribution", choices=["fixed", "uniform", "exponential", "lognormal"], default="lognormal"
+        "--migration-distribution",
+        choices=["fixed", "uniform", "exponential", "lognormal"],
+        default="lognormal",
     )
     g.add_argument("--failure-rate", type=float, default=None, help="share of migrations that fail")
     g.add_argument("--stuck-rate", type=float, default=0.0, help="share of migrations that stay Running")
-    g.add_argument("--dnc", action="store_true", help="run the Multus dynamic networks controller (in-place bridge)")
-    g.add_argument("--parallel-migrations-per-cluster", type=int, default=None, help="KubeVirt CR limit (default 5)")
     g.add_argument(
-        "--parallel-outbound-migrations-per-node", type=int, default=None, help="KubeVirt CR limit (default 2)"
+        "--dnc", action="store_true", help="run the Multus dynamic networks controller (in-place bridge)"
+    )
+    g.add_argument(
+        "--parallel-migrations-per-cluster", type=int, default=None, help="KubeVirt CR limit (default 5)"
+    )
+    g.add_argument(
+        "--parallel-outbound-migrations-per-node",
+        type=int,
+        default=None,
+        help="KubeVirt CR limit (default 2)",
     )
     g.add_argument("--seed", type=int, default=0, help="random seed (scenario and cluster)")
     g.add_argument(
-        "--time-scale", type=float, default=0.1, help="scale of KubeVirt's own periods (15 s grace, 5 s updater)"
+        "--time-scale",
+        type=float,
+        default=0.1,
+        help="scale of KubeVirt's own periods (15 s grace, 5 s updater)",
     )
     g.add_argument("--kubeconfig-out", type=Path, default=None, help="write the cluster's kubeconfig here")
-    g.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: any free port)")
+    g.add_argument(
+        "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: any free port)"
+    )
 
 
-def _cluster_config(args: argparse.Namespace, default_failure: float, default_mean: float = 2.0) -> ClusterConfig:
+def _cluster_config(
+    args: argparse.Namespace, default_failure: float, default_mean: float = 2.0
+) -> ClusterConfig:
     methods = tuple(m.strip() for m in str(args.workload_update_methods).split(",") if m.strip())
     return ClusterConfig(
         kubevirt_version=args.kubevirt_version,
         workload_update_methods=methods,
         nodes=args.nodes,
-        migration_mean_seconds=default_mean if args.migration_mean_seconds is None else args.migration_mean_seconds,
+        migration_mean_seconds=default_mean
+        if args.migration_mean_seconds is None
+        else args.migration_mean_seconds,
         migration_distribution=args.migration_distribution,
         failure_rate=default_failure if args.failure_rate is None else args.failure_rate,
         stuck_rate=args.stuck_rate,
@@ -98,12 +123,18 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
     g = parser.add_argument_group("scenario")
     g.add_argument("--report", type=Path, default=None, help="write the JSON ground-truth report here")
-    g.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
     g.add_argument(
-        "--quiet-seconds", type=float, default=5.0,
+        "--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)"
+    )
+    g.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=5.0,
         help="end when nothing completed and no migration was in flight for this long (default 5)",
     )
-    g.add_argument("--request-window-seconds", type=float, default=2.0, help="spread user edits over this window")
+    g.add_argument(
+        "--request-window-seconds", type=float, default=2.0, help="spread user edits over this window"
+    )
 
 
 async def run_cluster(args: argparse.Namespace) -> int:
@@ -170,7 +201,7 @@ async def simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = 
         print(f"simulating {len(plans)} VMs, KubeVirt {cfg.kubevirt_version}, mode: {mode}", flush=True)
         async with asyncio.TaskGroup() as tg:
             if agent_runner is not None:
-                tg.create_task(agent_runner(str(cluster.kubeconfig_path), stop), name="agent")
+                tg.create_task(_run_agent(agent_runner, str(cluster.kubeconfig_path), stop), name="agent")
             else:
                 tg.create_task(ManualOperator(api, driver).run(stop), name="manual-operator")
             tg.create_task(driver.run(), name="scenario")
@@ -183,8 +214,15 @@ async def simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = 
     return recorder.report()
 
 
+async def _run_agent(runner: AgentRunner, kubeconfig: str, stop: asyncio.Event) -> None:
+    await runner(kubeconfig, stop)
+
+
 async def _progress(
-    cluster: SimulatedCluster, driver: ScenarioDriver, recorder: Recorder, stop: asyncio.Event,
+    cluster: SimulatedCluster,
+    driver: ScenarioDriver,
+    recorder: Recorder,
+    stop: asyncio.Event,
     args: argparse.Namespace,
 ) -> None:
     tty = sys.stdout.isatty()
@@ -205,7 +243,8 @@ async def _progress(
             line = (
                 f"[{now - start:6.1f}s] requested {len(driver.requests)}  completed {done}  "
                 f"blocked {blocked}  in-flight migrations {recorder.in_flight}  "
-                f"migrations {recorder.stats.created} (ok {recorder.stats.succeeded}, failed {recorder.stats.failed})"
+                f"migrations {recorder.stats.created} (ok {recorder.stats.succeeded}, failed "
+                f"{recorder.stats.failed})"
             )
             if tty:
                 print("\r" + line, end="", flush=True)

@@ -92,11 +92,15 @@ class Report:
             f"blocked at admission: {self.blocked_at_admission}  not completed: {self.not_completed}",
             "not completed by final state: "
             + (", ".join(f"{k}={v}" for k, v in sorted(self.by_final_state.items())) or "none"),
-            f"migrations: {m.created} created (agent {m.by_creator['agent']}, kubevirt {m.by_creator['kubevirt']}, "
-            f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, {m.unfinished} unfinished",
+            f"migrations: {m.created} created (agent {m.by_creator['agent']}, kubevirt "
+            f"{m.by_creator['kubevirt']}, "
+            f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, "
+            f"{m.unfinished} unfinished",
             f"concurrency: max {m.max_concurrent} unfinished, {m.max_concurrent_running} running, "
             f"{m.max_concurrent_per_vmi} per VMI, {m.max_running_per_node} running per source node",
-            f"makespan: {self.makespan_seconds:.2f} s" if self.makespan_seconds is not None else "makespan: n/a",
+            f"makespan: {self.makespan_seconds:.2f} s"
+            if self.makespan_seconds is not None
+            else "makespan: n/a",
         ]
         if self.violations:
             lines.append("VIOLATIONS: " + "; ".join(self.violations))
@@ -182,7 +186,10 @@ class Recorder:
             self.stats.by_creator[creator] += 1
             vm = self.store.try_get("virtualmachines", *vmi_key)
             vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            if vm is not None and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE:
+            if (
+                vm is not None
+                and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
+            ):
                 self.stats.for_opted_out += 1
                 if creator == "agent":
                     self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
@@ -221,7 +228,7 @@ class Recorder:
             per_node: dict[str, int] = {}
             for node in self._running.values():
                 per_node[node] = per_node.get(node, 0) + 1
-            self.stats.max_running_per_node = max(self.stats.max_running_per_node, max(per_node.values()))
+            self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
 
     def report(self) -> Report:
         outcomes: list[RequestOutcome] = []
@@ -243,8 +250,15 @@ class Recorder:
                 by_state[state] = by_state.get(state, 0) + 1
             outcomes.append(
                 RequestOutcome(
-                    req.namespace, req.vm, req.interface, req.op, req.binding, req.category, req.accepted,
-                    req.rejection, done,
+                    req.namespace,
+                    req.vm,
+                    req.interface,
+                    req.op,
+                    req.binding,
+                    req.category,
+                    req.accepted,
+                    req.rejection,
+                    done,
                     (track.completed_at - req.t_requested) if track.completed_at is not None else None,
                     state,
                 )
@@ -273,7 +287,10 @@ class Recorder:
             return "slots-exhausted"
         if _cond(vm, COND_RESTART_REQUIRED) == "True":
             return "restart-required"
-        if vm is not None and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE:
+        if (
+            vm is not None
+            and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
+        ):
             return "opted-out"
         return "pending"
 

@@ -21,6 +21,7 @@ Manual mode (no agent): :class:`ManualOperator` migrates each VM it edited like 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import random
@@ -42,6 +43,7 @@ log = structlog.get_logger("simulator.scenario")
 Op = Literal["plug", "unplug"]
 G, V = "kubevirt.io", "v1"
 MERGE = "application/merge-patch+json"
+MERGE_KW: dict[str, Any] = {"_content_type": MERGE}
 
 #: Category → weight in the default mix.
 DEFAULT_MIX: dict[str, float] = {
@@ -121,7 +123,9 @@ def _vm_body(
         ifaces.append({"name": net, binding: {}})
         nets.append({"name": net, "multus": {"networkName": f"{ns}/{net}"}})
     disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    vols: list[dict[str, Any]] = [{"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}]
+    vols: list[dict[str, Any]] = [
+        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}
+    ]
     for vol in volumes or []:
         disks.append({"name": vol["name"], "disk": {"bus": "scsi"}})
         vols.append(vol)
@@ -151,7 +155,9 @@ def _vm_body(
 
 def _free_ports(body: dict[str, Any], version: str) -> int:
     spec = body["spec"]["template"]["spec"]
-    free, _ = pci.free_ports_for_new_domain(spec, body["spec"]["template"]["metadata"].get("annotations") or {}, version)
+    free, _ = pci.free_ports_for_new_domain(
+        spec, body["spec"]["template"]["metadata"].get("annotations") or {}, version
+    )
     return free
 
 
@@ -198,7 +204,10 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
             body = _vm_body(ns, name, [("net-a", "bridge")])
             n_hot = _free_ports(body, cfg.kubevirt_version)
             hot = [
-                {"name": f"hp-disk-{k}", "persistentVolumeClaim": {"claimName": f"{name}-hp-{k}", "hotpluggable": True}}
+                {
+                    "name": f"hp-disk-{k}",
+                    "persistentVolumeClaim": {"claimName": f"{name}-hp-{k}", "hotpluggable": True},
+                }
                 for k in range(n_hot)
             ]
             body = _vm_body(ns, name, [("net-a", "bridge")], volumes=hot)
@@ -219,12 +228,16 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
 def edit_body(current: dict[str, Any], plan: VMPlan) -> dict[str, Any]:
     """The user's merge patch: the template's interfaces and networks with the plan's actions applied."""
     spec = current["spec"]["template"]["spec"]
-    ifaces = [copy.deepcopy(i) for i in spec["domain"]["devices"]["interfaces"] if i["name"] not in plan.remove]
+    ifaces = [
+        copy.deepcopy(i) for i in spec["domain"]["devices"]["interfaces"] if i["name"] not in plan.remove
+    ]
     nets = [copy.deepcopy(n) for n in spec["networks"] if n["name"] not in plan.remove]
     for action in plan.actions:
         if action.op == "plug":
             ifaces.append({"name": action.interface, action.binding: {}})
-            nets.append({"name": action.interface, "multus": {"networkName": f"{plan.namespace}/{action.interface}"}})
+            nets.append(
+                {"name": action.interface, "multus": {"networkName": f"{plan.namespace}/{action.interface}"}}
+            )
         else:
             for iface in ifaces:
                 if iface["name"] == action.interface:
@@ -253,7 +266,9 @@ class ScenarioDriver:
     async def run(self) -> None:
         rng = random.Random(self.cfg.seed + 7)
         actionable = [p for p in self.plans if p.actions or p.remove]
-        schedule = sorted((rng.uniform(0, self.cfg.request_window_seconds), i) for i in range(len(actionable)))
+        schedule = sorted(
+            (rng.uniform(0, self.cfg.request_window_seconds), i) for i in range(len(actionable))
+        )
         start = time.monotonic()
         sem = asyncio.Semaphore(32)
 
@@ -269,25 +284,40 @@ class ScenarioDriver:
 
     async def _edit(self, plan: VMPlan) -> None:
         for _ in range(5):
-            current = await self.api.get_namespaced_custom_object(G, V, plan.namespace, "virtualmachines", plan.name)
+            current = await self.api.get_namespaced_custom_object(
+                G, V, plan.namespace, "virtualmachines", plan.name
+            )
             body = edit_body(current, plan)
             body["metadata"] = {"resourceVersion": current["metadata"]["resourceVersion"]}
             t = time.time()
             try:
                 await self.api.patch_namespaced_custom_object(
-                    G, V, plan.namespace, "virtualmachines", plan.name, body, _content_type=MERGE
+                    G, V, plan.namespace, "virtualmachines", plan.name, body, **MERGE_KW
                 )
             except ApiException as exc:
                 if exc.status == 409:
                     continue
                 message = _message(exc)
                 for a in plan.actions:
-                    self._record(Request(plan.namespace, plan.name, a.interface, a.op, a.binding, plan.category, t,
-                                         accepted=False, rejection=message))
+                    self._record(
+                        Request(
+                            plan.namespace,
+                            plan.name,
+                            a.interface,
+                            a.op,
+                            a.binding,
+                            plan.category,
+                            t,
+                            accepted=False,
+                            rejection=message,
+                        )
+                    )
                 return
             self.edited.append(plan)
             for a in plan.actions:
-                self._record(Request(plan.namespace, plan.name, a.interface, a.op, a.binding, plan.category, t))
+                self._record(
+                    Request(plan.namespace, plan.name, a.interface, a.op, a.binding, plan.category, t)
+                )
             return
 
     def _record(self, req: Request) -> None:
@@ -298,7 +328,7 @@ class ScenarioDriver:
 
 def _message(exc: ApiException) -> str:
     try:
-        return str(json.loads(exc.body).get("message", ""))
+        return str(json.loads(exc.body or b"{}").get("message", ""))
     except (ValueError, TypeError, AttributeError):
         return str(exc.reason)
 
@@ -306,7 +336,9 @@ def _message(exc: ApiException) -> str:
 class ManualOperator:
     """A person following the documented workflow: edit, ``virtctl migrate``, watch, retry on failure."""
 
-    def __init__(self, api: CustomObjectsApi, driver: ScenarioDriver, *, max_attempts: int = 3, poll: float = 0.2):
+    def __init__(
+        self, api: CustomObjectsApi, driver: ScenarioDriver, *, max_attempts: int = 3, poll: float = 0.2
+    ):
         self.api = api
         self.driver = driver
         self.max_attempts = max_attempts
@@ -318,10 +350,8 @@ class ManualOperator:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self._round()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll)
-            except TimeoutError:
-                pass
 
     async def _round(self) -> None:
         for plan in list(self.driver.edited):

@@ -1,10 +1,13 @@
 """KubeVirt's admission webhooks, played as in-process hooks of the embedded API server.
 
-* ``virtualmachine-validator.kubevirt.io`` (HEAD:pkg/network/admitter/admit.go ``validateInterfaceStateValue``):
+* ``virtualmachine-validator.kubevirt.io`` (HEAD:pkg/network/admitter/admit.go
+  ``validateInterfaceStateValue``):
   interface ``state`` rules on VM create/update.
-* ``migrations-mutator.kubevirt.io`` (HEAD:…/mutators/migration-create-mutator.go): adds label ``kubevirt.io/vmi-name``.
+* ``migrations-mutator.kubevirt.io`` (HEAD:…/mutators/migration-create-mutator.go): adds label
+  ``kubevirt.io/vmi-name``.
 * ``migration-create-validator.kubevirt.io`` (HEAD:…/admitters/migration-create-admitter.go): VMI missing,
-  finalized VMI, another unfinished VMIM for the VMI ("in-flight"), ``LiveMigratable=False`` ("Cannot migrate").
+  finalized VMI, another unfinished VMIM for the VMI ("in-flight"), ``LiveMigratable=False`` ("Cannot
+  migrate").
 
 HTTP codes: a real webhook denial carries the code the webhook puts in its Status (400 when unset). The
 simulator answers **409** for in-flight and **422** for ``Cannot migrate VMI`` (docs/architecture.md), 400
@@ -112,6 +115,7 @@ class KubeVirtAdmission:
             ):
                 raise AdmissionDenied(
                     CODE_NOT_MIGRATABLE,
-                    f"Cannot migrate VMI, Reason: {cond.get('reason', '')}, Message: {cond.get('message', '')}",
+                    f"Cannot migrate VMI, Reason: {cond.get('reason', '')}, Message: "
+                    f"{cond.get('message', '')}",
                     webhook_name=MIGRATION_VALIDATOR,
                 )

@@ -11,6 +11,7 @@ client-go's mutation cache); work queues dedupe keys and never process one key c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,9 @@ VMIMS: Final = "virtualmachineinstancemigrations"
 KUBEVIRTS: Final = "kubevirts"
 MERGE: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
+#: kubernetes-asyncio picks the first listed content type unless told (typed as Any for mypy).
+MERGE_KW: dict[str, Any] = {"_content_type": MERGE}
+JSON_PATCH_KW: dict[str, Any] = {"_content_type": JSON_PATCH}
 
 Key = tuple[str, str]
 Obj = dict[str, Any]
@@ -86,12 +90,12 @@ class Kube:
             if status
             else self.custom.patch_namespaced_custom_object
         )
-        out: Obj = await fn(GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE)
+        out: Obj = await fn(GROUP, VERSION, namespace, plural, name, body, **MERGE_KW)
         return out
 
     async def json_patch(self, plural: str, namespace: str, name: str, ops: list[Obj]) -> Obj:
         out: Obj = await self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name, ops, _content_type=JSON_PATCH
+            GROUP, VERSION, namespace, plural, name, ops, **JSON_PATCH_KW
         )
         return out
 
@@ -110,7 +114,7 @@ class Kube:
         now = time.time()
         from simulator.kubevirt.status import rfc3339
 
-        body = {
+        body: Any = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{name}.", "namespace": ns},
@@ -295,10 +299,8 @@ class WorkQueue:
                     await self.add(key)
             timeout = self._delayed[0][0] - now if self._delayed else None
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
 
 class Controller:

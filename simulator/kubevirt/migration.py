@@ -1,6 +1,7 @@
 """virt-controller's migration controller: the VMIM phase machine, cluster/node limits, cancel, hand-off.
 
-Sources (notes/kubevirt.md §3): phases and transitions HEAD:pkg/virt-controller/watch/migration/migration.go:715-855;
+Sources (notes/kubevirt.md §3): phases and transitions
+HEAD:pkg/virt-controller/watch/migration/migration.go:715-855;
 limits HEAD:…/migration.go:1355-1400 (over a limit a VMIM stays Pending; running = ``IsRunning()``);
 finalizer ``kubevirt.io/migrationJobFinalize``; delete before completion = cancel
 (``handlePreHandoffMigrationCancel``, "Migration failed due to being canceled"); events
@@ -253,7 +254,6 @@ class MigrationController(Controller):
                         abortRequested=True,
                         failureReason=CANCELED_REASON,
                         endTimestamp=status.rfc3339(now),
-                        **({} if ms.get("sourceNode") else {}),
                     ),
                 )
                 if ms.get("startTimestamp"):
@@ -266,7 +266,7 @@ class MigrationController(Controller):
                 await self._kick_pending()
             finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
             if FINALIZER in (meta.get("finalizers") or []):
-                ops = [
+                ops: list[dict[str, Any]] = [
                     {"op": "test", "path": "/metadata/finalizers", "value": meta.get("finalizers")},
                     {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
                 ]
@@ -343,17 +343,17 @@ class MigrationController(Controller):
             if sum(1 for n in self.running.values() if n == source) >= node_limit:
                 log.debug("Waiting to schedule target pod: outbound migrations per node limit", node=source)
                 return
-            plan = self._plan(source)
+            new_plan = self._plan(source)
             spec = vmi.get("spec") or {}
             nets = rules.network_by_name(spec)
-            plan.target_pod_networks = {
+            new_plan.target_pod_networks = {
                 str(i.get("name"))
                 for i in rules.interfaces(spec)
                 if i.get("state") != STATE_ABSENT
                 and rules.is_secondary_multus(nets.get(str(i.get("name")), {}))
             }
-            plan.due = now + plan.durations.get(PHASE_SCHEDULING, 0.0)
-            self.plans[uid] = plan
+            new_plan.due = now + new_plan.durations.get(PHASE_SCHEDULING, 0.0)
+            self.plans[uid] = new_plan
             self.pending.pop(key, None)
             self.running[key] = source  # count it before the write returns (no over-admission)
             await self._write_status(
@@ -363,14 +363,14 @@ class MigrationController(Controller):
                     PHASE_SCHEDULING,
                     now,
                     sourceNode=source,
-                    targetNode=plan.target_node,
+                    targetNode=new_plan.target_node,
                     migrationUid=uid,
                     sourcePod=f"virt-launcher-{vmi_name}-src",
                     targetPod=f"virt-launcher-{vmi_name}-{uid[:5]}",
                     mode="PreCopy",
                 ),
             )
-            self.queue.add_after(key, plan.durations.get(PHASE_SCHEDULED, 0.0))
+            self.queue.add_after(key, new_plan.durations.get(PHASE_SCHEDULED, 0.0))
             return
 
         plan = self.plans.get(uid)
@@ -417,9 +417,9 @@ class MigrationController(Controller):
             return
         if nxt == PHASE_SUCCEEDED:
             end = status.rfc3339(now)
-            out = await self._update_vmi(vmi_key, lambda b: _vmi_migration_completed(b, uid, plan, end))
-            if out is not None:
-                dom = self.world.domain_for(out)
+            moved = await self._update_vmi(vmi_key, lambda b: _vmi_migration_completed(b, uid, plan, end))
+            if moved is not None:
+                dom = self.world.domain_for(moved)
                 dom.pod_networks = set(plan.target_pod_networks)
                 await self.world.node_side_changed(vmi_key)
             await self._write_status(

@@ -49,7 +49,8 @@ V2_LARGE_MEMORY_THRESHOLD: Final = 2 * 1024**3
 
 
 def topology_for_version(version: str) -> Topology:
-    """``v1.5.2`` → ``v1``; ``v1.6.0`` and later → ``v2`` (PCI port formula changed in v1.6.0, commit a3d972b9)."""
+    """``v1.5.2`` → ``v1``; ``v1.6.0`` and later → ``v2`` (PCI port formula changed in v1.6.0, commit
+    a3d972b9)."""
     parsed = parse_version(version)
     if parsed is None or parsed < (1, 6, 0):
         return "v1"
@@ -99,7 +100,8 @@ def memory_bytes(spec: Mapping[str, Any]) -> int | None:
 
 
 def hotplugged_volume_names(spec: Mapping[str, Any]) -> set[str]:
-    """Volumes KubeVirt hot plugged after start (``persistentVolumeClaim``/``dataVolume`` ``hotpluggable: true``)."""
+    """Volumes KubeVirt hot plugged after start (``persistentVolumeClaim``/``dataVolume``
+    ``hotpluggable: true``)."""
     out: set[str] = set()
     for vol in _list(spec, "volumes"):
         if not isinstance(vol, dict):

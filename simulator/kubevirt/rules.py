@@ -45,7 +45,8 @@ def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def binding(iface: Mapping[str, Any]) -> str:
-    """The binding method key of an interface (``bridge``, ``sriov``, ``masquerade`` …; ``binding`` = plugin)."""
+    """The binding method key of an interface (``bridge``, ``sriov``, ``masquerade`` …; ``binding`` =
+    plugin)."""
     for key in _BINDING_KEYS:
         if key in iface:
             return key
@@ -153,7 +154,7 @@ def propagate(
             changed = True
             continue
         current_state = current.get("state", "") or ""
-        if current_state != state and current_state != STATE_ABSENT:
+        if current_state not in (state, STATE_ABSENT):
             if state:
                 current["state"] = state
             else:
@@ -308,7 +309,8 @@ def live_migratable(vmi: Mapping[str, Any]) -> tuple[bool, str, str]:
 
 
 def migration_urgency(vmi_spec: Spec, vmi_status: Mapping[str, Any]) -> Urgency | None:
-    """``shouldVMIBeMarkedForAutoMigration``: ``immediate`` (SR-IOV plug), ``pending`` (bridge plug, unplug)."""
+    """``shouldVMIBeMarkedForAutoMigration``: ``immediate`` (SR-IOV plug), ``pending`` (bridge plug,
+    unplug)."""
     nets = network_by_name(vmi_spec)
     entries = status_entries(vmi_status)
     result: Urgency | None = None

@@ -2,17 +2,20 @@
 
 What it writes (notes/kubevirt.md §1.3, §1.4, §2, §3.6):
 
-* ``status.interfaces`` from the pod's networks (``multus-status``, HEAD:pkg/network/controllers/vmi.go) and the
+* ``status.interfaces`` from the pod's networks (``multus-status``, HEAD:pkg/network/controllers/vmi.go)
+  and the
   domain's devices (``domain, guest-agent``, virt-handler);
 * virt-handler's hot attach of a NIC the pod has but the domain lacks
   (HEAD:pkg/virt-launcher/virtwrap/network/nichotplug.go) — or, without a free PCI root port, condition
   ``Synchronized=False`` reason ``Synchronizing with the Domain failed.`` with libvirt's
-  ``internal error: No more available PCI slots`` (HEAD:pkg/virt-handler/vm.go:1069, pkg/controller/conditions.go);
+  ``internal error: No more available PCI slots`` (HEAD:pkg/virt-handler/vm.go:1069,
+  pkg/controller/conditions.go);
   hot detach of ``absent`` NICs (frees the port);
 * ``LiveMigratable`` (HEAD:pkg/virt-handler/vm.go:1133-1180);
 * KubeVirt ≥ 1.6: ``MigrationRequired`` (HEAD:pkg/network/migration/evaluator.go,
   HEAD:pkg/virt-controller/watch/vmi/lifecycle.go:1193-1243 ``syncMigrationRequiredCondition``): SR-IOV plug →
-  True/AutoMigrationDueToLiveUpdate at once; bridge plug or unplug → False/AutoMigrationPending, flipped to True
+  True/AutoMigrationDueToLiveUpdate at once; bridge plug or unplug → False/AutoMigrationPending, flipped to
+  True
   after the dynamic-networks grace period (15 s, scaled); not re-evaluated while migrating.
 """
 
@@ -48,7 +51,8 @@ NO_PCI_SLOTS_ERROR: Final = (
 
 
 def handler_sync(spec: dict[str, Any], domain: pci.Domain) -> str:
-    """virt-handler's NIC sync: detach ``absent`` NICs, attach NICs present in the pod. Returns a sync error."""
+    """virt-handler's NIC sync: detach ``absent`` NICs, attach NICs present in the pod. Returns a sync
+    error."""
     nets = rules.network_by_name(spec)
     names = set()
     error = ""

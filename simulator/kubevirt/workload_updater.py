@@ -1,9 +1,11 @@
-"""KubeVirt ≥ 1.6 workload updater, LiveMigrate path (HEAD:pkg/virt-controller/watch/workload-updater/workload-updater.go).
+"""KubeVirt ≥ 1.6 workload updater, LiveMigrate path "
+"(HEAD:pkg/virt-controller/watch/workload-updater/workload-updater.go).
 
 Each pass (at most one every 5 s real, scaled by ``time_scale``) creates up to
-``parallelMigrationsPerCluster − unfinished migrations`` VMIMs (``generateName: kubevirt-workload-update-``,
+``parallelMigrationsPerCluster - unfinished migrations`` VMIMs (``generateName: kubevirt-workload-update-``,
 annotation ``kubevirt.io/workloadUpdateMigration: ""``), in random order, for VMIs with
-``MigrationRequired=True`` (``isHotplugInProgress``) that are ``LiveMigratable=True``, not migrating and without an
+``MigrationRequired=True`` (``isHotplugInProgress``) that are ``LiveMigratable=True``, not migrating and
+without an
 unfinished VMIM — only when the KubeVirt CR is ``Deployed`` and lists ``LiveMigrate``.
 Candidates and unfinished VMIMs are kept as sets updated per watch event (no scan of all VMIs per pass).
 Not simulated: ``Evict`` (would restart VMs), ``spec.priority`` (v1.7+), the VMI ``SuccessfulCreate`` event.

@@ -74,7 +74,8 @@ class World:
         return ((kv.get("spec") or {}).get("configuration") or {}).get("migrations") or {}
 
     def limits(self) -> tuple[int, int]:
-        """``parallelMigrationsPerCluster``/``parallelOutboundMigrationsPerNode`` with KubeVirt's defaults 5/2."""
+        """``parallelMigrationsPerCluster``/``parallelOutboundMigrationsPerNode`` with KubeVirt's
+        defaults 5/2."""
         cfg = self._migrations_config()
         cluster = cfg.get("parallelMigrationsPerCluster")
         node = cfg.get("parallelOutboundMigrationsPerNode")

@@ -20,6 +20,7 @@ if not SHARED.exists():  # the repo is /work/main, shared data is /work/shared
 
 G, V = "kubevirt.io", "v1"
 MERGE = "application/merge-patch+json"
+MERGE_KW: dict[str, Any] = {"_content_type": MERGE}
 
 
 def fast_config(**kw: Any) -> ClusterConfig:
@@ -77,7 +78,9 @@ def vm(
         ifaces.append({"name": net, binding: {}})
         nets.append({"name": net, "multus": {"networkName": f"{net}-nad"}})
     disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    vols: list[dict[str, Any]] = [{"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora"}}]
+    vols: list[dict[str, Any]] = [
+        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora"}}
+    ]
     for v in volumes or []:
         disks.append({"name": v["name"], "disk": {"bus": "scsi"}})
         vols.append(v)
@@ -106,7 +109,9 @@ def vm(
 
 
 async def wait_for(
-    fn: Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = "condition"
+    fn: Callable[[], Awaitable[Any]],
+    timeout: float = 10.0,  # noqa: ASYNC109 - polling helper with a deadline
+    what: str = "condition",
 ) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -123,22 +128,26 @@ async def get(api: CustomObjectsApi, plural: str, name: str, ns: str = "default"
     return out
 
 
-async def plug(api: CustomObjectsApi, name: str, net: str, binding: str = "bridge", ns: str = "default") -> None:
+async def plug(
+    api: CustomObjectsApi, name: str, net: str, binding: str = "bridge", ns: str = "default"
+) -> None:
     """Hot plug the way a user does: merge patch of the template's interfaces and networks."""
     cur = await get(api, "virtualmachines", name, ns)
     spec = cur["spec"]["template"]["spec"]
     ifaces = [*spec["domain"]["devices"]["interfaces"], {"name": net, binding: {}}]
     nets = [*spec["networks"], {"name": net, "multus": {"networkName": f"{net}-nad"}}]
     body = {"spec": {"template": {"spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets}}}}
-    await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, _content_type=MERGE)
+    await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, **MERGE_KW)
 
 
 async def set_state(api: CustomObjectsApi, name: str, net: str, state: str, ns: str = "default") -> None:
     cur = await get(api, "virtualmachines", name, ns)
     spec = cur["spec"]["template"]["spec"]
-    ifaces = [dict(i, state=state) if i["name"] == net else i for i in spec["domain"]["devices"]["interfaces"]]
+    ifaces = [
+        dict(i, state=state) if i["name"] == net else i for i in spec["domain"]["devices"]["interfaces"]
+    ]
     body = {"spec": {"template": {"spec": {"domain": {"devices": {"interfaces": ifaces}}}}}}
-    await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, _content_type=MERGE)
+    await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, **MERGE_KW)
 
 
 async def migrate(api: CustomObjectsApi, vmi: str, ns: str = "default", **meta: Any) -> dict[str, Any]:

@@ -98,7 +98,8 @@ async def test_slot_exhaustion_v1(cluster: SimulatedCluster, api: CustomObjectsA
 
 async def test_hotplugged_disks_exhaust_slots(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
     hot = [
-        {"name": f"hp{i}", "persistentVolumeClaim": {"claimName": f"hp{i}", "hotpluggable": True}} for i in range(2)
+        {"name": f"hp{i}", "persistentVolumeClaim": {"claimName": f"hp{i}", "hotpluggable": True}}
+        for i in range(2)
     ]
     # 2 interfaces -> 2 placeholders, both taken by hot-plugged disks.
     await create_vm(api, vm("disks", secondary=[("a", "bridge")], volumes=hot))
@@ -143,8 +144,12 @@ async def test_kubevirt_16_migration_required_and_workload_updater(tmp_path: Pat
                 e = entry(await get(api, "virtualmachineinstances", name), net)
                 return bool(e and "domain" in e["infoSource"])
 
-            await wait_for(lambda: attached("auto", "b"), timeout=15, what="bridge plugged by workload updater")
-            await wait_for(lambda: attached("autosriov", "s"), timeout=15, what="sriov plugged by workload updater")
+            await wait_for(
+                lambda: attached("auto", "b"), timeout=15, what="bridge plugged by workload updater"
+            )
+            await wait_for(
+                lambda: attached("autosriov", "s"), timeout=15, what="sriov plugged by workload updater"
+            )
             out = await api.list_namespaced_custom_object(G, V, "default", "virtualmachineinstancemigrations")
             names = {m["spec"]["vmiName"] for m in out["items"]}
             assert names == {"auto", "autosriov"}

@@ -10,6 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.cluster import SimulatedCluster
 from tests.simulator.conftest import (
+    MERGE_KW,
     G,
     V,
     condition,
@@ -67,7 +68,15 @@ async def test_hotplug_bridge_via_migration(cluster: SimulatedCluster, api: Cust
     assert m["metadata"]["labels"]["kubevirt.io/vmi-name"] == "vm1"
     done = await wait_vmim(api, m["metadata"]["name"], "Succeeded")
     phases = [p["phase"] for p in done["status"]["phaseTransitionTimestamps"]]
-    assert phases == ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Succeeded"]
+    assert phases == [
+        "Pending",
+        "Scheduling",
+        "Scheduled",
+        "PreparingTarget",
+        "TargetReady",
+        "Running",
+        "Succeeded",
+    ]
     assert done["status"]["migrationState"]["completed"] is True
     assert "kubevirt.io/migrationJobFinalize" in done["metadata"]["finalizers"]
 
@@ -88,7 +97,7 @@ async def test_hotplug_bridge_via_migration(cluster: SimulatedCluster, api: Cust
 def status_body(exc: ApiException) -> dict[str, Any]:
     import json
 
-    out: dict[str, Any] = json.loads(exc.body)
+    out: dict[str, Any] = json.loads(exc.body or b"{}")
     return out
 
 
@@ -112,7 +121,12 @@ async def test_unplug_bridge(cluster: SimulatedCluster, api: CustomObjectsApi) -
         names = [i["name"] for i in vmx["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]]
         vmi_names = [i["name"] for i in v["spec"]["domain"]["devices"]["interfaces"]]
         nets = [n["name"] for n in vmx["spec"]["template"]["spec"]["networks"]]
-        return "blue" not in names and "blue" not in nets and "blue" not in vmi_names and entry(v, "blue") is None
+        return (
+            "blue" not in names
+            and "blue" not in nets
+            and "blue" not in vmi_names
+            and entry(v, "blue") is None
+        )
 
     await wait_for(gone_from_vm, what="blue gone from VMI status, VMI spec, VM template")
 
@@ -121,7 +135,10 @@ async def test_sriov_absent_rejected(cluster: SimulatedCluster, api: CustomObjec
     await create_vm(api, vm("vm3", secondary=[("fast", "sriov")]))
     with pytest.raises(ApiException) as err:
         await set_state(api, "vm3", "fast", "absent")
-    assert '"fast" interface\'s state "absent" is supported only for bridge binding' in status_body(err.value)["message"]
+    assert (
+        '"fast" interface\'s state "absent" is supported only for bridge binding'
+        in status_body(err.value)["message"]
+    )
     assert "virtualmachine-validator.kubevirt.io" in status_body(err.value)["message"]
 
 
@@ -132,9 +149,7 @@ async def test_restart_required(cluster: SimulatedCluster, api: CustomObjectsApi
     ifaces = [i for i in spec["domain"]["devices"]["interfaces"] if i["name"] != "blue"]
     nets = [n for n in spec["networks"] if n["name"] != "blue"]
     body = {"spec": {"template": {"spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets}}}}
-    await api.patch_namespaced_custom_object(
-        G, V, "default", "virtualmachines", "vm4", body, _content_type="application/merge-patch+json"
-    )
+    await api.patch_namespaced_custom_object(G, V, "default", "virtualmachines", "vm4", body, **MERGE_KW)
 
     async def rr() -> dict[str, Any] | None:
         return condition(await get(api, "virtualmachines", "vm4"), "RestartRequired")
@@ -180,7 +195,8 @@ async def test_in_flight_and_missing_rejected(cluster: SimulatedCluster, api: Cu
         await migrate(api, "vm6")
     assert err.value.status == 409
     assert status_body(err.value)["message"].endswith(
-        f"in-flight migration detected. Active migration job ({first['metadata']['uid']}) is currently already "
+        f"in-flight migration detected. Active migration job ({first['metadata']['uid']}) is "
+        f"currently already "
         "in progress for VMI vm6."
     )
     with pytest.raises(ApiException) as err2:

@@ -1,4 +1,5 @@
-"""Objects the simulator writes validate against KubeVirt's strict CRD schemas (../shared/kubevirt/schemas)."""
+"""Objects the simulator writes validate against KubeVirt's strict CRD schemas
+(../shared/kubevirt/schemas)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.cluster import SimulatedCluster
-from tests.simulator.conftest import SHARED, G, V, entry, fast_config, get, migrate, plug, set_state, vm, wait_for
+from tests.simulator.conftest import (
+    SHARED,
+    G,
+    V,
+    entry,
+    fast_config,
+    get,
+    migrate,
+    plug,
+    set_state,
+    vm,
+    wait_for,
+)
 from tests.simulator.test_integration import create_vm, wait_vmim
 
 SCHEMAS = {
