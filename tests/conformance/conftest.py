@@ -29,6 +29,10 @@ EMBEDDED_DIFFERENCES: dict[str, str] = {
         "not the event's namespace, and for an events.k8s.io/v1 Event without eventTime; embedded stores "
         "both (201)"
     ),
+    "test_dry_run_unknown_value_is_422": (
+        "dryRun=Bogus: kube-apiserver 422 Invalid (field dryRun) and nothing stored; embedded 201 and the "
+        "object is created"
+    ),
 }
 
 

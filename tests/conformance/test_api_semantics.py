@@ -543,6 +543,9 @@ async def test_field_selectors(kube: KubeHttp, ns: str) -> None:
     assert names((await kube.get(vms(ns), fieldSelector=f"metadata.namespace={ns}")).ok()) == ["a", "b"]
     everywhere = (await kube.get(f"{GV}/virtualmachines", fieldSelector=f"metadata.namespace={ns}")).ok()
     assert names(everywhere) == ["a", "b"]
+    # excluding namespaces (the agent's --exclude-namespaces) across all namespaces
+    elsewhere = (await kube.get(f"{GV}/virtualmachines", fieldSelector=f"metadata.namespace!={ns}")).ok()
+    assert not {i["metadata"]["namespace"] for i in elsewhere["items"]} & {ns}
 
 
 async def test_unsupported_field_selector_is_400(kube: KubeHttp, ns: str) -> None:
@@ -861,3 +864,17 @@ async def test_event_validation(kube: KubeHttp, ns: str) -> None:
         "reportingInstance": "hotplug-agent-0",
     }
     assert (await kube.post(f"/apis/events.k8s.io/v1/namespaces/{ns}/events", new_style)).status == 201
+
+
+async def test_dry_run_create_is_not_persisted(kube: KubeHttp, ns: str) -> None:
+    res = await kube.request("POST", vms(ns), vm(generateName="dry-"), params={"dryRun": "All"})
+    assert res.status == 201, res.body
+    assert res.body["metadata"]["name"].startswith("dry-")
+    assert (await kube.get(vms(ns))).ok()["items"] == []
+
+
+async def test_dry_run_unknown_value_is_422(kube: KubeHttp, ns: str) -> None:
+    res = await kube.request("POST", vms(ns), vm("a"), params={"dryRun": "Bogus"})
+    assert (res.status, res.reason) == (422, "Invalid")
+    assert res.body["details"]["causes"][0]["field"] == "dryRun"
+    assert (await kube.get(vms(ns))).ok()["items"] == []
