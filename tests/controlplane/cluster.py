@@ -627,7 +627,7 @@ def build_before_tests(session: pytest.Session) -> None:
     """``pytest_collection_finish`` helper: when selected tests need the control plane and the binaries
     are missing, build them now (outside any test's timeout, output shown) instead of inside the first
     test's fixture."""
-    if _BINARIES:
+    if _BINARIES or session.config.option.collectonly:
         return
     if not any(item.get_closest_marker("controlplane") for item in session.items):
         return
