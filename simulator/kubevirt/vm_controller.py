@@ -61,7 +61,9 @@ class VMController(Controller):
         vmi = self.world.vmis.get(key)
         kube = self.world.kube
         if vm is None:
-            if vmi is not None and _owned_by_vm(vmi):
+            # The VMI watch can be ahead of the VM watch: confirm with the API before acting as the
+            # garbage collector for the owner reference.
+            if vmi is not None and _owned_by_vm(vmi) and await kube.get(VMS, ns, name) is None:
                 await kube.delete(VMIS, ns, name)
             return
         if (vm.get("metadata") or {}).get("deletionTimestamp"):
