@@ -470,6 +470,9 @@ class Handlers:
         self._observe(request, target, "watch", 200, t0)
         try:
             await resp.prepare(request)
+            transport = request.transport
+            if transport is not None:
+                watcher.abort_hook = transport.abort
             if error_line is not None:
                 await resp.write(error_line)
                 await resp.write_eof()
@@ -482,7 +485,7 @@ class Handlers:
                 duration=timeout,
                 bookmarks=bookmarks,
             )
-        except ConnectionResetError:
+        except ConnectionError:
             # The client went away (or a drop fault aborted the connection): normal for watches.
             log.debug("watch client disconnected", resource=rt.plural)
         finally:

@@ -37,7 +37,7 @@ class ApiServer:
         token: str | None = None,
         seed: int = 0,
         history_size: int = 10_000,
-        watch_queue_size: int = 4096,
+        watch_queue_size: int = 16384,
         bookmark_interval: float = 1.0,
         default_watch_timeout: float = 1800.0,
         registry: Registry | None = None,

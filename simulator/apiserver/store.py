@@ -71,7 +71,7 @@ class Store:
         registry: Registry | None = None,
         *,
         history_size: int = 10_000,
-        watch_queue_size: int = 4096,
+        watch_queue_size: int = 16384,
         rng: random.Random | None = None,
         managed_fields: bool = True,
     ) -> None:
@@ -703,6 +703,7 @@ class Store:
         self._history.append(ev)
         for w in self._watchers[rt.key]:
             w.offer(ev)
+        ev.forget_lines()  # history keeps objects, not bytes: a resuming watch re-encodes what it replays
         if self._event_observers:
             t = time.perf_counter()
             for cb in self._event_observers:

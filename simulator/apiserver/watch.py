@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -68,6 +69,10 @@ class WatchEvent:
             self._lines[key] = cached
         return cached
 
+    def forget_lines(self) -> None:
+        if self._lines:
+            self._lines = {}
+
 
 class Close(Enum):
     """Why a watcher's stream ends: cleanly (end of chunked body) or by resetting the connection."""
@@ -100,6 +105,9 @@ class Watcher:
         self._wakeup = asyncio.Event()
         self.closed: Close | None = None
         self.overflowed = False
+        #: Resets the connection at once (set by the HTTP handler): an abort must also interrupt a
+        #: write that is blocked on a client that stopped reading.
+        self.abort_hook: Callable[[], None] | None = None
 
     def select(self, ev: WatchEvent) -> bytes | None:
         """The line this watcher should see for `ev`, if any.
@@ -126,8 +134,10 @@ class Watcher:
         if self.closed is not None:
             return
         if len(self._lines) >= self.max_queue:
+            # Like the real server, drop a watcher that cannot keep up instead of buffering more. Abort:
+            # a client that stopped reading would never receive a clean end of stream anyway.
             self.overflowed = True
-            self.close(Close.EOF)
+            self.close(Close.ABORT)
             return
         self._lines.append(line)
         self._wakeup.set()
@@ -135,6 +145,8 @@ class Watcher:
     def close(self, how: Close = Close.EOF) -> None:
         if self.closed is None:
             self.closed = how
+            if how is Close.ABORT and self.abort_hook is not None:
+                self.abort_hook()
         self._wakeup.set()
 
     @property
