@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench venv clean cluster controlplane-bin
+.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check agent metrics simulator tests bench
 	$(BIN)/mypy
 
+## controlplane-bin: build kube-apiserver and etcd for the control-plane tier (no-op when cached)
+controlplane-bin:
+	hack/controlplane/build.sh
+
+## controlplane: the real-control-plane tier alone
+controlplane: $(STAMP) controlplane-bin
+	$(BIN)/python -m pytest -q -m controlplane $(PYTEST_ARGS)
+
 ## test: lint, then the whole suite (tools it needs must be installed; .ci/run does that)
-test: lint
+test: lint controlplane-bin
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## bench: every benchmark, figures printed and written to bench/results/
