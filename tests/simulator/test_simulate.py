@@ -1,0 +1,64 @@
+"""Scenario plan determinism, and a manual-mode ``simulate`` run end to end with its ground-truth report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from simulator.cli import add_simulate_arguments, run_simulate
+from simulator.scenario import ScenarioConfig, build_plan, edit_body
+
+
+def test_plan_is_deterministic_and_covers_categories() -> None:
+    a = build_plan(ScenarioConfig(vms=60, seed=3))
+    b = build_plan(ScenarioConfig(vms=60, seed=3))
+    assert [(p.name, p.category) for p in a] == [(p.name, p.category) for p in b]
+    assert {p.category for p in a} >= {
+        "bridge-plug",
+        "sriov-plug",
+        "bridge-unplug",
+        "sriov-unplug",
+        "opted-out",
+    }
+    unplug = next(p for p in a if p.category == "bridge-unplug")
+    body = edit_body(unplug.body, unplug)
+    ifaces = body["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+    assert {"name": "net-b", "bridge": {}, "state": "absent"} in ifaces
+
+
+async def test_manual_simulate_completes(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_simulate_arguments(parser)
+    out = tmp_path / "report.json"
+    args = parser.parse_args(
+        [
+            "--vms", "40", "--migration-mean-seconds", "0.15", "--migration-distribution", "fixed",
+            "--request-window-seconds", "0.3", "--quiet-seconds", "1.5", "--timeout", "60",
+            "--report", str(out), "--failure-rate", "0.05",
+        ]
+    )  # fmt: skip
+    rc = await run_simulate(args)
+    report = json.loads(out.read_text())
+    assert rc == 0, report["violations"]
+    assert report["requested"] > 20
+    assert report["migrations"]["by_creator"]["manual"] > 0
+    assert report["migrations"]["max_concurrent_per_vmi"] == 1
+    assert report["migrations"]["max_concurrent_running"] <= 5
+    assert report["migrations"]["max_running_per_node"] <= 2
+    assert report["migrations"]["for_opted_out"] == 0
+    assert report["makespan_seconds"] is not None
+    by_cat: dict[str, list[dict[str, object]]] = {}
+    for r in report["requests"]:
+        by_cat.setdefault(str(r["category"]), []).append(r)
+    assert all(r["completed"] for r in by_cat.get("bridge-plug", []))
+    assert all(not r["accepted"] for r in by_cat.get("sriov-unplug", []))
+    assert all(r["final_state"] == "opted-out" for r in by_cat.get("opted-out", []))
+    assert all(r["final_state"] == "slots-exhausted" for r in by_cat.get("slots-predictable", []))
+    assert all(r["final_state"] == "slots-exhausted" for r in by_cat.get("slots-observed", []))
+    assert all(
+        r["final_state"] == "not-live-migratable"
+        for c, rs in by_cat.items()
+        if c.startswith("not-")
+        for r in rs
+    )
