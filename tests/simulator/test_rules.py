@@ -1,4 +1,4 @@
-"""Pure rules: PCI topology, VM → VMI propagation, admission texts, RestartRequired, LiveMigratable, status."""
+"""Pure rules: PCI topology, VM → VMI propagation, admission, RestartRequired, LiveMigratable, status."""
 
 from __future__ import annotations
 
@@ -170,7 +170,8 @@ def test_live_migratable_reasons() -> None:
     assert (ok, reason) == (False, "InterfaceNotLiveMigratable")
     assert (
         msg
-        == "cannot migrate VMI which does not use masquerade or a migratable plugin to connect to the pod network"
+        == "cannot migrate VMI which does not use masquerade or a migratable plugin to connect to the pod "
+        "network"
     )
     annotated = {
         "spec": spec(pod="bridge"),
@@ -185,8 +186,8 @@ def test_live_migratable_reasons() -> None:
     ok, reason, msg = rules.live_migratable({"spec": d})
     assert reason == "DisksNotLiveMigratable"
     assert msg == (
-        "cannot migrate VMI: PVC data-rwo is not shared, live migration requires that all PVCs must be shared "
-        "(using ReadWriteMany access mode)"
+        "cannot migrate VMI: PVC data-rwo is not shared, live migration requires that all PVCs must be "
+        "shared (using ReadWriteMany access mode)"
     )
 
 
