@@ -86,6 +86,8 @@ class MigrationController(Controller):
         self.running: dict[Key, str] = {}
         #: Pending VMIMs in arrival order, woken when a slot frees.
         self.pending: OrderedDict[Key, None] = OrderedDict()
+        #: Unfinished VMIMs per VMI → their creationTimestamp (the "another migration in progress" check).
+        self.unfinished_by_vmi: dict[Key, dict[Key, str]] = {}
         #: Finalized VMIMs per VMI, oldest first (garbage collection beyond the kept count).
         self.finalized: dict[Key, OrderedDict[Key, None]] = {}
         world.vmims.add_handler(self._on_vmim)
@@ -105,6 +107,15 @@ class MigrationController(Controller):
         if deleted or phase != PHASE_PENDING:
             self.pending.pop(key, None)
         vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))
+        if deleted or is_final(phase):
+            active = self.unfinished_by_vmi.get(vmi_key)
+            if active is not None:
+                active.pop(key, None)
+                if not active:
+                    del self.unfinished_by_vmi[vmi_key]
+        elif phase:
+            created = str((obj.get("metadata") or {}).get("creationTimestamp", ""))
+            self.unfinished_by_vmi.setdefault(vmi_key, {})[key] = created
         if deleted:
             bucket = self.finalized.get(vmi_key)
             if bucket is not None:
@@ -444,17 +455,10 @@ class MigrationController(Controller):
         self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
 
     def _other_unfinished(self, vmi_key: Key, key: Key, vmim: Obj) -> bool:
+        """Another VMIM for the VMI already accepted (has a phase) and not final: O(1) via the index."""
         created = str((vmim.get("metadata") or {}).get("creationTimestamp", ""))
-        for other_key, other in self.world.vmims.cache.items():
-            if other_key == key or other_key[0] != vmi_key[0]:
-                continue
-            if (other.get("spec") or {}).get("vmiName") != vmi_key[1] or not unfinished(other):
-                continue
-            if (other.get("status") or {}).get("phase") and str(
-                (other.get("metadata") or {}).get("creationTimestamp", "")
-            ) <= created:
-                return True
-        return False
+        active = self.unfinished_by_vmi.get(vmi_key) or {}
+        return any(k != key and ts <= created for k, ts in active.items())
 
     async def _fail(self, vmim: Obj, now: float, reason: str, vmi_key: Key, *, started: bool) -> None:
         uid = str((vmim.get("metadata") or {}).get("uid", ""))
