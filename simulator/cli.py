@@ -137,13 +137,14 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def run_cluster(args: argparse.Namespace) -> int:
-    """Serve a simulated cluster on 127.0.0.1 until SIGINT/SIGTERM."""
+async def run_cluster(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
+    """Serve a simulated cluster on 127.0.0.1 until SIGINT/SIGTERM (or ``stop`` is set)."""
     cfg = _cluster_config(args, default_failure=0.0)
     cluster = SimulatedCluster(cfg, kubeconfig_path=args.kubeconfig_out)
     await cluster.start()
-    stop = asyncio.Event()
-    _install_signals(stop)
+    if stop is None:
+        stop = asyncio.Event()
+        _install_signals(stop)
     try:
         n = 20 if args.vms is None else args.vms
         if n:

@@ -75,7 +75,17 @@ class VMController(Controller):
             return
         if vmi is None:
             node = self.world.pick_node(key)
-            created = await kube.create(VMIS, ns, vmi_from_vm(vm, node, self.world.version()))
+            try:
+                created = await kube.create(VMIS, ns, vmi_from_vm(vm, node, self.world.version()))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                # AlreadyExists: the VMI watch is behind the VM watch; read it and continue from there.
+                existing = await kube.get(VMIS, ns, name)
+                if existing is not None:
+                    self.world.vmis.write_through(existing)
+                    await self.enqueue(key)
+                return
             self.world.vmis.write_through(created)
             log.debug("vmi created", vmi=f"{ns}/{name}", node=node)
             await self._sync_status(vm, created)

@@ -62,3 +62,39 @@ async def test_manual_simulate_completes(tmp_path: Path) -> None:
         if c.startswith("not-")
         for r in rs
     )
+
+
+async def test_run_cluster_serves_until_stopped(tmp_path: Path) -> None:
+    import asyncio
+
+    from kubernetes_asyncio.client import CustomObjectsApi
+    from kubernetes_asyncio.config import new_client_from_config
+
+    from simulator.cli import add_cluster_arguments, run_cluster
+
+    parser = argparse.ArgumentParser()
+    add_cluster_arguments(parser)
+    kc = tmp_path / "kc"
+    args = parser.parse_args(["--vms", "12", "--kubeconfig-out", str(kc)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_cluster(args, stop))
+    for _ in range(200):
+        if kc.exists():
+            break
+        await asyncio.sleep(0.02)
+    client = await new_client_from_config(config_file=str(kc))
+    try:
+        api = CustomObjectsApi(client)
+        for _ in range(100):
+            vms = await api.list_cluster_custom_object("kubevirt.io", "v1", "virtualmachines")
+            if len(vms["items"]) == 12:
+                break
+            await asyncio.sleep(0.05)
+        assert len(vms["items"]) == 12
+        kv = await api.get_namespaced_custom_object("kubevirt.io", "v1", "kubevirt", "kubevirts", "kubevirt")
+        assert kv["status"]["phase"] == "Deployed"
+        assert kv["status"]["observedKubeVirtVersion"] == "v1.5.2"
+    finally:
+        await client.close()
+        stop.set()
+    assert await task == 0
