@@ -10,6 +10,7 @@ the real server's GuaranteedUpdate does.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import random
 import time
@@ -88,6 +89,7 @@ class Store:
         self._watchers: dict[str, set[Watcher]] = {r.key: set() for r in self.registry.resources}
         self._hooks: list[AdmissionHook] = []
         self._event_observers: list[EventObserver] = []
+        self._pressure = False
 
     # ------------------------------------------------------------------ configuration
 
@@ -208,6 +210,7 @@ class Store:
         `obj` is copied unless `take_ownership` (the HTTP path hands over a freshly parsed body).
         The returned dict is the stored object: treat it as read-only.
         """
+        await self._backpressure()
         rt = self.rtype(resource)
         if not isinstance(obj, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
@@ -286,6 +289,7 @@ class Store:
 
         `obj` is copied unless `take_ownership`; the returned dict is the stored object (read-only).
         """
+        await self._backpressure()
         rt = self.rtype(resource)
         if not isinstance(obj, dict):
             raise ApiError(400, "the body of the request was in an unknown format")
@@ -356,6 +360,7 @@ class Store:
         field_manager: str | None = None,
     ) -> dict[str, Any]:
         """PATCH: merge patch, JSON patch, or (built-ins only, as a merge patch) strategic merge."""
+        await self._backpressure()
         rt = self.rtype(resource)
         ns = (namespace or "default") if rt.namespaced else ""
         if content_type == APPLY_PATCH:
@@ -421,6 +426,7 @@ class Store:
         Returns (object, created). Approximation: fields the manager applied before and now omits are
         not removed, lists are replaced (no merge keys), and ownership conflicts are never reported.
         """
+        await self._backpressure()
         rt = self.rtype(resource)
         if not field_manager:
             raise errors.invalid(
@@ -497,6 +503,7 @@ class Store:
         dry_run: bool = False,
     ) -> dict[str, Any]:
         """Delete now, or — with finalizers — set deletionTimestamp and wait for them to be removed."""
+        await self._backpressure()
         rt = self.rtype(resource)
         ns = (namespace or "default") if rt.namespaced else ""
         for _attempt in range(_MAX_UPDATE_RETRIES):
@@ -595,6 +602,16 @@ class Store:
         return list(self._watchers[self.rtype(resource).key])
 
     # ------------------------------------------------------------------ internals
+
+    async def _backpressure(self) -> None:
+        """Yield to the event loop when a watcher's queue is half full.
+
+        In-process writers (seeding thousands of objects in a loop) may never await otherwise, so watch
+        handlers could not drain and every watcher would overflow; one yield lets them write out.
+        """
+        if self._pressure:
+            self._pressure = False
+            await asyncio.sleep(0)
 
     @staticmethod
     def _key(rt: ResourceType, namespace: str | None, name: str) -> Key:
@@ -703,6 +720,8 @@ class Store:
         self._history.append(ev)
         for w in self._watchers[rt.key]:
             w.offer(ev)
+            if w.pending * 2 > w.max_queue:
+                self._pressure = True
         ev.forget_lines()  # history keeps objects, not bytes: a resuming watch re-encodes what it replays
         if self._event_observers:
             t = time.perf_counter()
