@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class ClusterConfig:
     port: int = 0
     workers: int = 4
     finalized_migrations_kept: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def kubevirt_config(self) -> KubeVirtSimConfig:
         return KubeVirtSimConfig(

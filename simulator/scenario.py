@@ -283,10 +283,16 @@ class ScenarioDriver:
         self.done.set()
 
     async def _edit(self, plan: VMPlan) -> None:
-        for _ in range(5):
-            current = await self.api.get_namespaced_custom_object(
-                G, V, plan.namespace, "virtualmachines", plan.name
-            )
+        for _ in range(20):
+            try:
+                current = await self.api.get_namespaced_custom_object(
+                    G, V, plan.namespace, "virtualmachines", plan.name
+                )
+            except ApiException as exc:
+                if exc.status == 429 or exc.status >= 500:
+                    await asyncio.sleep(0.05)
+                    continue
+                raise
             body = edit_body(current, plan)
             body["metadata"] = {"resourceVersion": current["metadata"]["resourceVersion"]}
             t = time.time()
@@ -295,7 +301,8 @@ class ScenarioDriver:
                     G, V, plan.namespace, "virtualmachines", plan.name, body, **MERGE_KW
                 )
             except ApiException as exc:
-                if exc.status == 409:
+                if exc.status in (409, 429) or exc.status >= 500:
+                    await asyncio.sleep(0.05)
                     continue
                 message = _message(exc)
                 for a in plan.actions:
@@ -349,7 +356,10 @@ class ManualOperator:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self._round()
+            try:
+                await self._round()
+            except ApiException as exc:  # a user retries on API errors
+                log.info("manual operator: API error, retrying", status=exc.status)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll)
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import aiohttp
 import structlog
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -146,7 +147,7 @@ class Informer:
     with backoff on errors. ``synced`` is set after the first list has been delivered.
     """
 
-    def __init__(self, kube: Kube, plural: str, *, watch_timeout: int = 300) -> None:
+    def __init__(self, kube: Kube, plural: str, *, watch_timeout: int = 240) -> None:
         self.kube = kube
         self.plural = plural
         self.cache: dict[Key, Obj] = {}
@@ -233,7 +234,10 @@ class Informer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 need_list = need_list or exc.status != 410
-            except Exception as exc:  # connection resets, payload errors: re-list then re-watch
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                # Connection resets, payload errors, read timeouts: re-watch from the last resourceVersion
+                # (the server replays what we missed, or answers 410 and we relist). Anything else is a
+                # bug in a handler and propagates: the controller's TaskGroup fails loudly.
                 log.debug("watch interrupted", resource=self.plural, error=repr(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
