@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import random
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from simulator.apiserver.handlers import Handlers, RequestObserver, WatchSetting
 from simulator.apiserver.kubeconfig import write_kubeconfig
 from simulator.apiserver.registry import Registry
 from simulator.apiserver.store import EventObserver, Store
+from simulator.apiserver.tls import ServingCert, make_serving_cert
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +46,7 @@ class ApiServer:
         host: str = "127.0.0.1",
         namespaces: tuple[str, ...] = ("default", "kube-system"),
         managed_fields: bool = True,
+        tls: bool = False,
     ) -> None:
         self.host = host
         self.token = token
@@ -64,6 +67,10 @@ class ApiServer:
             admin=make_admin(self),
         )
         self._initial_namespaces = namespaces
+        #: HTTPS with a throwaway self-signed certificate (needed for kubectl with a token).
+        self.tls = tls
+        self.serving_cert: ServingCert | None = None
+        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.url = ""
@@ -79,12 +86,17 @@ class ApiServer:
         app.router.add_route("*", "/{tail:.*}", self.handlers.handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, port)
+        ssl_context = None
+        if self.tls:
+            self._tls_dir = tempfile.TemporaryDirectory(prefix="hotplug-sim-tls-")
+            self.serving_cert = await make_serving_cert(Path(self._tls_dir.name), self.host)
+            ssl_context = self.serving_cert.server_context()
+        site = web.TCPSite(self._runner, self.host, port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None and hasattr(server, "sockets")
         actual_port = server.sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{actual_port}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{actual_port}"
         self.handlers.server_address = f"{self.host}:{actual_port}"
         self._ticker = asyncio.create_task(self._tick(), name="apiserver-fault-ticker")
         log.info("apiserver started", url=self.url)
@@ -102,6 +114,9 @@ class ApiServer:
             await asyncio.sleep(0)  # let watch handlers observe the close and end their streams
             await self._runner.cleanup()
             self._runner = None
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = None
         log.info("apiserver stopped", url=self.url)
 
     async def __aenter__(self) -> ApiServer:
@@ -143,4 +158,5 @@ class ApiServer:
         """Write a kubeconfig for this server; `token` defaults to the server's own token."""
         if not self.url:
             raise RuntimeError("start() the server before writing a kubeconfig")
-        return write_kubeconfig(path, self.url, token if token is not None else self.token)
+        ca = self.serving_cert.cert.read_bytes() if self.serving_cert is not None else None
+        return write_kubeconfig(path, self.url, token if token is not None else self.token, ca_pem=ca)

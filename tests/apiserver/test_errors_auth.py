@@ -161,3 +161,44 @@ async def test_metadata_and_timestamp_validation(api: ApiClient) -> None:
         "default", {"metadata": {"name": "l"}, "spec": {"renewTime": "2026-01-01T00:00:00.000000Z"}}
     )
     assert lease.spec.renew_time.year == 2026
+
+
+async def test_tls_with_token_for_kubectl_and_client(tmp_path: Path) -> None:
+    """kubectl never sends a token over plain HTTP; with tls=True both kubectl and the client work."""
+    import asyncio
+
+    from tests.tooling import require_tool
+
+    srv = ApiServer(token="s3cret", tls=True)
+    await srv.start()
+    try:
+        assert srv.url.startswith("https://127.0.0.1:")
+        kc = srv.write_kubeconfig(tmp_path / "kc")
+        assert "certificate-authority-data" in kc.read_text()
+        client = await new_client_from_config(config_file=str(kc))
+        names = [n.metadata.name for n in (await CoreV1Api(client).list_namespace()).items]
+        assert names == ["default", "kube-system"]
+        await client.close()
+        assert srv.serving_cert is not None
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(srv.url + "/api/v1/namespaces", ssl=srv.serving_cert.client_context()) as r,
+        ):
+            assert r.status == 401  # no token
+        kubectl = require_tool("kubectl")
+        proc = await asyncio.create_subprocess_exec(
+            kubectl,
+            "--kubeconfig",
+            str(kc),
+            "get",
+            "ns",
+            "-o",
+            "name",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().split() == ["namespace/default", "namespace/kube-system"]
+    finally:
+        await srv.stop()
