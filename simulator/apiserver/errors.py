@@ -96,6 +96,7 @@ _CAUSE_PREFIX = {
     "FieldValueRequired": "Required value: ",
     "FieldValueForbidden": "Forbidden: ",
     "FieldValueTooLong": "Too long: ",
+    "FieldValueNotSupported": "Unsupported value: ",
 }
 
 
@@ -103,7 +104,8 @@ def invalid(
     group: str, kind: str, name: str, field: str, detail: str, cause: str = "FieldValueInvalid"
 ) -> ApiError:
     """422 Invalid shaped like apimachinery's `NewInvalid` (qualified kind, one field cause)."""
-    text = _CAUSE_PREFIX.get(cause, "") + detail
+    prefix = _CAUSE_PREFIX.get(cause, "")
+    text = prefix + detail if detail else prefix.rstrip(": ")
     qualified = f"{kind}.{group}" if group else kind
     causes = [{"reason": cause, "message": text, "field": field}]
     return ApiError(

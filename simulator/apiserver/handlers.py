@@ -15,7 +15,7 @@ import yaml
 from aiohttp import web
 
 from simulator.apiserver import discovery, openapi
-from simulator.apiserver.errors import ApiError, status_dict
+from simulator.apiserver.errors import ApiError, invalid
 from simulator.apiserver.faults import Faults
 from simulator.apiserver.listing import Page, list_body, paginate
 from simulator.apiserver.managed import manager_from_user_agent
@@ -78,6 +78,26 @@ def _require_json(request: web.Request) -> None:
             f"application/json, application/yaml (got {request.content_type})",
             "UnsupportedMediaType",
         )
+
+
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
+
+
+def _dry_run(request: web.Request, verb: str) -> bool:
+    """`dryRun=All` or nothing: any other value is 422, as options validation answers."""
+    values = request.query.getall("dryRun", [])
+    bad = [v for v in values if v != "All"]
+    if bad:
+        quoted = ", ".join(f'"{v}"' for v in bad)
+        raise invalid(
+            "meta.k8s.io",
+            _OPTIONS_KIND.get(verb, "DeleteOptions"),
+            "",
+            "dryRun",
+            "[]string{" + quoted + '}: supported values: "All"',
+            cause="FieldValueNotSupported",
+        )
+    return bool(values)
 
 
 def _manager(request: web.Request) -> str:
@@ -264,8 +284,7 @@ class Handlers:
     async def _dispatch(self, request: web.Request, target: Target, verb: str) -> web.StreamResponse:
         store = self.store
         rt = target.rtype
-        q = request.query
-        dry_run = "All" in q.getall("dryRun", [])
+        dry_run = _dry_run(request, verb)
         if target.subresource and target.subresource != "status":
             raise ApiError(404, "the server could not find the requested resource", "NotFound")
         if target.subresource == "status" and not rt.status_subresource:
@@ -545,7 +564,3 @@ class Handlers:
     def watch_close_all(self) -> None:
         for w in self.store.watchers():
             w.close(Close.EOF)
-
-
-def status_body(code: int, message: str, reason: str) -> dict[str, Any]:
-    return status_dict(code, message, reason)

@@ -108,6 +108,8 @@ def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:
             "must have at most 262144 bytes",
             cause="FieldValueTooLong",
         )
+    if rt.kind == "Event":
+        _validate_event(rt, obj, name)
     for path, layout in _TIME_FIELDS.get((rt.group, rt.kind), {}).items():
         value = _get(obj, path)
         if value is None:
@@ -115,3 +117,29 @@ def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:
         pattern = _MICRO_TIME if layout == MICRO_TIME_LAYOUT else _TIME
         if not isinstance(value, str) or not pattern.match(value):
             raise _decode_error(rt, f'parsing time "{value}" as "{layout}": cannot parse')
+
+
+def _validate_event(rt: ResourceType, obj: dict[str, Any], name: str) -> None:
+    """The Event rules clients trip over: namespace agreement (core) and required fields (events.k8s.io)."""
+    namespace = (obj.get("metadata") or {}).get("namespace", "")
+    if rt.group == "":
+        involved = obj.get("involvedObject") or {}
+        inv_ns = involved.get("namespace") if isinstance(involved, dict) else None
+        if inv_ns and namespace and inv_ns != namespace:
+            raise invalid(
+                rt.group,
+                rt.kind,
+                name,
+                "involvedObject.namespace",
+                f'"{inv_ns}": does not match event.namespace',
+            )
+        return
+    for field in ("eventTime", "reportingController", "reportingInstance", "action", "reason"):
+        if not obj.get(field):
+            raise invalid(rt.group, rt.kind, name, field, "", cause="FieldValueRequired")
+    regarding = obj.get("regarding") or {}
+    reg_ns = regarding.get("namespace") if isinstance(regarding, dict) else None
+    if reg_ns and namespace and reg_ns != namespace:
+        raise invalid(
+            rt.group, rt.kind, name, "regarding.namespace", f'"{reg_ns}": does not match event.namespace'
+        )

@@ -88,3 +88,33 @@ async def test_in_process_create_copies_input(server: ApiServer) -> None:
     stored = await server.store.create("vm", body, "default")
     body["spec"] = {"mutated": True}
     assert server.store.get("vm", "default", "copy")["spec"] == stored["spec"] != {"mutated": True}
+
+
+async def test_event_validation_rules(api: ApiClient) -> None:
+    core = CoreV1Api(api)
+    with pytest.raises(ApiException) as exc:
+        await core.create_namespaced_event(
+            "default",
+            {
+                "metadata": {"name": "x"},
+                "involvedObject": {"kind": "VirtualMachine", "name": "v", "namespace": "other"},
+            },
+        )
+    assert exc.value.status == 422 and "involvedObject.namespace" in str(status_of(exc.value)["message"])
+    ev = EventsV1Api(api)
+    with pytest.raises(ApiException) as exc:
+        await ev.create_namespaced_event(
+            "default", {"metadata": {"name": "n"}, "reason": "R", "type": "Normal", "note": "no eventTime"}
+        )
+    assert exc.value.status == 422
+
+
+async def test_unknown_dry_run_value_is_422_and_stores_nothing(server: ApiServer, api: ApiClient) -> None:
+    co = CustomObjectsApi(api)
+    with pytest.raises(ApiException) as exc:
+        await co.create_namespaced_custom_object(
+            *KV, "default", "virtualmachines", vm_manifest("d"), dry_run="Bogus"
+        )
+    assert exc.value.status == 422
+    assert status_of(exc.value)["details"]["causes"][0]["field"] == "dryRun"  # type: ignore[index]
+    assert server.store.try_get("vm", "default", "d") is None
