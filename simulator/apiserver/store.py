@@ -248,10 +248,10 @@ class Store:
             while (ns, name) in table:
                 name = prefix + random_suffix(self.rng)
         validate_name(rt, name)
-        validate_object(rt, obj)
         if (ns, name) in table:
             raise errors.already_exists(rt.group, rt.plural, name)
         prepare_create(rt, obj, ns, name)
+        validate_object(rt, obj)
         if admission and self._hooks:
             await self._admit(
                 operation="CREATE",
