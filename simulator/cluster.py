@@ -155,6 +155,7 @@ class SimulatedCluster:
             self.dnc = DynamicNetworksController(world)
         started = asyncio.Event()
         self._runner = asyncio.create_task(self._run(world, started), name="simulated-kubevirt")
+        self._runner.add_done_callback(_log_crash)
         waiter = asyncio.create_task(started.wait())
         done, _ = await asyncio.wait({waiter, self._runner}, return_when=asyncio.FIRST_COMPLETED)
         if self._runner in done:
@@ -223,12 +224,34 @@ class SimulatedCluster:
                     "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
                 )
 
-    async def seed(self, vms: Sequence[dict[str, Any]]) -> None:
+    async def seed(
+        self,
+        vms: int | Sequence[dict[str, Any]],
+        *,
+        mix: dict[str, float] | None = None,
+        namespaces: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Create running VMs with their VMIs in-process (fast path for thousands of VMs).
 
+        ``vms`` is either VM bodies or a count: then the scenario's VM mix (``simulator.scenario.DEFAULT_MIX``
+        or ``mix``) over ``namespaces`` builds them, deterministic from ``seed`` (default: the config's).
         The VMIs are what the VM controller would create; the controllers then pick them up from their
-        informers like pre-existing objects.
+        informers like pre-existing objects. Returns the VM bodies.
         """
+        if isinstance(vms, int):
+            from simulator.scenario import ScenarioConfig, build_plan
+
+            scen = ScenarioConfig(
+                vms=vms,
+                seed=self.config.seed if seed is None else seed,
+                kubevirt_version=self.config.kubevirt_version,
+            )
+            if mix is not None:
+                scen.mix = dict(mix)
+            if namespaces:
+                scen.namespaces = tuple(namespaces)
+            vms = [p.body for p in build_plan(scen)]
         store = self.server.store
         await self.ensure_namespaces(sorted({str(vm["metadata"]["namespace"]) for vm in vms}))
         version = self.config.kubevirt_version
@@ -259,6 +282,7 @@ class SimulatedCluster:
                 },
                 subresource="status",
             )
+        return list(vms)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -280,6 +304,11 @@ class SimulatedCluster:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("simulated KubeVirt controller crashed", exc_info=task.exception())
 
 
 def _node_index(key: tuple[str, str], n: int) -> int:

@@ -98,3 +98,14 @@ async def test_run_cluster_serves_until_stopped(tmp_path: Path) -> None:
         await client.close()
         stop.set()
     assert await task == 0
+
+
+async def test_seed_by_count(tmp_path: Path) -> None:
+    from simulator.cluster import SimulatedCluster
+    from tests.simulator.conftest import fast_config
+
+    async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "kc") as cluster:
+        bodies = await cluster.seed(25, namespaces=["x", "y"])
+        assert len(bodies) == 25
+        assert cluster.server.store.count("virtualmachineinstances") == 25
+        assert {b["metadata"]["namespace"] for b in bodies} == {"x", "y"}
