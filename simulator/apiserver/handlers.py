@@ -17,7 +17,7 @@ from aiohttp import web
 from simulator.apiserver import discovery, openapi
 from simulator.apiserver.errors import ApiError, invalid
 from simulator.apiserver.faults import Faults
-from simulator.apiserver.listing import Page, list_body, paginate
+from simulator.apiserver.listing import Page, decode_continue, list_body, paginate
 from simulator.apiserver.managed import manager_from_user_agent
 from simulator.apiserver.meta import as_version
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
@@ -401,7 +401,23 @@ class Handlers:
         labels = parse_label_selector(q.get("labelSelector"))
         fields = parse_field_selector(q.get("fieldSelector"), _field_allowed(target))
         rv_text = q.get("resourceVersion") or ""
-        if q.get("resourceVersionMatch") == "Exact" and rv_text not in ("", "0"):
+        token = q.get("continue")
+        if token:
+            # Later pages are read at the first page's RV (etcd serves them from that revision).
+            at, _start = decode_continue(token)
+            try:
+                items = self.store.list_at(rt, at, target.namespace, labels, fields)
+            except ApiError as err:
+                if err.code != 410:
+                    raise
+                raise ApiError(
+                    410,
+                    "The provided continue parameter is too old to display a consistent list result. You can "
+                    "start a new list without the continue parameter.",
+                    "Expired",
+                ) from err
+            rv = at
+        elif q.get("resourceVersionMatch") == "Exact" and rv_text not in ("", "0"):
             try:
                 at = int(rv_text)
             except ValueError as exc:

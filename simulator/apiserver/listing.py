@@ -1,9 +1,8 @@
 """List responses: pagination (`limit`/`continue`) and the list body, built from stored objects.
 
 Continue tokens are opaque base64 JSON (`{"rv": <list RV>, "start": [namespace, name]}`) like the real
-server's.  The approximation: later pages come from the current state, not from a snapshot at the
-first page's RV (the real server reads etcd at that revision), so an object created between pages may
-appear and one deleted may be missing; every page reports the first page's RV.
+server's.  Later pages are rebuilt at the first page's RV from the watch history (`Store.list_at`), so
+a paged list is one consistent snapshot, as etcd gives; once that RV is compacted: 410.
 """
 
 from __future__ import annotations

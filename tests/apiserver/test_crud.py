@@ -383,3 +383,26 @@ async def test_dry_run_stores_nothing(server: ApiServer, api: ApiClient) -> None
     await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "wet", dry_run="All")
     assert server.store.resource_version == rv
     assert server.store.get("vm", "default", "wet")["spec"]["runStrategy"] == "Always"
+
+
+async def test_paged_list_is_a_consistent_snapshot(server: ApiServer, api: ApiClient) -> None:
+    co = CustomObjectsApi(api)
+    for n in ("a", "b", "c", "d"):
+        await server.store.create("vm", vm_manifest(n), "default")
+    first = await co.list_namespaced_custom_object(*KV, "default", "virtualmachines", limit=2)
+    # Changes between pages are not seen by the later pages.
+    await server.store.delete("vm", "default", "c")
+    await server.store.create("vm", vm_manifest("cc"), "default")
+    await server.store.patch("vm", "default", "d", {"metadata": {"labels": {"changed": "yes"}}})
+    rest = await co.list_namespaced_custom_object(
+        *KV, "default", "virtualmachines", limit=10, _continue=first["metadata"]["continue"]
+    )
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["c", "d"]
+    assert "changed" not in rest["items"][1]["metadata"]["labels"]
+    assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    server.compact()
+    with pytest.raises(ApiException) as exc:
+        await co.list_namespaced_custom_object(
+            *KV, "default", "virtualmachines", limit=2, _continue=first["metadata"]["continue"]
+        )
+    assert exc.value.status == 410
