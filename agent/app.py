@@ -1,0 +1,118 @@
+"""``hotplug-agent run``: wire the I/O pieces together and wait for SIGTERM/SIGINT.
+
+STUB for the lead engineer: it starts the API client, the four informers, the HTTP server and leader
+election, all supervised by one ``TaskGroup`` (any unexpected failure stops the process with exit
+code 1), and marks the place where the controller plugs in (``CONTROLLER HOOK``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import structlog
+
+from agent.config import AgentConfig
+from agent.httpserver import HttpServer
+from agent.informer import Informer
+from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, KubeClient
+from agent.leader import LeaderElector
+from agent.model import parse_kubevirt, parse_vm, parse_vmi, parse_vmim
+from metrics.definitions import HotplugMetrics
+
+log = structlog.get_logger(__name__)
+
+
+class _Stop(Exception):  # noqa: N818 - control flow: leaves the TaskGroup on a requested stop
+    pass
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
+    """Run the agent until ``stop`` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    _install_signals(stop)
+    metrics = HotplugMetrics()
+    kube = await KubeClient.from_config(
+        config.kubeconfig, on_api_error=metrics.record_api_error, identity=config.identity
+    )
+    common: dict[str, Any] = {
+        "on_restart": metrics.record_watch_restart,
+        "on_invalid": metrics.record_invalid_object,
+    }
+    namespaces = config.namespaces or None
+    vms = Informer(kube, VMS, parse_vm, namespaces=namespaces, **common)
+    vmis = Informer(kube, VMIS, parse_vmi, namespaces=namespaces, **common)
+    vmims = Informer(kube, VMIMS, parse_vmim, namespaces=namespaces, **common)
+    kubevirts = Informer(kube, KUBEVIRTS, parse_kubevirt, **common)  # the CR lives in its own namespace
+    informers: list[Informer[Any]] = [vms, vmis, vmims, kubevirts]
+
+    def synced() -> bool:
+        return all(i.has_synced for i in informers)
+
+    # ---- CONTROLLER HOOK -------------------------------------------------------------------------
+    # The lead's controller registers informer handlers here (``vms.add_handler(...)`` etc.), is given
+    # ``kube`` (MigrationApi + EventSink), and reacts to ``on_started``/``on_stopped`` below.
+    # ------------------------------------------------------------------------------------------------
+
+    def on_started() -> None:
+        metrics.set_leader(True)
+
+    def on_stopped() -> None:
+        metrics.set_leader(False)
+
+    host, port = config.listen_host, config.listen_port
+    http = HttpServer(host, port, registry=metrics.registry, ready=synced)
+    metrics.set_leader(False)
+    metrics.set_cache_synced(False)
+
+    async def mark_synced() -> None:
+        for informer in informers:
+            await informer.wait_synced()
+        metrics.set_cache_synced(True)
+        log.info("caches_synced", vms=len(vms), vmis=len(vmis), vmims=len(vmims))
+
+    async def wait_stop() -> None:
+        await stop.wait()
+        raise _Stop
+
+    code = 0
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(http.run(), name="http")
+            for informer in informers:
+                tg.create_task(informer.run(), name=f"informer-{informer.resource.plural}")
+            tg.create_task(mark_synced(), name="sync-marker")
+            if config.leader_elect:
+                elector = LeaderElector(
+                    kube,
+                    config.lease_namespace,
+                    config.lease_name,
+                    config.identity,
+                    lease_duration=config.lease_duration_seconds,
+                    renew_deadline=config.renew_deadline_seconds,
+                    retry_period=config.retry_period_seconds,
+                    on_started_leading=on_started,
+                    on_stopped_leading=on_stopped,
+                )
+                tg.create_task(elector.run(), name="leader-election")
+            else:
+                on_started()
+            tg.create_task(wait_stop(), name="stop")
+    except* _Stop:
+        log.info("agent_stopped")
+    except* Exception as group:
+        for exc in group.exceptions:
+            log.error("agent_failed", error=repr(exc), exc_info=exc)
+        code = 1
+    finally:
+        await kube.close()
+    return code

@@ -1,0 +1,347 @@
+"""A client-go style informer over raw JSON: LIST, then WATCH from the list's resourceVersion.
+
+Why our own: kubernetes-asyncio's ``Watch`` tracks object (not list) resourceVersions, retries a 410
+once with the same stale version, has no inactivity timeout by default and deserialises every event
+twice. Here each scope (the whole cluster, or one namespace) runs one loop:
+
+1. LIST (paged) → diff against the cache: new/changed keys emit ADDED/MODIFIED, vanished keys emit a
+   synthetic DELETED (a delete missed while disconnected is never lost);
+2. WATCH from the list RV with bookmarks, a randomised server ``timeoutSeconds`` (client-go: 5-10 min,
+   so watchers never hang and never reconnect in lockstep) and a client read-inactivity timeout
+   (aiohttp ``sock_read``) that catches half-open connections;
+3. on 410 Gone (HTTP answer or ERROR event) → relist; on a clean close → re-watch at once from the
+   last RV (bookmarks keep it fresh); on errors/timeouts → re-watch after jittered exponential backoff.
+   Each restart is counted by reason: ``gone``, ``error``, ``timeout``, ``closed``.
+
+Every raw object is parsed once by ``parse``; only the typed record is kept (plus its resourceVersion,
+so a relist skips unchanged objects without parsing them again). Malformed objects are logged,
+counted and dropped from the cache; they never crash the loop. Handlers run inline and must be cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import structlog
+
+from agent.kube import ApiError, KubeClient, Resource
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Key = tuple[str, str]
+#: ``(event_type, old, new)``: ADDED (old None), MODIFIED, DELETED (new None).
+EventHandler = Callable[[str, T | None, T | None], None]
+RestartCallback = Callable[[str, str], None]  # (resource, reason)
+InvalidCallback = Callable[[str], None]  # (resource)
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+_ALL = ""  # scope name of a cluster-wide watch
+
+
+def _key(raw: dict[str, Any]) -> Key | None:
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict):
+        return None
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    ns = meta.get("namespace")
+    return (ns if isinstance(ns, str) else "", name)
+
+
+def _rv(raw: dict[str, Any]) -> str:
+    meta = raw.get("metadata")
+    if isinstance(meta, dict):
+        rv = meta.get("resourceVersion")
+        if isinstance(rv, str):
+            return rv
+    return ""
+
+
+class _Restart(Exception):  # noqa: N818 - control flow, not an error
+    def __init__(self, reason: str, relist: bool = False, backoff: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.relist = relist
+        self.backoff = backoff
+
+
+class Informer(Generic[T]):
+    """Cache of parsed records of one resource, kept current by list+watch; see the module docstring.
+
+    ``namespaces=None`` (or empty) watches cluster-wide; otherwise one watch per namespace.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        resource: Resource,
+        parse: Callable[[dict[str, Any]], T],
+        *,
+        namespaces: Sequence[str] | None = None,
+        handlers: Sequence[EventHandler[T]] = (),
+        watch_timeout: tuple[int, int] = (300, 600),
+        inactivity_timeout: float = 90.0,
+        backoff_initial: float = 0.8,
+        backoff_max: float = 30.0,
+        backoff_reset_after: float = 120.0,
+        page_size: int = 1000,
+        on_restart: RestartCallback | None = None,
+        on_invalid: InvalidCallback | None = None,
+    ) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.parse = parse
+        self.scopes: tuple[str, ...] = tuple(sorted(set(namespaces))) if namespaces else (_ALL,)
+        self._handlers: list[EventHandler[T]] = list(handlers)
+        self.watch_timeout = watch_timeout
+        self.inactivity_timeout = inactivity_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.backoff_reset_after = backoff_reset_after
+        self.page_size = page_size
+        self.on_restart = on_restart
+        self.on_invalid = on_invalid
+        self.cache: dict[Key, T] = {}
+        self._rvs: dict[Key, str] = {}
+        #: last resourceVersion seen per scope (list, event or bookmark); "" before the first list.
+        self.resource_versions: dict[str, str] = {}
+        self._synced_scopes: set[str] = set()
+        self._synced = asyncio.Event()
+        self.restarts: dict[str, int] = {}
+        self.invalid = 0
+        self.lists = 0
+
+    # ------------------------------------------------------------------ reading
+
+    def add_handler(self, handler: EventHandler[T]) -> None:
+        self._handlers.append(handler)
+
+    @property
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    def get(self, namespace: str, name: str) -> T | None:
+        return self.cache.get((namespace, name))
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self.cache.values()))
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run until cancelled; unexpected exceptions (e.g. from a handler) propagate."""
+        if len(self.scopes) == 1:
+            await self._run_scope(self.scopes[0])
+            return
+        async with asyncio.TaskGroup() as tg:
+            for scope in self.scopes:
+                tg.create_task(self._run_scope(scope), name=f"informer-{self.resource.plural}-{scope}")
+
+    async def _run_scope(self, scope: str) -> None:
+        namespace = scope or None
+        rv = ""
+        delay = self.backoff_initial
+        while True:
+            if not rv:
+                try:
+                    rv = await self._list(scope, namespace)
+                except ApiError as exc:
+                    wait = max(exc.retry_after or 0.0, delay * random.uniform(1.0, 2.0))
+                    log.warning(
+                        "informer_list_failed",
+                        resource=self.resource.plural,
+                        scope=scope,
+                        error=str(exc),
+                        retry_in=round(wait, 2),
+                    )
+                    await asyncio.sleep(wait)
+                    delay = min(self.backoff_max, delay * 2)
+                    continue
+            started = time.monotonic()
+            try:
+                rv = await self._watch(scope, namespace, rv)
+                raise _Restart("closed", backoff=False)
+            except _Restart as restart:
+                reason, relist, backoff = restart.reason, restart.relist, restart.backoff
+            except ApiError as exc:
+                if exc.status == 410:
+                    reason, relist, backoff = "gone", True, False
+                elif exc.status == 0 and exc.reason == "Timeout":
+                    reason, relist, backoff = "timeout", False, True
+                else:
+                    reason, relist, backoff = "error", False, True
+                if exc.retry_after:
+                    delay = max(delay, exc.retry_after)
+            except TimeoutError:
+                reason, relist, backoff = "timeout", False, True
+            except (aiohttp.ClientError, OSError) as exc:
+                log.info(
+                    "informer_watch_dropped", resource=self.resource.plural, scope=scope, error=repr(exc)
+                )
+                reason, relist, backoff = "error", False, True
+            rv = self.resource_versions.get(scope, rv)
+            if relist:
+                rv = ""
+            self._count_restart(reason)
+            lived = time.monotonic() - started
+            if lived >= self.backoff_reset_after:
+                delay = self.backoff_initial
+            if backoff or (lived < 1.0 and reason == "closed"):
+                wait = delay * random.uniform(1.0, 2.0)
+                log.info(
+                    "informer_rewatch",
+                    resource=self.resource.plural,
+                    scope=scope,
+                    reason=reason,
+                    retry_in=round(wait, 2),
+                    relist=relist,
+                )
+                await asyncio.sleep(wait)
+                delay = min(self.backoff_max, delay * 2)
+            else:
+                log.debug(
+                    "informer_rewatch",
+                    resource=self.resource.plural,
+                    scope=scope,
+                    reason=reason,
+                    relist=relist,
+                )
+
+    def _count_restart(self, reason: str) -> None:
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
+        if self.on_restart is not None:
+            self.on_restart(self.resource.plural, reason)
+
+    async def _list(self, scope: str, namespace: str | None) -> str:
+        items, list_rv = await self.kube.list_objects(self.resource, namespace, page_size=self.page_size)
+        self.lists += 1
+        self._replace(scope, items)
+        self.resource_versions[scope] = list_rv
+        if scope not in self._synced_scopes:
+            self._synced_scopes.add(scope)
+            if len(self._synced_scopes) == len(self.scopes):
+                self._synced.set()
+                log.info("informer_synced", resource=self.resource.plural, objects=len(self.cache))
+        return list_rv
+
+    async def _watch(self, scope: str, namespace: str | None, rv: str) -> str:
+        lo, hi = self.watch_timeout
+        async with self.kube.watch(
+            self.resource,
+            namespace,
+            rv,
+            timeout_seconds=random.randint(lo, max(lo, hi)),
+            inactivity_timeout=self.inactivity_timeout,
+        ) as events:
+            async for event in events:
+                etype = event.get("type")
+                obj = event.get("object")
+                if not isinstance(obj, dict):
+                    continue
+                if etype == "BOOKMARK":
+                    new_rv = _rv(obj)
+                    if new_rv:
+                        self.resource_versions[scope] = new_rv
+                    continue
+                if etype == "ERROR":
+                    code = obj.get("code")
+                    if code == 410:
+                        raise _Restart("gone", relist=True, backoff=False)
+                    log.warning(
+                        "informer_watch_error_event",
+                        resource=self.resource.plural,
+                        scope=scope,
+                        code=code,
+                        message=obj.get("message"),
+                    )
+                    raise _Restart("error")
+                if etype not in (ADDED, MODIFIED, DELETED):
+                    log.warning("informer_unknown_event", resource=self.resource.plural, type=etype)
+                    continue
+                self._apply(str(etype), obj)
+                new_rv = _rv(obj)
+                if new_rv:
+                    self.resource_versions[scope] = new_rv
+        return self.resource_versions.get(scope, rv)
+
+    # ------------------------------------------------------------------ cache updates
+
+    def _parse(self, raw: dict[str, Any]) -> T | None:
+        try:
+            return self.parse(raw)
+        except Exception as exc:  # malformed input must never stop the informer
+            self.invalid += 1
+            if self.on_invalid is not None:
+                self.on_invalid(self.resource.plural)
+            meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+            log.warning(
+                "invalid_object",
+                resource=self.resource.plural,
+                namespace=meta.get("namespace") if isinstance(meta, dict) else None,
+                name=meta.get("name") if isinstance(meta, dict) else None,
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            return None
+
+    def _emit(self, etype: str, old: T | None, new: T | None) -> None:
+        for handler in self._handlers:
+            handler(etype, old, new)
+
+    def _apply(self, etype: str, raw: dict[str, Any]) -> None:
+        key = _key(raw)
+        if key is None:
+            self._parse(raw)  # counts and logs it
+            return
+        old = self.cache.get(key)
+        if etype == DELETED:
+            if key in self.cache:
+                del self.cache[key]
+                self._rvs.pop(key, None)
+                self._emit(DELETED, old, None)
+            return
+        record = self._parse(raw)
+        if record is None:
+            # A record we can no longer read is dropped: acting on a stale copy would be worse.
+            if old is not None:
+                del self.cache[key]
+                self._rvs.pop(key, None)
+                self._emit(DELETED, old, None)
+            return
+        self.cache[key] = record
+        self._rvs[key] = _rv(raw)
+        self._emit(MODIFIED if old is not None else ADDED, old, record)
+
+    def _replace(self, scope: str, items: list[dict[str, Any]]) -> None:
+        """Apply a full LIST: changed/new objects are (re)parsed, vanished ones get a synthetic DELETED."""
+        seen: set[Key] = set()
+        for raw in items:
+            key = _key(raw)
+            if key is None:
+                self._parse(raw)
+                continue
+            seen.add(key)
+            rv = _rv(raw)
+            if key in self.cache and rv and self._rvs.get(key) == rv:
+                continue  # unchanged since we last saw it
+            self._apply(MODIFIED if key in self.cache else ADDED, raw)
+        gone = [k for k in self.cache if (scope == _ALL or k[0] == scope) and k not in seen]
+        for key in gone:
+            old = self.cache.pop(key)
+            self._rvs.pop(key, None)
+            self._emit(DELETED, old, None)
