@@ -445,10 +445,10 @@ class MigrationController(Controller):
                     targetNodeDomainReadyTimestamp=end,
                 ),
             )
+            await self._kick_pending()  # first: the freed slot must not wait for the event write
             await kube.event(
                 vmim, "VirtualMachineInstanceMigration", "SuccessfulMigration", SUCCEEDED_MESSAGE
             )
-            await self._kick_pending()
             await self._gc(vmi_key)
             return
         await self._write_status(vmim, self._transition(vmim, nxt, now))
@@ -470,11 +470,11 @@ class MigrationController(Controller):
                 vmim, PHASE_FAILED, now, failed=True, failureReason=reason, endTimestamp=status.rfc3339(now)
             ),
         )
+        self.plans.pop(uid, None)
+        await self._kick_pending()
         await self.world.kube.event(
             vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
         )
-        self.plans.pop(uid, None)
-        await self._kick_pending()
 
     async def _gc(self, vmi_key: Key) -> None:
         """Keep the newest N finalized VMIMs per VMI (KubeVirt's garbage collection)."""
