@@ -1,0 +1,95 @@
+"""Shared by the benchmarks: figures with their targets, the printed table, the JSON results."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Figure:
+    """One measured number, with DESIGN §7's target beside it when there is one."""
+
+    name: str
+    value: float | None
+    unit: str = ""
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        if self.value is None:
+            shown = "n/a"
+        elif isinstance(self.value, float) and not self.value.is_integer():
+            shown = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.1f}"
+        else:
+            shown = f"{self.value:,.0f}"
+        verdict = "" if self.ok is None else ("ok" if self.ok else "MISSED")
+        return [self.name, f"{shown} {self.unit}".strip(), self.target, verdict, self.note]
+
+
+def at_most(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def print_table(title: str, figures: Sequence[Figure]) -> None:
+    rows = [["figure", "value", "target (DESIGN §7)", "", "note"], *[f.cells() for f in figures]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print(f"\n== {title}")
+    for n, row in enumerate(rows):
+        print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def write_results(name: str, data: dict[str, Any], figures: Sequence[Figure]) -> Path:
+    """``bench/results/<name>-<UTC time>.json`` and ``<name>-latest.json``."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    doc = {
+        "benchmark": name,
+        "time": stamp,
+        "python": sys.version.split()[0],
+        "machine": {"platform": platform.platform(), "cpus": _cpus()},
+        "figures": [asdict(f) for f in figures],
+        "data": data,
+    }
+    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    path.write_text(text)
+    (RESULTS_DIR / f"{name}-latest.json").write_text(text)
+    print(f"  results: {path.relative_to(RESULTS_DIR.parent.parent)}")
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run of the harness)")
+    p.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile (agent side)")
+    return p

@@ -1,0 +1,268 @@
+"""Drain: N pending hot plugs under an in-flight cap C with migrations of fixed duration D.
+
+Makespan (first hot-plug request → last completion, judged by the simulator's report) against the
+ideal ``ceil(N/C)·D``, for the agent and, in the same run, for the peer: KubeVirt 1.6's own workload
+updater with ``LiveMigrate`` (one pass at most every 5 s, creating up to cap - unfinished VMIMs).
+
+Both sides get the same cluster: KubeVirt v1.6, ``parallelMigrationsPerCluster = C``, per-node limit
+high, SR-IOV plugs (``MigrationRequired`` at once, so neither side waits for a bridge grace period).
+Time is scaled: KubeVirt's periods (the updater's 5 s) are multiplied by ``D / real migration
+seconds`` so the peer keeps its real pass-to-migration ratio. The agent runs as a subprocess behind a
+counting proxy, so the same run also yields its API economy.
+
+    python -m bench.drain [--vms 1000 --cap 20 --duration 1.2] [--quick] [--no-peer] [--no-agent]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Figure, at_most, base_parser, print_table, write_results
+from simulator.cluster import ClusterConfig
+from tests.harness import SimHarness, agent_available, quiet_logs, vm_body, wait_until
+
+KUBEVIRT = "v1.6.0"
+NAMESPACES = 10
+
+
+def cluster_config(
+    *, peer: bool, n: int, cap: int, duration: float, real: float, nodes: int
+) -> ClusterConfig:
+    return ClusterConfig(
+        kubevirt_version=KUBEVIRT,
+        workload_update_methods=("LiveMigrate",) if peer else (),
+        nodes=nodes,
+        migration_mean_seconds=duration,
+        migration_distribution="fixed",
+        parallel_migrations_per_cluster=cap,
+        parallel_outbound_migrations_per_node=100_000,
+        time_scale=duration / real,
+        history_size=max(100_000, 30 * n),
+        seed=7,
+    )
+
+
+def agent_flags(cap: int, duration: float) -> list[str]:
+    # The token bucket must allow C/D creates per second, or it (not the cap) paces the drain.
+    rate = max(10.0, 2.0 * cap / duration)
+    return [
+        "--settle-seconds",
+        "0",
+        "--bridge-grace-seconds",
+        "0",
+        "--creates-per-second",
+        f"{rate:g}",
+        "--create-burst",
+        str(cap),
+        "--lease-duration-seconds",
+        "4",
+        "--renew-deadline-seconds",
+        "3",
+        "--retry-period-seconds",
+        "1",
+        "--log-level",
+        "warning",
+    ]
+
+
+async def drain_once(
+    *,
+    peer: bool,
+    n: int,
+    cap: int,
+    duration: float,
+    real: float,
+    nodes: int,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    cfg = cluster_config(peer=peer, n=n, cap=cap, duration=duration, real=real, nodes=nodes)
+    out: dict[str, Any] = {"side": "kubevirt-workload-updater" if peer else "agent"}
+    async with SimHarness(cfg) as h:
+        await h.seed([vm_body(f"drain-{i % NAMESPACES}", f"vm-{i:05d}") for i in range(n)])
+        agent = None
+        proxy = None
+        if not peer:
+            proxy = await h.proxy()
+            kc = proxy.write_kubeconfig(h.workdir / "agent.kubeconfig")
+            command = None
+            if profile is not None:
+                from tests.harness import agent_command
+
+                command = [
+                    str(Path(agent_command()[0]).with_name("pyinstrument")),
+                    "-r",
+                    "text",
+                    "--show-all",
+                    "-o",
+                    str(profile),
+                    *agent_command(),
+                ]
+            agent = h.agent(*agent_flags(cap, duration), kubeconfig=kc, identity="drain", command=command)
+            await agent.start()
+            out["agent_ready_seconds"] = await agent.wait_ready(120)
+            await wait_until(agent.is_leader, 60, "agent leadership")
+        t_start = time.perf_counter()
+        for i in range(n):
+            await h.plug(f"drain-{i % NAMESPACES}", f"vm-{i:05d}", "hp-sriov", "sriov")
+        out["edit_seconds"] = time.perf_counter() - t_start
+        ideal = math.ceil(n / cap) * duration
+        safety = 20 * ideal + 120
+        await wait_until(lambda: h.recorder.completed_count >= n, safety, f"{n} completed hot plugs")
+        out["wall_seconds"] = time.perf_counter() - t_start
+        rep = h.report()
+        out["makespan_seconds"] = rep.makespan_seconds
+        out["completed"] = rep.completed
+        out["requested"] = rep.requested
+        out["migrations"] = {
+            "created": rep.migrations.created,
+            "by_creator": rep.migrations.by_creator,
+            "succeeded": rep.migrations.succeeded,
+            "failed": rep.migrations.failed,
+            "max_concurrent": rep.migrations.max_concurrent,
+            "max_concurrent_running": rep.migrations.max_concurrent_running,
+            "max_concurrent_per_vmi": rep.migrations.max_concurrent_per_vmi,
+        }
+        out["violations"] = rep.violations
+        if agent is not None and proxy is not None:
+            metrics = await agent.scrape()
+            out["agent_metrics"] = {
+                "creates": metrics.sum("hotplug_agent_migration_creates_total"),
+                "hotplugs_completed": metrics.sum("hotplug_agent_hotplugs_completed_total"),
+                "rate_limited": metrics.by_label("hotplug_agent_rate_limited_dispatches_total", "limit"),
+            }
+            ready_at = agent.started_at + float(out["agent_ready_seconds"])
+            out["agent_requests"] = {f"{verb} {res}": c for (verb, res), c in sorted(proxy.counts().items())}
+            out["agent_requests_after_ready"] = {
+                f"{verb} {res}": c for (verb, res), c in sorted(proxy.counts(since=ready_at).items())
+            }
+            out["agent_cpu_seconds"] = agent.cpu_seconds()
+            out["agent_rss_bytes"] = agent.rss_bytes()
+            await agent.terminate()
+        h.check()
+    return out
+
+
+def economy_figures(run: dict[str, Any], label: str) -> list[Figure]:
+    done = max(1, int(run.get("completed", 0)))
+    after = run.get("agent_requests_after_ready", {})
+    lists_after = sum(c for k, c in after.items() if k.startswith("list "))
+    creates = run["migrations"]["by_creator"]["agent"]
+    failed = run["migrations"]["failed"]
+    per_verb: dict[str, int] = {}
+    for key, c in after.items():
+        verb = key.split(" ", 1)[0]
+        per_verb[verb] = per_verb.get(verb, 0) + c
+    figs = [
+        Figure(
+            f"{label}: VMIM creates per completed hot plug",
+            creates / done,
+            "",
+            "≤ 1 + retries of failed",
+            creates <= done + failed,
+            f"{creates} creates, {failed} failed migrations",
+        ),
+        Figure(f"{label}: LIST requests after caches synced", lists_after, "", "0", lists_after == 0),
+    ]
+    for verb in sorted(per_verb):
+        figs.append(Figure(f"{label}: {verb} requests per completed hot plug", per_verb[verb] / done))
+    return figs
+
+
+async def run(args: Any) -> list[Figure]:
+    n = 200 if args.quick else args.vms
+    cap = 10 if args.quick else args.cap
+    duration = 0.5 if args.quick else args.duration
+    ideal = math.ceil(n / cap) * duration
+    runs: dict[str, Any] = {
+        "vms": n,
+        "cap": cap,
+        "duration_seconds": duration,
+        "ideal_seconds": ideal,
+        "real_migration_seconds": args.real_migration_seconds,
+        "kubevirt": KUBEVIRT,
+    }
+    figures: list[Figure] = [Figure("ideal ceil(N/C)·D", ideal, "s", note=f"N={n} C={cap} D={duration:g}s")]
+    have_agent = agent_available() and not args.no_agent
+    agent_run = peer_run = None
+    if have_agent:
+        agent_run = await drain_once(
+            peer=False,
+            n=n,
+            cap=cap,
+            duration=duration,
+            real=args.real_migration_seconds,
+            nodes=args.nodes,
+            profile=args.profile,
+        )
+        runs["agent"] = agent_run
+        mk = agent_run["makespan_seconds"]
+        figures.append(
+            Figure(
+                "agent makespan",
+                mk,
+                "s",
+                note=f"max {agent_run['migrations']['max_concurrent']} unfinished VMIMs",
+            )
+        )
+        ratio = mk / ideal if mk else None
+        figures.append(Figure("agent makespan / ideal", ratio, "", "≤ 1.10", at_most(ratio, 1.10)))
+    else:
+        figures.append(Figure("agent makespan", None, note="agent not available (agent.app/agent.cli)"))
+    if not args.no_peer:
+        peer_run = await drain_once(
+            peer=True, n=n, cap=cap, duration=duration, real=args.real_migration_seconds, nodes=args.nodes
+        )
+        runs["peer"] = peer_run
+        pk = peer_run["makespan_seconds"]
+        figures.append(
+            Figure(
+                "KubeVirt 1.6 LiveMigrate makespan",
+                pk,
+                "s",
+                note=f"updater pass every {5 * duration / args.real_migration_seconds:.2f}s (5s scaled)",
+            )
+        )
+        figures.append(Figure("KubeVirt 1.6 makespan / ideal", pk / ideal if pk else None))
+    if agent_run and peer_run and agent_run["makespan_seconds"] and peer_run["makespan_seconds"]:
+        figures.append(
+            Figure(
+                "agent / KubeVirt 1.6 makespan",
+                agent_run["makespan_seconds"] / peer_run["makespan_seconds"],
+                "",
+                "< 1 (faster than the peer)",
+                agent_run["makespan_seconds"] < peer_run["makespan_seconds"],
+            )
+        )
+    if agent_run:
+        figures.extend(economy_figures(agent_run, "drain"))
+    print_table("drain", figures)
+    write_results("drain", runs, figures)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("python -m bench.drain", __doc__ or "")
+    p.add_argument("--vms", type=int, default=1000)
+    p.add_argument("--cap", type=int, default=20)
+    p.add_argument("--duration", type=float, default=1.2, help="simulated migration time D (fixed)")
+    p.add_argument(
+        "--real-migration-seconds",
+        type=float,
+        default=10.0,
+        help="real migration time D stands for (scales KubeVirt's 5 s updater period)",
+    )
+    p.add_argument("--nodes", type=int, default=10)
+    p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--no-agent", action="store_true")
+    args = p.parse_args(argv)
+    quiet_logs()
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
