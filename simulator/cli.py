@@ -238,7 +238,7 @@ async def _progress(
             accepted = sum(1 for r in driver.requests if r.accepted)
             blocked = len(driver.requests) - accepted
             done = recorder.completed_count
-            if done != last_done or recorder.in_flight:
+            if done != last_done or recorder.in_flight or not driver.done.is_set():
                 last_change = now
                 last_done = done
             line = (

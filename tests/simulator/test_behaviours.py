@@ -208,3 +208,24 @@ async def test_dnc_in_place(tmp_path: Path) -> None:
             assert out["items"] == []
         finally:
             await client.close()
+
+
+async def test_finalized_vmims_garbage_collected(tmp_path: Path) -> None:
+    cfg = fast_config(migration_mean_seconds=0.05, finalized_migrations_kept=2)
+    async with SimulatedCluster(cfg, kubeconfig_path=tmp_path / "kc") as cluster:
+        from kubernetes_asyncio.config import new_client_from_config
+
+        client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
+        api = CustomObjectsApi(client)
+        try:
+            await cluster.seed([vm("gc")])
+            for _ in range(4):
+                m = await migrate(api, "gc")
+                await wait_vmim(api, m["metadata"]["name"], "Succeeded")
+
+            async def collected() -> bool:
+                return len(await phases(api)) == 2
+
+            await wait_for(collected, what="only the newest 2 finalized VMIMs kept")
+        finally:
+            await client.close()
