@@ -17,7 +17,7 @@ from aiohttp import web
 from simulator.apiserver import discovery, openapi
 from simulator.apiserver.errors import ApiError, invalid
 from simulator.apiserver.faults import Faults
-from simulator.apiserver.listing import Page, decode_continue, list_body, paginate
+from simulator.apiserver.listing import Page, decode_continue, encode_continue, list_body
 from simulator.apiserver.managed import manager_from_user_agent
 from simulator.apiserver.meta import as_version
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
@@ -400,41 +400,45 @@ class Handlers:
         rt = target.rtype
         labels = parse_label_selector(q.get("labelSelector"))
         fields = parse_field_selector(q.get("fieldSelector"), _field_allowed(target))
+        try:
+            limit = int(q["limit"]) if q.get("limit") else None
+        except ValueError as exc:
+            raise ApiError(400, f"invalid limit: {q['limit']}") from exc
         rv_text = q.get("resourceVersion") or ""
         token = q.get("continue")
+        at: int | None = None
+        after = None
         if token:
             # Later pages are read at the first page's RV (etcd serves them from that revision).
-            at, _start = decode_continue(token)
+            at, after = decode_continue(token)
+        elif q.get("resourceVersionMatch") == "Exact" and rv_text not in ("", "0"):
             try:
-                items = self.store.list_at(rt, at, target.namespace, labels, fields)
-            except ApiError as err:
-                if err.code != 410:
-                    raise
+                at = int(rv_text)
+            except ValueError as exc:
+                raise ApiError(400, f"invalid resource version: {rv_text}") from exc
+        try:
+            result = self.store.list_page(
+                rt, target.namespace, labels, fields, at=at, after=after, limit=limit
+            )
+        except ApiError as err:
+            if err.code == 410 and token:
                 raise ApiError(
                     410,
                     "The provided continue parameter is too old to display a consistent list result. You can "
                     "start a new list without the continue parameter.",
                     "Expired",
                 ) from err
-            rv = at
-        elif q.get("resourceVersionMatch") == "Exact" and rv_text not in ("", "0"):
-            try:
-                at = int(rv_text)
-            except ValueError as exc:
-                raise ApiError(400, f"invalid resource version: {rv_text}") from exc
-            items = self.store.list_at(rt, at, target.namespace, labels, fields)
-            rv = at
-        else:
-            items, rv = self.store.list(rt, target.namespace, labels, fields)
+            raise
+        items = [as_version(rt, o) for o in result.items] if rt.converts else result.items
+        cont = encode_continue(result.rv, result.last) if result.last is not None else ""
+        page = Page(items, result.rv, cont, result.remaining)
         if wants_table(request):
-            return json_response(to_table(rt, items, rv))
-        try:
-            limit = int(q["limit"]) if q.get("limit") else None
-        except ValueError as exc:
-            raise ApiError(400, f"invalid limit: {q['limit']}") from exc
-        if rt.converts:
-            items = [as_version(rt, o) for o in items]
-        page = paginate(items, rv, limit, q.get("continue"), bool(labels or fields))
+            table = to_table(rt, items, result.rv)
+            if cont:
+                table["metadata"]["continue"] = cont
+                if result.remaining is not None:
+                    table["metadata"]["remainingItemCount"] = result.remaining
+            return json_response(table)
         return web.Response(body=list_body(rt, page), content_type=JSON)
 
     async def _delete_collection(self, request: web.Request, target: Target, dry_run: bool) -> web.Response:

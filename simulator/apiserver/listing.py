@@ -1,4 +1,4 @@
-"""List responses: pagination (`limit`/`continue`) and the list body, built from stored objects.
+"""List responses: continue tokens and the list body, built from stored objects.
 
 Continue tokens are opaque base64 JSON (`{"rv": <list RV>, "start": [namespace, name]}`) like the real
 server's.  Later pages are rebuilt at the first page's RV from the watch history (`Store.list_at`), so
@@ -44,20 +44,6 @@ def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
         return int(data["rv"]), (str(ns), str(name))
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise ApiError(400, f"continue key is not valid: {exc}", "BadRequest") from exc
-
-
-def paginate(
-    items: list[dict[str, Any]], rv: int, limit: int | None, token: str | None, has_selector: bool
-) -> Page:
-    """Cut `items` (sorted by namespace/name) into the page a `limit`/`continue` request asks for."""
-    if token:
-        rv, start = decode_continue(token)
-        items = [o for o in items if _key(o) > start]
-    if not limit or limit <= 0 or len(items) <= limit:
-        return Page(items, rv)
-    page = items[:limit]
-    remaining = None if has_selector else len(items) - limit  # the real server omits it with selectors
-    return Page(page, rv, encode_continue(rv, _key(page[-1])), remaining)
 
 
 def list_body(rt: ResourceType, page: Page) -> bytes:

@@ -11,11 +11,13 @@ the real server's GuaranteedUpdate does.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import random
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -64,6 +66,16 @@ _MAX_UPDATE_RETRIES = 16
 DEFAULT_MANAGER = "simulator"
 
 
+@dataclass(frozen=True)
+class ListPage:
+    """A list result: `last` is the key to continue after when more items follow."""
+
+    items: builtins.list[dict[str, Any]]
+    rv: int
+    last: Key | None = None
+    remaining: int | None = None
+
+
 class Store:
     """In-memory objects of every registered resource plus the watch machinery."""
 
@@ -90,6 +102,8 @@ class Store:
         self._hooks: list[AdmissionHook] = []
         self._event_observers: list[EventObserver] = []
         self._pressure = False
+        #: Sorted keys per resource, dropped on create/delete (lists re-sort lazily).
+        self._key_order: dict[str, builtins.list[Key] | None] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -128,44 +142,93 @@ class Store:
         self,
         resource: Resource,
         namespace: str | None = None,
-        label_selector: str | list[Requirement] | None = None,
-        field_selector: str | list[FieldRequirement] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
+        label_selector: str | builtins.list[Requirement] | None = None,
+        field_selector: str | builtins.list[FieldRequirement] | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
         """Matching stored objects (shared references) sorted like etcd (namespace, name) and the list RV."""
-        rt = self.rtype(resource)
-        labels = (
-            parse_label_selector(label_selector)
-            if isinstance(label_selector, str) or label_selector is None
-            else label_selector
-        )
-        fields = (
-            parse_field_selector(field_selector)
-            if isinstance(field_selector, str) or field_selector is None
-            else field_selector
-        )
-        table = self._objects[rt.key]
-        name = exact_name(fields)
-        if name is not None and (namespace is not None or not rt.namespaced):
-            one = table.get(self._key(rt, namespace, name))
-            candidates = [one] if one is not None else []
-        else:
-            candidates = [o for (ns, _), o in sorted(table.items()) if namespace is None or ns == namespace]
-        items = [o for o in candidates if labels_match(labels, o) and fields_match(fields, o)]
-        return items, self._rv
+        page = self.list_page(resource, namespace, label_selector, field_selector)
+        return page.items, page.rv
 
     def list_at(
         self,
         resource: Resource,
         rv: int,
         namespace: str | None = None,
-        label_selector: builtins.list[Requirement] | None = None,
-        field_selector: builtins.list[FieldRequirement] | None = None,
+        label_selector: str | builtins.list[Requirement] | None = None,
+        field_selector: str | builtins.list[FieldRequirement] | None = None,
     ) -> builtins.list[dict[str, Any]]:
         """The matching objects as they were at `rv` (resourceVersionMatch=Exact), rebuilt from history.
 
         410 when `rv` is older than the kept history, like a list at a compacted etcd revision.
         """
+        return self.list_page(resource, namespace, label_selector, field_selector, at=rv).items
+
+    def list_page(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | builtins.list[Requirement] | None = None,
+        field_selector: str | builtins.list[FieldRequirement] | None = None,
+        *,
+        at: int | None = None,
+        after: Key | None = None,
+        limit: int | None = None,
+    ) -> ListPage:
+        """One page of a list: objects after key `after`, at most `limit`, as of RV `at` (default: now).
+
+        Keys are kept sorted (re-sorted only after creates/deletes), namespaces and continue points are
+        found by bisection, and a past RV is rebuilt from the watch history.
+        """
         rt = self.rtype(resource)
+        labels = (
+            parse_label_selector(label_selector) if isinstance(label_selector, str) else label_selector or []
+        )
+        fields = (
+            parse_field_selector(field_selector) if isinstance(field_selector, str) else field_selector or []
+        )
+        if at is None or at >= self._rv:
+            rv, table, keys = self._rv, self._objects[rt.key], self._sorted_keys(rt)
+        else:
+            rv = at
+            table = self._state_at(rt, at)
+            keys = sorted(table)
+        name = exact_name(fields)
+        if name is not None and (namespace is not None or not rt.namespaced) and after is None:
+            key = self._key(rt, namespace, name)
+            keys = [key] if key in table else []
+        lo, hi = 0, len(keys)
+        if namespace is not None and rt.namespaced:
+            lo = bisect.bisect_left(keys, (namespace, ""))
+            hi = bisect.bisect_left(keys, (namespace + "\x00", ""))
+        if after is not None:
+            lo = max(lo, bisect.bisect_right(keys, after))
+        selective = bool(labels or fields)
+        items: builtins.list[dict[str, Any]] = []
+        i = lo
+        while i < hi:
+            obj = table[keys[i]]
+            if not selective or (labels_match(labels, obj) and fields_match(fields, obj)):
+                items.append(obj)
+                if limit and len(items) >= limit:
+                    break
+            i += 1
+        more = False
+        if limit and len(items) >= limit:
+            more = any(
+                not selective or (labels_match(labels, table[k]) and fields_match(fields, table[k]))
+                for k in keys[i + 1 : hi]
+            )
+        last = keys[i] if more else None
+        remaining = hi - i - 1 if more and not selective else None
+        return ListPage(items, rv, last, remaining)
+
+    def _sorted_keys(self, rt: ResourceType) -> builtins.list[Key]:
+        keys = self._key_order.get(rt.key)
+        if keys is None:
+            keys = self._key_order[rt.key] = sorted(self._objects[rt.key])
+        return keys
+
+    def _state_at(self, rt: ResourceType, rv: int) -> dict[Key, dict[str, Any]]:
         if rv < self._floor:
             raise ApiError(410, "The resourceVersion for the provided list is too old.", "Expired")
         state = dict(self._objects[rt.key])
@@ -180,13 +243,7 @@ class Store:
                 state.pop(key, None)
             elif ev.old is not None:
                 state[key] = ev.old
-        labels = label_selector or []
-        fields = field_selector or []
-        return [
-            o
-            for (ns, _), o in sorted(state.items())
-            if (namespace is None or ns == namespace) and labels_match(labels, o) and fields_match(fields, o)
-        ]
+        return state
 
     def count(self, resource: Resource) -> int:
         return len(self._objects[self.rtype(resource).key])
@@ -712,7 +769,10 @@ class Store:
         table = self._objects[rt.key]
         if type_ == "DELETED":
             table.pop(key, None)
+            self._key_order[rt.key] = None
         else:
+            if key not in table:
+                self._key_order[rt.key] = None
             table[key] = obj
         ev = WatchEvent(type_, rt, self._rv, obj, old)
         if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
