@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import heapq
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ VMIS: Final = "virtualmachineinstances"
 VMIMS: Final = "virtualmachineinstancemigrations"
 KUBEVIRTS: Final = "kubevirts"
 MERGE: Final = "application/merge-patch+json"
+MAX_TOMBSTONES: Final = 50_000
 JSON_PATCH: Final = "application/json-patch+json"
 #: kubernetes-asyncio picks the first listed content type unless told (typed as Any for mypy).
 MERGE_KW: dict[str, Any] = {"_content_type": MERGE}
@@ -155,6 +157,8 @@ class Informer:
         self.synced = asyncio.Event()
         self._watch_timeout = watch_timeout
         self._rv = ""
+        #: resourceVersion of recent deletions, so a late write-through cannot resurrect an object.
+        self._tombstones: OrderedDict[Key, int] = OrderedDict()
 
     def add_handler(self, handler: Handler) -> None:
         self.handlers.append(handler)
@@ -165,6 +169,9 @@ class Informer:
     def write_through(self, obj: Obj) -> None:
         """Record an object a controller just wrote (newer than the cache) so the next sync sees it."""
         key = key_of(obj)
+        gone = self._tombstones.get(key)
+        if gone is not None and gone >= rv_of(obj):
+            return
         old = self.cache.get(key)
         if old is None or rv_of(obj) > rv_of(old):
             self.cache[key] = obj
@@ -181,8 +188,13 @@ class Informer:
         old = self.cache.get(key)
         if type_ == "DELETED":
             self.cache.pop(key, None)
+            self._tombstones[key] = rv_of(obj)
+            self._tombstones.move_to_end(key)
+            if len(self._tombstones) > MAX_TOMBSTONES:
+                self._tombstones.popitem(last=False)
         elif old is None or rv_of(obj) >= rv_of(old):
             self.cache[key] = obj
+            self._tombstones.pop(key, None)
         await self._dispatch(type_, obj, old)
 
     async def _list(self) -> None:

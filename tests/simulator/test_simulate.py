@@ -109,3 +109,35 @@ async def test_seed_by_count(tmp_path: Path) -> None:
         assert len(bodies) == 25
         assert cluster.server.store.count("virtualmachineinstances") == 25
         assert {b["metadata"]["namespace"] for b in bodies} == {"x", "y"}
+
+
+async def test_report_attributes_creators_and_flags_opted_out(tmp_path: Path) -> None:
+    from kubernetes_asyncio.client import CustomObjectsApi
+    from kubernetes_asyncio.config import new_client_from_config
+
+    from simulator.cluster import SimulatedCluster
+    from simulator.report import Recorder
+    from tests.simulator.conftest import fast_config, migrate, vm, wait_for
+
+    async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "kc") as cluster:
+        recorder = Recorder(cluster.server.store)
+        cluster.server.add_event_observer(recorder.observe)
+        await cluster.seed([vm("r1"), vm("r2", labels={"hotplug-agent.io/auto-migrate": "false"}), vm("r3")])
+        client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
+        try:
+            api = CustomObjectsApi(client)
+            agent_labels = {"labels": {"app.kubernetes.io/managed-by": "hotplug-agent"}}
+            await migrate(api, "r1", generateName="hotplug-r1-", **agent_labels)
+            await migrate(api, "r2", generateName="hotplug-r2-", **agent_labels)
+            await migrate(api, "r3", annotations={"kubevirt.io/workloadUpdateMigration": ""})
+
+            async def done() -> bool:
+                return recorder.stats.succeeded == 3
+
+            await wait_for(done)
+        finally:
+            await client.close()
+        report = recorder.report()
+        assert report.migrations.by_creator == {"agent": 2, "kubevirt": 1, "manual": 0}
+        assert report.migrations.for_opted_out == 1
+        assert report.violations == ["agent migrated opted-out VM default/r2"]
