@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from simulator.cli import add_simulate_arguments, run_simulate
 from simulator.scenario import ScenarioConfig, build_plan, edit_body
@@ -126,7 +127,7 @@ async def test_report_attributes_creators_and_flags_opted_out(tmp_path: Path) ->
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         try:
             api = CustomObjectsApi(client)
-            agent_labels = {"labels": {"app.kubernetes.io/managed-by": "hotplug-agent"}}
+            agent_labels: dict[str, Any] = {"labels": {"app.kubernetes.io/managed-by": "hotplug-agent"}}
             await migrate(api, "r1", generateName="hotplug-r1-", **agent_labels)
             await migrate(api, "r2", generateName="hotplug-r2-", **agent_labels)
             await migrate(api, "r3", annotations={"kubevirt.io/workloadUpdateMigration": ""})
