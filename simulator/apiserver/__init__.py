@@ -10,7 +10,7 @@ await server.stop()
 from simulator.apiserver.admission import AdmissionDenied, AdmissionHook, AdmissionRequest
 from simulator.apiserver.errors import ApiError
 from simulator.apiserver.faults import FaultRule, Faults
-from simulator.apiserver.handlers import RequestRecord
+from simulator.apiserver.httputil import RequestRecord
 from simulator.apiserver.registry import RESOURCES, GenerationPolicy, Registry, ResourceType
 from simulator.apiserver.server import ApiServer
 from simulator.apiserver.store import (

@@ -1,13 +1,15 @@
 """Discovery documents (`/version`, `/api`, `/apis`, group-version resource lists), built from the registry.
 
 Only the legacy (unaggregated) discovery format is served; kubectl and client-go fall back to it when
-the aggregated `apidiscovery.k8s.io/v2` form is not offered.
+the aggregated `apik8s.io/v2` form is not offered.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from simulator.apiserver import openapi
+from simulator.apiserver.errors import ApiError
 from simulator.apiserver.registry import Registry, ResourceType
 
 VERSION_INFO: dict[str, str] = {
@@ -81,3 +83,44 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
             )
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+def document_for(registry: Registry, path: str, server_address: str) -> dict[str, Any] | None:
+    """The discovery or OpenAPI document at `path`; None when `path` is not a discovery path."""
+    reg = registry
+    p = path.rstrip("/") or "/"
+    if p == "/version":
+        return dict(VERSION_INFO)
+    if p == "/api":
+        return api_versions(server_address)
+    if p == "/apis":
+        return api_group_list(reg)
+    if p == "/openapi/v3":
+        return openapi.root_document(reg)
+    if p.startswith("/openapi/v3/"):
+        rest = [s for s in p[len("/openapi/v3/") :].split("/") if s]
+        doc = None
+        if len(rest) == 2 and rest[0] == "api":
+            doc = openapi.gv_document(reg, "", rest[1])
+        elif len(rest) == 3 and rest[0] == "apis":
+            doc = openapi.gv_document(reg, rest[1], rest[2])
+        if doc is None:
+            raise ApiError(404, "the server could not find the requested resource", "NotFound")
+        return doc
+    segs = [s for s in p.split("/") if s]
+    if len(segs) == 2 and segs[0] == "api":
+        doc = api_resource_list(reg, "", segs[1])
+        if doc is None:
+            raise ApiError(404, "the server could not find the requested resource", "NotFound")
+        return doc
+    if len(segs) == 2 and segs[0] == "apis":
+        doc = api_group(reg, segs[1])
+        if doc is None:
+            raise ApiError(404, "the server could not find the requested resource", "NotFound")
+        return doc
+    if len(segs) == 3 and segs[0] == "apis":
+        doc = api_resource_list(reg, segs[1], segs[2])
+        if doc is None:
+            raise ApiError(404, "the server could not find the requested resource", "NotFound")
+        return doc
+    return None

@@ -16,10 +16,12 @@ from aiohttp import web
 from simulator.apiserver.admin import make_admin
 from simulator.apiserver.admission import AdmissionHook
 from simulator.apiserver.faults import Faults
-from simulator.apiserver.handlers import Handlers, RequestObserver, WatchSettings
+from simulator.apiserver.handlers import Handlers
+from simulator.apiserver.httputil import RequestObserver
 from simulator.apiserver.kubeconfig import write_kubeconfig
 from simulator.apiserver.registry import Registry
 from simulator.apiserver.store import EventObserver, Store
+from simulator.apiserver.streaming import WatchSettings
 from simulator.apiserver.tls import ServingCert, make_serving_cert
 
 log = structlog.get_logger(__name__)
