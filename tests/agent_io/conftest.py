@@ -62,7 +62,9 @@ def parse_rec(raw: dict[str, Any]) -> Rec:
     labels = meta.get("labels") or {}
     if labels.get("bad") == "true":
         raise InvalidObject("virtualmachines", meta.get("namespace", ""), meta.get("name", ""), "bad label")
-    return Rec(meta.get("namespace", ""), meta["name"], meta.get("resourceVersion", ""), labels.get("color", ""))
+    return Rec(
+        meta.get("namespace", ""), meta["name"], meta.get("resourceVersion", ""), labels.get("color", "")
+    )
 
 
 def vm(name: str, namespace: str = "default", **labels: str) -> dict[str, Any]:

@@ -96,7 +96,9 @@ async def test_forced_410_relists_and_synthesises_deletes(kube: KubeClient, serv
         await create_vm(kube, "c")
         server.faults.force_expired("virtualmachines", count=1)
         server.faults.remove(rule)
-        await eventually(lambda: "b" in rec.names("DELETED") and "c" in rec.names("ADDED"), what="relist diff")
+        await eventually(
+            lambda: "b" in rec.names("DELETED") and "c" in rec.names("ADDED"), what="relist diff"
+        )
         assert ("virtualmachines", "gone") in rec.restarts
         assert inf.lists == 2
         assert sorted(k[1] for k in inf.cache) == ["a", "c"]
@@ -138,7 +140,9 @@ async def test_reconnects_after_drop_without_relisting(kube: KubeClient, server:
 async def test_server_timeout_closes_and_rewatches(kube: KubeClient) -> None:
     rec = Recorder()
     async with running(make(kube, rec, watch_timeout=(1, 1))) as inf:
-        await eventually(lambda: ("virtualmachines", "closed") in rec.restarts, timeout=5, what="timeout close")
+        await eventually(
+            lambda: ("virtualmachines", "closed") in rec.restarts, timeout=5, what="timeout close"
+        )
         await create_vm(kube, "late")
         await eventually(lambda: inf.get("default", "late") is not None, what="event after rewatch")
         assert inf.lists == 1
@@ -198,7 +202,9 @@ async def test_invalid_objects_are_counted_and_skipped(kube: KubeClient) -> None
 async def test_one_watch_per_namespace(kube: KubeClient, server: ApiServer) -> None:
     for ns in ("team-a", "team-b", "team-c"):
         await kube.create(
-            __import__("agent.kube", fromlist=["Resource"]).Resource("", "v1", "namespaces", namespaced=False),
+            __import__("agent.kube", fromlist=["Resource"]).Resource(
+                "", "v1", "namespaces", namespaced=False
+            ),
             None,
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
         )
