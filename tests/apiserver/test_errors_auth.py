@@ -202,3 +202,15 @@ async def test_tls_with_token_for_kubectl_and_client(tmp_path: Path) -> None:
         assert out.decode().split() == ["namespace/default", "namespace/kube-system"]
     finally:
         await srv.stop()
+
+
+async def test_kubeconfig_loads_with_load_kube_config(server: ApiServer, kubeconfig: Path) -> None:
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config import load_kube_config
+
+    cfg = Configuration()
+    await load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    assert cfg.host == server.url
+    async with ApiClient(configuration=cfg) as client:
+        namespaces = await CoreV1Api(client).list_namespace()
+    assert {n.metadata.name for n in namespaces.items} == {"default", "kube-system"}
