@@ -91,8 +91,17 @@ async def wait_until(
 
 
 def agent_available() -> bool:
-    """True once the agent's composition (``agent.app``) and CLI (``agent.cli``) exist."""
-    return all(importlib.util.find_spec(m) is not None for m in ("agent.app", "agent.cli"))
+    """True once the agent is complete: ``agent.cli`` and ``agent.app.run_agent`` (the composition with
+    the controller; the I/O-only stub of ``agent.app`` has no ``run_agent``). ``HOTPLUG_AGENT_HARNESS``
+    = ``0``/``1`` overrides the check."""
+    forced = os.environ.get("HOTPLUG_AGENT_HARNESS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if any(importlib.util.find_spec(m) is None for m in ("agent.app", "agent.cli")):
+        return False
+    import agent.app
+
+    return hasattr(agent.app, "run_agent")
 
 
 def agent_command() -> list[str]:

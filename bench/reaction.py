@@ -1,0 +1,154 @@
+"""Reaction: from the watch event that makes a VMI actionable to the agent's VMIM create request.
+
+10,000 VMs with VMIs; the agent (subprocess) with settle windows at 0 (``--settle-seconds 0
+--bridge-grace-seconds 0``); the simulator emits a steady stream of irrelevant VMI status updates
+(1,000/s) and, among them, every ``--interval`` seconds, a user hot plugs an SR-IOV interface into one
+*marker* VM (one per namespace ``react-NNN``, so each create request is attributed by its namespace).
+The simulated VM controller propagates it to the VMI: that VMI event is the one that makes the VMI
+actionable. Both timestamps are taken in this process on one clock: the API server's event observer
+(``t_emitted``, when the mutation is stored and fanned out) and its request observer (``t_received``,
+when the VMIM create request arrives).
+
+    python -m bench.reaction [--vms 10000 --rate 1000 --markers 200 --interval 0.1] [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.common import Figure, at_most, base_parser, percentile, print_table, write_results
+from bench.scale import profiled_command
+from bench.workload import status_stream
+from simulator.apiserver import RequestRecord
+from simulator.cluster import ClusterConfig
+from tests.harness import VMIMS, VMIS, SimHarness, agent_available, quiet_logs, vm_body, wait_until
+
+MARKER_IFACE = "hp-sriov"
+FLAGS = [
+    *("--settle-seconds", "0", "--bridge-grace-seconds", "0"),
+    *("--creates-per-second", "1000", "--create-burst", "100"),
+    *("--log-level", "warning", "--no-leader-elect"),
+]
+
+
+class Stopwatch:
+    """Event and request observers: when each marker VMI became actionable, when its create arrived."""
+
+    def __init__(self) -> None:
+        self.actionable: dict[str, float] = {}
+        self.created: dict[str, float] = {}
+        self.stream_events = 0
+
+    def on_event(self, event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
+        if resource != VMIS:
+            return
+        ns = str((obj.get("metadata") or {}).get("namespace", ""))
+        if not ns.startswith("react-") or ns in self.actionable:
+            return
+        ifaces = (((obj.get("spec") or {}).get("domain") or {}).get("devices") or {}).get("interfaces") or []
+        if any(isinstance(i, dict) and i.get("name") == MARKER_IFACE for i in ifaces):
+            self.actionable[ns] = t
+
+    def on_request(self, rec: RequestRecord) -> None:
+        if rec.verb == "create" and rec.resource == VMIMS and rec.namespace.startswith("react-"):
+            self.created.setdefault(rec.namespace, rec.t_received)
+
+    def latencies(self) -> list[float]:
+        return [self.created[ns] - t for ns, t in self.actionable.items() if ns in self.created]
+
+
+async def run(args: Any) -> list[Figure]:
+    n = 1000 if args.quick else args.vms
+    markers = 30 if args.quick else args.markers
+    rate = args.rate
+    cfg = ClusterConfig(
+        nodes=10,
+        history_size=max(200_000, 4 * n),
+        migration_mean_seconds=0.5,
+        migration_distribution="fixed",
+        parallel_migrations_per_cluster=10_000,
+        parallel_outbound_migrations_per_node=10_000,
+        seed=5,
+    )
+    data: dict[str, Any] = {"vms": n, "markers": markers, "rate": rate, "interval": args.interval}
+    figures: list[Figure] = []
+    watch = Stopwatch()
+    async with SimHarness(cfg) as h:
+        h.record_requests = False
+        keys = [(f"scale-{i % 50:02d}", f"vm-{i:05d}") for i in range(n)]
+        marker_keys = [(f"react-{i:03d}", "marker") for i in range(markers)]
+        await h.seed([vm_body(ns, name) for ns, name in keys + marker_keys])
+        h.server.add_event_observer(watch.on_event)
+        h.server.add_request_observer(watch.on_request)
+        have_agent = agent_available()
+        agent = None
+        if have_agent:
+            agent = h.agent(*FLAGS, command=profiled_command(args.profile))
+            await agent.start()
+            data["ready_seconds"] = await agent.wait_ready(300)
+            await asyncio.sleep(1.0)
+        stop = asyncio.Event()
+        stream = asyncio.create_task(status_stream(h, keys, rate=rate, stop=stop))
+        await asyncio.sleep(1.0)  # the stream is steady before the first marker
+        t0 = time.perf_counter()
+        for i, (ns, name) in enumerate(marker_keys):
+            await asyncio.sleep(max(0.0, t0 + i * args.interval - time.perf_counter()))
+            await h.plug(ns, name, MARKER_IFACE, "sriov")
+        if agent is not None:
+            try:
+                await wait_until(lambda: len(watch.created) >= markers, 60, "a create per marker")
+            except TimeoutError as exc:
+                data["timeout"] = str(exc)
+        else:
+            await wait_until(lambda: len(watch.actionable) >= markers, 60, "marker VMIs actionable")
+        stop.set()
+        sent, seconds = await stream
+        data["stream_events"] = sent
+        data["stream_rate"] = sent / seconds if seconds else None
+        data["actionable"] = len(watch.actionable)
+        data["created"] = len(watch.created)
+        lat = watch.latencies()
+        data["latencies_seconds"] = sorted(lat)
+        if agent is not None:
+            data["agent_cpu_seconds"] = agent.cpu_seconds()
+            await agent.terminate()
+        h.check()
+    figures.append(
+        Figure("VMI update stream", data["stream_rate"], "events/s", note=f"{n:,} VMs, {sent} events")
+    )
+    if not lat:
+        figures.append(Figure("reaction p99", None, note="agent not available" if not have_agent else "none"))
+    else:
+        p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        figures += [
+            Figure("reaction p50", p50 * 1000 if p50 is not None else None, "ms"),
+            Figure(
+                "reaction p99",
+                p99 * 1000 if p99 is not None else None,
+                "ms",
+                "≤ 50 ms at 10,000 VMs, 1,000 events/s",
+                at_most(p99 * 1000, 50.0) if p99 is not None and n >= 10_000 else None,
+            ),
+            Figure("reaction max", max(lat) * 1000, "ms", note=f"{len(lat)}/{markers} markers"),
+        ]
+    print_table("reaction", figures)
+    write_results("reaction", data, figures)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("python -m bench.reaction", __doc__ or "")
+    p.add_argument("--vms", type=int, default=10_000)
+    p.add_argument("--rate", type=float, default=1000.0, help="irrelevant VMI updates per second")
+    p.add_argument("--markers", type=int, default=200, help="hot plugs that make a VMI actionable")
+    p.add_argument("--interval", type=float, default=0.1, help="seconds between marker hot plugs")
+    args = p.parse_args(argv)
+    quiet_logs()
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
