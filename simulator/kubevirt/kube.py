@@ -319,6 +319,10 @@ class WorkQueue:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
 
+class ConflictError(RuntimeError):
+    """An optimistic-concurrency write kept conflicting; the key is retried later."""
+
+
 class Controller:
     """A controller: a bounded work queue, N workers calling ``sync(key)``, retry with backoff on errors."""
 
@@ -341,9 +345,9 @@ class Controller:
             try:
                 await self.sync(key)
                 self._failures.pop(key, None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except (ApiException, aiohttp.ClientError, TimeoutError, OSError, ConflictError) as exc:
+                # API trouble is retried with backoff (like client-go's rate-limited requeue); anything
+                # else is a bug and ends the controller's TaskGroup, so the cluster reports it.
                 n = self._failures.get(key, 0) + 1
                 self._failures[key] = n
                 level = log.warning if status_code(exc) not in (409, 422) else log.debug

@@ -39,7 +39,7 @@ from agent.model import (
     is_running,
 )
 from simulator.kubevirt import rules, status
-from simulator.kubevirt.kube import VMIMS, VMIS, Controller, Key, Obj, key_of
+from simulator.kubevirt.kube import VMIMS, VMIS, ConflictError, Controller, Key, Obj, key_of
 from simulator.kubevirt.world import LABEL_NODE_NAME, World
 
 log = structlog.get_logger("simulator.kubevirt.migration")
@@ -231,7 +231,7 @@ class MigrationController(Controller):
                 raise
             self.world.vmis.write_through(out)
             return out
-        raise RuntimeError(f"VMI {key} kept conflicting")
+        raise ConflictError(f"VMI {key} kept conflicting")
 
     # -- the phase machine --------------------------------------------------------------------------
 

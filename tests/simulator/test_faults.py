@@ -79,3 +79,26 @@ async def test_converges_under_faults(tmp_path: Path) -> None:
             cluster.check()
         finally:
             await client.close()
+
+
+async def test_controller_bug_is_not_silent(tmp_path: Path) -> None:
+    import asyncio
+
+    import pytest
+
+    async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "kc") as cluster:
+        assert cluster.vmi_controller is not None
+
+        async def broken(key: tuple[str, str]) -> None:
+            raise KeyError("bug")
+
+        cluster.vmi_controller.sync = broken  # type: ignore[method-assign]
+        await cluster.seed([vm("boom")])
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            try:
+                cluster.check()
+            except BaseException as exc:  # the TaskGroup's ExceptionGroup
+                assert "bug" in repr(exc)
+                return
+        pytest.fail("a crashed controller went unnoticed")
