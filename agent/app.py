@@ -41,9 +41,13 @@ async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     _install_signals(stop)
     metrics = HotplugMetrics()
-    kube = await KubeClient.from_config(
-        config.kubeconfig, on_api_error=metrics.record_api_error, identity=config.identity
-    )
+    try:
+        kube = await KubeClient.from_config(
+            config.kubeconfig, on_api_error=metrics.record_api_error, identity=config.identity
+        )
+    except Exception as exc:  # kubeconfig missing/invalid, no in-cluster token: say so, exit 1
+        log.error("kube_config_failed", kubeconfig=config.kubeconfig, error=str(exc))
+        return 1
     common: dict[str, Any] = {
         "on_restart": metrics.record_watch_restart,
         "on_invalid": metrics.record_invalid_object,
@@ -110,8 +114,8 @@ async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
     except* _Stop:
         log.info("agent_stopped")
     except* Exception as group:
-        for exc in group.exceptions:
-            log.error("agent_failed", error=repr(exc), exc_info=exc)
+        for failure in group.exceptions:
+            log.error("agent_failed", error=repr(failure), exc_info=failure)
         code = 1
     finally:
         await kube.close()

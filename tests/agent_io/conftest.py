@@ -80,7 +80,11 @@ async def create_vm(kube: KubeClient, name: str, namespace: str = "default", **l
     return await kube.create(VMS, namespace, vm(name, namespace, **labels))
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], bool],
+    timeout: float = 5.0,  # noqa: ASYNC109
+    what: str = "condition",
+) -> None:
     """Poll ``check`` until true (tests never sleep a fixed time for an outcome)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

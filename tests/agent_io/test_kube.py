@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 
@@ -76,8 +75,6 @@ async def test_error_mapping_conflict_and_not_found(kube: KubeClient) -> None:
 
 async def test_merge_patch_sends_merge_content_type(kube: KubeClient, server: ApiServer) -> None:
     await create_vm(kube, "a", color="blue", keep="yes")
-    seen: list[Any] = []
-    server.add_request_observer(lambda record: seen.append(record))
     patched = await kube.merge_patch(VMS, "default", "a", {"metadata": {"labels": {"color": "red"}}})
     assert patched["metadata"]["labels"] == {"color": "red", "keep": "yes"}
 
@@ -185,7 +182,10 @@ async def test_create_event_on_vm(kube: KubeClient, server: ApiServer) -> None:
 
 
 def test_error_from_status_body_and_headers() -> None:
-    body = b'{"kind":"Status","status":"Failure","reason":"TooManyRequests","message":"slow down","details":{"retryAfterSeconds":3},"code":429}'
+    body = (
+        b'{"kind":"Status","status":"Failure","reason":"TooManyRequests","message":"slow down",'
+        b'"details":{"retryAfterSeconds":3},"code":429}'
+    )
     err = error_from_response(429, body, {}, "create", "virtualmachineinstancemigrations")
     assert (err.status, err.reason, err.message, err.retry_after) == (
         429,

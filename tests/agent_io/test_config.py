@@ -1,0 +1,130 @@
+"""AgentConfig: flag > environment > default, validation messages, and the table matches the contract."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.cli import build_parser
+from agent.config import SETTINGS, AgentConfig, ConfigError, load_config, split_address
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse(*argv: str, env: dict[str, str] | None = None) -> AgentConfig:
+    args = build_parser().parse_args(["run", *argv])
+    return load_config(args, env or {})
+
+
+def test_defaults() -> None:
+    cfg = parse(env={"POD_NAME": "agent-0"})
+    assert cfg.mode == "auto" and not cfg.dry_run and cfg.leader_elect
+    assert (cfg.max_in_flight, cfg.max_per_node, cfg.create_burst) == (0, 0, 10)
+    assert (cfg.settle_seconds, cfg.bridge_grace_seconds, cfg.backoff_max_seconds) == (5.0, 15.0, 300.0)
+    assert cfg.listen_address == "0.0.0.0:8080" and (cfg.listen_host, cfg.listen_port) == ("0.0.0.0", 8080)
+    assert cfg.lease_namespace == "default" and cfg.identity == "agent-0"
+    assert cfg.namespaces == () and cfg.kubeconfig is None
+    assert cfg.log_format == "auto" and cfg.log_level == "info"
+
+
+def test_identity_and_lease_namespace_fallbacks() -> None:
+    cfg = parse(env={"POD_NAMESPACE": "ops"})
+    assert cfg.lease_namespace == "ops"
+    assert re.fullmatch(r".+-\d+", cfg.identity)
+
+
+def test_env_then_flags_override() -> None:
+    env = {
+        "HOTPLUG_AGENT_MODE": "observe",
+        "HOTPLUG_AGENT_DRY_RUN": "true",
+        "HOTPLUG_AGENT_MAX_IN_FLIGHT": "7",
+        "HOTPLUG_AGENT_NAMESPACES": "team-a, team-b,,team-a",
+        "HOTPLUG_AGENT_LEADER_ELECT": "false",
+        "HOTPLUG_AGENT_SETTLE_SECONDS": "0.5",
+        "HOTPLUG_AGENT_LEASE_NAMESPACE": "from-env",
+        "POD_NAMESPACE": "pod-ns",
+    }
+    cfg = parse(env=env)
+    assert (cfg.mode, cfg.dry_run, cfg.max_in_flight) == ("observe", True, 7)
+    assert cfg.namespaces == ("team-a", "team-b") and not cfg.leader_elect
+    assert cfg.settle_seconds == 0.5 and cfg.lease_namespace == "from-env"
+    cfg = parse(
+        "--mode",
+        "active",
+        "--no-dry-run",
+        "--max-in-flight",
+        "2",
+        "--leader-elect",
+        "--namespaces",
+        "x",
+        env=env,
+    )
+    assert (cfg.mode, cfg.dry_run, cfg.max_in_flight, cfg.leader_elect) == ("active", False, 2, True)
+    assert cfg.namespaces == ("x",)
+
+
+def test_empty_env_means_default() -> None:
+    cfg = parse(env={"HOTPLUG_AGENT_NAMESPACES": "", "HOTPLUG_AGENT_MODE": ""})
+    assert cfg.namespaces == () and cfg.mode == "auto"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--mode", "yolo"], {}, "--mode / HOTPLUG_AGENT_MODE"),
+        ([], {"HOTPLUG_AGENT_SETTLE_SECONDS": "-1"}, "--settle-seconds"),
+        ([], {"HOTPLUG_AGENT_MAX_ATTEMPTS": "three"}, "not an integer"),
+        (["--creates-per-second", "0"], {}, "--creates-per-second"),
+        (["--creates-per-second", "nan"], {}, "finite"),
+        (["--listen-address", "8080"], {}, "not host:port"),
+        (["--listen-address", "::1:80"], {}, "[addr]:port"),
+        (["--listen-address", "0.0.0.0:99999"], {}, "out of range"),
+        ([], {"HOTPLUG_AGENT_DRY_RUN": "maybe"}, "not a boolean"),
+        (["--backoff-initial-seconds", "10", "--backoff-max-seconds", "5"], {}, "--backoff-max-seconds"),
+        (["--renew-deadline-seconds", "20"], {}, "--lease-duration-seconds"),
+        (["--retry-period-seconds", "9"], {}, "--renew-deadline-seconds"),
+        (["--namespaces", "a,b", "--exclude-namespaces", "b"], {}, "both watched and excluded"),
+        (["--slot-model", "v3"], {}, "--slot-model"),
+    ],
+)
+def test_validation_errors_name_the_setting(argv: list[str], env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(*argv, env=env)
+    assert needle in str(info.value)
+
+
+def test_leader_timings_not_checked_without_election() -> None:
+    cfg = parse("--no-leader-elect", "--renew-deadline-seconds", "20")
+    assert not cfg.leader_elect
+
+
+def test_ipv6_listen_address() -> None:
+    assert split_address("[::1]:9090") == ("::1", 9090)
+    assert split_address(":8080") == ("", 8080)
+
+
+def test_table_matches_architecture_contract() -> None:
+    """Every row of docs/architecture.md's configuration table is a setting with the same names/default."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| `(--[a-z-]+)`[^|]*\| `(HOTPLUG_AGENT_[A-Z_]+)` \|", text, re.MULTILINE)
+    assert len(rows) == len(SETTINGS)
+    by_flag = {s.flag: s for s in SETTINGS}
+    for flag, env in rows:
+        assert flag in by_flag, flag
+        assert by_flag[flag].env == env
+
+
+def test_docs_configuration_lists_every_setting() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for s in SETTINGS:
+        assert f"`{s.flag}`" in text and f"`{s.env}`" in text, s.flag
+
+
+def test_controller_settings_view() -> None:
+    cfg = parse("--namespaces", "a", "--exclude-namespaces", "z", "--max-per-node", "3")
+    cs = cfg.controller_settings()
+    assert cs.include_namespaces == frozenset({"a"}) and cs.exclude_namespaces == frozenset({"z"})
+    assert cs.max_per_node == 3
+    assert parse().controller_settings().include_namespaces is None
