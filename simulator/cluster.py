@@ -8,8 +8,6 @@ admission as in-process hooks — started and stopped as a unit, with every cont
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,14 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.apiserver import ApiServer
 from simulator.kubevirt.admission import KubeVirtAdmission
 from simulator.kubevirt.config import Distribution, KubeVirtSimConfig
+from simulator.kubevirt.controllers import (
+    KUBEVIRT_NAMESPACE,
+    KubeVirtControllers,
+    kubevirt_cr_status,
+    node_body,
+    node_names,
+    node_status,
+)
+from simulator.kubevirt.controllers import kubevirt_cr as _kubevirt_cr
 from simulator.kubevirt.dnc import DynamicNetworksController
-from simulator.kubevirt.kube import Kube
 from simulator.kubevirt.migration import MigrationController
 from simulator.kubevirt.vm_controller import VMController
 from simulator.kubevirt.vmi_controller import VMIController
@@ -33,7 +37,7 @@ from simulator.kubevirt.world import World, vmi_from_vm
 
 log = structlog.get_logger("simulator.cluster")
 
-KUBEVIRT_NAMESPACE = "kubevirt"
+__all__ = ["KUBEVIRT_NAMESPACE", "ClusterConfig", "SimulatedCluster", "kubevirt_cr", "node_names"]
 
 
 @dataclass
@@ -81,30 +85,8 @@ class ClusterConfig:
         )
 
 
-def node_names(n: int) -> list[str]:
-    return [f"node-{i}" for i in range(1, n + 1)]
-
-
 def kubevirt_cr(config: ClusterConfig) -> dict[str, Any]:
-    migrations: dict[str, Any] = {}
-    if config.parallel_migrations_per_cluster is not None:
-        migrations["parallelMigrationsPerCluster"] = config.parallel_migrations_per_cluster
-    if config.parallel_outbound_migrations_per_node is not None:
-        migrations["parallelOutboundMigrationsPerNode"] = config.parallel_outbound_migrations_per_node
-    spec: dict[str, Any] = {
-        "configuration": {"migrations": migrations} if migrations else {},
-        "workloadUpdateStrategy": (
-            {"workloadUpdateMethods": list(config.workload_update_methods)}
-            if config.workload_update_methods
-            else {}
-        ),
-    }
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "KubeVirt",
-        "metadata": {"name": "kubevirt", "namespace": KUBEVIRT_NAMESPACE},
-        "spec": spec,
-    }
+    return _kubevirt_cr(config.kubevirt_config())
 
 
 class SimulatedCluster:
@@ -119,14 +101,7 @@ class SimulatedCluster:
         self.url = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._kubeconfig_path = kubeconfig_path
-        self._client: ApiClient | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self.world: World | None = None
-        self.vm_controller: VMController | None = None
-        self.vmi_controller: VMIController | None = None
-        self.migration_controller: MigrationController | None = None
-        self.workload_updater: WorkloadUpdater | None = None
-        self.dnc: DynamicNetworksController | None = None
+        self.controllers: KubeVirtControllers | None = None
         self.nodes = node_names(self.config.nodes)
 
     @property
@@ -143,43 +118,40 @@ class SimulatedCluster:
             self._kubeconfig_path = Path(self._tmp.name) / "kubeconfig"
         self.server.write_kubeconfig(self._kubeconfig_path, token=self.config.token)
         await self._bootstrap()
-        self._client = await new_client_from_config(config_file=str(self._kubeconfig_path))
-        kube = Kube(self._client)
-        world = World(self.config.kubevirt_config(), kube, self.nodes)
-        self.world = world
-        self.vm_controller = VMController(world)
-        self.vmi_controller = VMIController(world)
-        self.migration_controller = MigrationController(world)
-        self.workload_updater = WorkloadUpdater(world)
-        if self.config.dnc_enabled:
-            self.dnc = DynamicNetworksController(world)
-        started = asyncio.Event()
-        self._runner = asyncio.create_task(self._run(world, started), name="simulated-kubevirt")
-        self._runner.add_done_callback(_log_crash)
-        waiter = asyncio.create_task(started.wait())
-        done, _ = await asyncio.wait({waiter, self._runner}, return_when=asyncio.FIRST_COMPLETED)
-        if self._runner in done:
-            waiter.cancel()
-            self._runner.result()  # raises the controller's crash
+        self.controllers = KubeVirtControllers(
+            self.config.kubevirt_config(), self._kubeconfig_path, self.nodes
+        )
+        await self.controllers.start()
         log.info("simulated cluster started", url=self.url, kubevirt=self.config.kubevirt_version)
 
-    async def _run(self, world: World, started: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for inf in world.informers:
-                tg.create_task(inf.run(), name=f"informer-{inf.plural}")
-            for inf in world.informers:
-                await inf.synced.wait()
-            for ctrl in (self.vm_controller, self.vmi_controller, self.migration_controller, self.dnc):
-                if ctrl is not None:
-                    tg.create_task(ctrl.run(), name=ctrl.name)
-            if self.workload_updater is not None:
-                tg.create_task(self.workload_updater.run(), name="workload-updater")
-            started.set()
+    @property
+    def world(self) -> World | None:
+        return self.controllers.world if self.controllers else None
+
+    @property
+    def vm_controller(self) -> VMController | None:
+        return self.controllers.vm_controller if self.controllers else None
+
+    @property
+    def vmi_controller(self) -> VMIController | None:
+        return self.controllers.vmi_controller if self.controllers else None
+
+    @property
+    def migration_controller(self) -> MigrationController | None:
+        return self.controllers.migration_controller if self.controllers else None
+
+    @property
+    def workload_updater(self) -> WorkloadUpdater | None:
+        return self.controllers.workload_updater if self.controllers else None
+
+    @property
+    def dnc(self) -> DynamicNetworksController | None:
+        return self.controllers.dnc if self.controllers else None
 
     def check(self) -> None:
         """Raise if a controller crashed (the TaskGroup ended)."""
-        if self._runner is not None and self._runner.done() and not self._runner.cancelled():
-            self._runner.result()
+        if self.controllers is not None:
+            self.controllers.check()
 
     async def _bootstrap(self) -> None:
         """KubeVirt CR (Deployed, observed version), its namespace, and Ready nodes."""
@@ -191,10 +163,10 @@ class SimulatedCluster:
             )
         for node in self.nodes:
             if store.try_get("nodes", None, node) is None:
-                await store.create("nodes", _node(node))
+                await store.create("nodes", node_body(node))
                 await store.update(
                     "nodes",
-                    {**store.get("nodes", None, node), "status": _node_status()},
+                    {**store.get("nodes", None, node), "status": node_status()},
                     subresource="status",
                 )
         if store.try_get("kubevirts", KUBEVIRT_NAMESPACE, "kubevirt") is None:
@@ -202,17 +174,7 @@ class SimulatedCluster:
             obj = store.get("kubevirts", KUBEVIRT_NAMESPACE, "kubevirt")
             await store.update(
                 "kubevirts",
-                {
-                    **obj,
-                    "status": {
-                        "phase": "Deployed",
-                        "observedKubeVirtVersion": self.config.kubevirt_version,
-                        "targetKubeVirtVersion": self.config.kubevirt_version,
-                        "observedDeploymentID": "sim",
-                        "targetDeploymentID": "sim",
-                        "conditions": [],
-                    },
-                },
+                {**obj, "status": kubevirt_cr_status(self.config.kubevirt_version)},
                 subresource="status",
             )
 
@@ -285,14 +247,9 @@ class SimulatedCluster:
         return list(vms)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
-            self._runner = None
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self.controllers is not None:
+            await self.controllers.stop()
+            self.controllers = None
         await self.server.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -306,37 +263,7 @@ class SimulatedCluster:
         await self.stop()
 
 
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("simulated KubeVirt controller crashed", exc_info=task.exception())
-
-
 def _node_index(key: tuple[str, str], n: int) -> int:
     import zlib
 
     return zlib.crc32("/".join(key).encode()) % max(1, n)
-
-
-def _node(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {"kubernetes.io/hostname": name, "kubevirt.io/schedulable": "true"},
-        },
-    }
-
-
-def _node_status() -> dict[str, Any]:
-    return {
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "KubeletReady",
-                "message": "kubelet is posting ready status",
-            }
-        ],
-        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
-    }
