@@ -45,6 +45,9 @@ class KubeVirtSimConfig:
     migration_required_grace_seconds: float = 15.0
     workload_updater_interval_seconds: float = 5.0
     workers: int = 4
+    #: Watch VMs/VMIs/VMIMs of this namespace only (None: cluster-wide, like KubeVirt); the KubeVirt CR
+    #: is then read from namespace ``kubevirt``. For sharing a real API server with other tests.
+    watch_namespace: str | None = None
     #: KubeVirt keeps the newest 5 finalized VMIMs per VMI (defaultFinalizedMigrationGarbageCollectionBuffer).
     finalized_migrations_kept: int = 5
 

@@ -149,9 +149,12 @@ class Informer:
     with backoff on errors. ``synced`` is set after the first list has been delivered.
     """
 
-    def __init__(self, kube: Kube, plural: str, *, watch_timeout: int = 240) -> None:
+    def __init__(
+        self, kube: Kube, plural: str, *, namespace: str | None = None, watch_timeout: int = 240
+    ) -> None:
         self.kube = kube
         self.plural = plural
+        self.namespace = namespace
         self.cache: dict[Key, Obj] = {}
         self.handlers: list[Handler] = []
         self.synced = asyncio.Event()
@@ -159,6 +162,17 @@ class Informer:
         self._rv = ""
         #: resourceVersion of recent deletions, so a late write-through cannot resurrect an object.
         self._tombstones: OrderedDict[Key, int] = OrderedDict()
+
+    @property
+    def _list_fn(self) -> Any:
+        if self.namespace is None:
+            return self.kube.custom.list_cluster_custom_object
+        return self.kube.custom.list_namespaced_custom_object
+
+    def _list_args(self) -> tuple[str, ...]:
+        if self.namespace is None:
+            return (GROUP, VERSION, self.plural)
+        return (GROUP, VERSION, self.namespace, self.plural)
 
     def add_handler(self, handler: Handler) -> None:
         self.handlers.append(handler)
@@ -198,7 +212,7 @@ class Informer:
         await self._dispatch(type_, obj, old)
 
     async def _list(self) -> None:
-        resp = await self.kube.custom.list_cluster_custom_object(GROUP, VERSION, self.plural)
+        resp = await self._list_fn(*self._list_args())
         items: list[Obj] = resp.get("items") or []
         self._rv = str((resp.get("metadata") or {}).get("resourceVersion", ""))
         fresh = {key_of(o): o for o in items}
@@ -219,10 +233,8 @@ class Informer:
                     self.synced.set()
                 w = watch.Watch()
                 async with w.stream(
-                    self.kube.custom.list_cluster_custom_object,
-                    GROUP,
-                    VERSION,
-                    self.plural,
+                    self._list_fn,
+                    *self._list_args(),
                     resource_version=self._rv,
                     allow_watch_bookmarks=True,
                     timeout_seconds=self._watch_timeout,

@@ -38,10 +38,11 @@ class World:
         self.kube = kube
         self.nodes = nodes
         self.rng = random.Random(config.seed)
-        self.vms = Informer(kube, VMS)
-        self.vmis = Informer(kube, VMIS)
-        self.vmims = Informer(kube, VMIMS)
-        self.kubevirts = Informer(kube, KUBEVIRTS)
+        ns = config.watch_namespace
+        self.vms = Informer(kube, VMS, namespace=ns)
+        self.vmis = Informer(kube, VMIS, namespace=ns)
+        self.vmims = Informer(kube, VMIMS, namespace=ns)
+        self.kubevirts = Informer(kube, KUBEVIRTS, namespace=None if ns is None else "kubevirt")
         self.domains: dict[Key, pci.Domain] = {}
         self._vmi_listeners: list[Callable[[Key], Awaitable[None]]] = []
 
