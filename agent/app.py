@@ -1,8 +1,12 @@
-"""``hotplug-agent run``: wire the I/O pieces together and wait for SIGTERM/SIGINT.
+"""``hotplug-agent run``: wire the I/O pieces and the controller together, run until SIGTERM/SIGINT.
 
-STUB for the lead engineer: it starts the API client, the four informers, the HTTP server and leader
-election, all supervised by one ``TaskGroup`` (any unexpected failure stops the process with exit
-code 1), and marks the place where the controller plugs in (``CONTROLLER HOOK``).
+Everything runs under one ``TaskGroup``: the API client's four informers, the controller (reconcile
+worker, dispatcher, wake-ups, event sender), the HTTP server and leader election. Any unexpected failure
+stops the process with exit code 1, so Kubernetes restarts it and nothing fails silently.
+
+Shutdown (SIGTERM): stop taking work at once (no new migrations), keep tracking our in-flight
+migrations for up to ``shutdown_grace_seconds`` so their results are counted and verified, then
+release the Lease (a standby takes over without waiting for it to expire) and exit 0.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import structlog
 
 from agent.config import AgentConfig
+from agent.controller import Controller
+from agent.events import EventRecorder
 from agent.httpserver import HttpServer
 from agent.informer import Informer
 from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, KubeClient
@@ -36,11 +42,22 @@ def _install_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
-    """Run the agent until ``stop`` is set (or SIGTERM/SIGINT); returns the process exit code."""
+async def run(
+    config: AgentConfig,
+    stop: asyncio.Event | None = None,
+    *,
+    metrics: HotplugMetrics | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run the agent until ``stop`` is set (or SIGTERM/SIGINT); returns the process exit code.
+
+    ``install_signals=False`` and an explicit ``stop`` run it inside another program's event loop
+    (``hotplug-agent simulate`` runs the agent beside the simulated cluster this way).
+    """
     stop = stop or asyncio.Event()
-    _install_signals(stop)
-    metrics = HotplugMetrics()
+    if install_signals:
+        _install_signals(stop)
+    metrics = metrics or HotplugMetrics()
     try:
         kube = await KubeClient.from_config(
             config.kubeconfig, on_api_error=metrics.record_api_error, identity=config.identity
@@ -62,16 +79,25 @@ async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
     def synced() -> bool:
         return all(i.has_synced for i in informers)
 
-    # ---- CONTROLLER HOOK -------------------------------------------------------------------------
-    # The lead's controller registers informer handlers here (``vms.add_handler(...)`` etc.), is given
-    # ``kube`` (MigrationApi + EventSink), and reacts to ``on_started``/``on_stopped`` below.
-    # ------------------------------------------------------------------------------------------------
+    events = EventRecorder(kube)
+    controller = Controller(config.controller_settings(), kube, metrics, events)
+    vms.add_handler(controller.on_vm)
+    vmis.add_handler(controller.on_vmi)
+    vmims.add_handler(controller.on_vmim)
+    kubevirts.add_handler(controller.on_kubevirt)
+    leading_wanted = False
 
     def on_started() -> None:
-        metrics.set_leader(True)
+        nonlocal leading_wanted
+        leading_wanted = True
+        # A new leader acts only on synced caches, or it could miss a migration started by the old one.
+        if synced():
+            controller.set_leading(True)
 
     def on_stopped() -> None:
-        metrics.set_leader(False)
+        nonlocal leading_wanted
+        leading_wanted = False
+        controller.set_leading(False)
 
     host, port = config.listen_host, config.listen_port
     http = HttpServer(host, port, registry=metrics.registry, ready=synced)
@@ -82,10 +108,17 @@ async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
         for informer in informers:
             await informer.wait_synced()
         metrics.set_cache_synced(True)
-        log.info("caches_synced", vms=len(vms), vmis=len(vmis), vmims=len(vmims))
+        log.info("caches_synced", vms=len(vms), vmis=len(vmis), vmims=len(vmims), mode=controller.mode)
+        if leading_wanted:
+            controller.set_leading(True)
 
     async def wait_stop() -> None:
         await stop.wait()
+        controller.draining = True
+        in_flight = controller.ours_in_flight()
+        log.info("agent_draining", in_flight=in_flight, grace_seconds=config.shutdown_grace_seconds)
+        if not await controller.wait_idle(config.shutdown_grace_seconds):
+            log.warning("agent_drain_timeout", in_flight=controller.ours_in_flight())
         raise _Stop
 
     code = 0
@@ -95,6 +128,7 @@ async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> int:
             for informer in informers:
                 tg.create_task(informer.run(), name=f"informer-{informer.resource.plural}")
             tg.create_task(mark_synced(), name="sync-marker")
+            tg.create_task(controller.run(), name="controller")
             if config.leader_elect:
                 elector = LeaderElector(
                     kube,

@@ -169,6 +169,7 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue(maxsize=1_000_000)
         self._queue_ready = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
+        self._ours_changed = asyncio.Event()
         self.wakeups: Wakeups[Key] = Wakeups(self._on_wakeup, clock=clock)
         self.mode: Mode = "active"
         self.leading = False
@@ -286,6 +287,7 @@ class Controller:
             seen_finish = not (event == "ADDED" and is_final(rec.phase))
             if not was_final_before and seen_finish:
                 self._finished(vmi_key, rec, cancelled=gone and not is_final(rec.phase))
+        self._ours_changed.set()
         self.enqueue(vmi_key)
 
     # ------------------------------------------------------------------ migration outcomes
@@ -670,6 +672,7 @@ class Controller:
             return
         finally:
             self._creates.pop(key, None)
+            self._ours_changed.set()
         meta = obj.get("metadata") if isinstance(obj, Mapping) else None
         vmim_name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
         self.metrics.record_migration_created()
@@ -747,6 +750,19 @@ class Controller:
 
     def ours_in_flight(self) -> int:
         return sum(1 for m in self.active.values() if m.initiator == "agent") + len(self.expected)
+
+    async def wait_idle(self, grace_seconds: float) -> bool:
+        """Wait until none of our migrations is in flight (drain on shutdown); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while self.ours_in_flight():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._ours_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ours_changed.wait(), timeout=remaining)
+        return True
 
     def _event(self, key: Key, vm: VMRecord | None, etype: str, reason: str, message: str) -> None:
         if not self.leading or vm is None:
