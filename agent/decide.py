@@ -213,8 +213,10 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             "remove them",
         )
 
+    # DESIGN §2.3: a VM whose template has a non-live-updatable change (RestartRequired) is blocked:
+    # the restart it needs applies the pending network change too, so a migration would be wasted.
     restart_required = vm is not None and vm.restart_required
-    if not d.changes and not d.waiting_for_kubevirt and (d.undeliverable or restart_required):
+    if restart_required or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
         details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
         return _blocked(
             d,
@@ -224,24 +226,12 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             + "; restart the VM to apply it",
         )
     if not d.changes and not d.attaching:
-        # Only template changes KubeVirt has not copied to the VMI yet: event-driven, unless the VM
-        # also needs a restart, in which case KubeVirt may never copy them: give it a bounded wait.
-        if restart_required and ctx.last_change is not None:
-            until = ctx.last_change + ctx.kubevirt_sync_wait_seconds
-            if until <= now:
-                return _blocked(
-                    d,
-                    BlockReason.RESTART_REQUIRED,
-                    "VM condition RestartRequired is set and KubeVirt did not copy "
-                    f"{_names(d.waiting_for_kubevirt)} to the VMI; restart the VM to apply it",
-                )
-        else:
-            until = None
+        # Only template changes KubeVirt has not copied to the VMI yet: event-driven.
         return _wait(
             d,
             WaitReason.WAITING_FOR_KUBEVIRT,
             f"interface(s) {_names(d.waiting_for_kubevirt)} not yet in the VMI spec",
-            until,
+            None,
         )
 
     plugs = len(d.plugs) + len(d.attaching)

@@ -83,8 +83,9 @@ def test_migrate_after_kubevirt_sync_wait_with_part_still_waiting() -> None:
     assert run(vmi([BR1]), vm([BR1, BR2]), ctx).kind is Kind.MIGRATE
 
 
-def test_migrate_with_restart_required_for_something_else() -> None:
-    assert run(vmi([BR1]), vm([BR1], restart_required=True)).kind is Kind.MIGRATE
+def test_restart_required_blocks_even_a_deliverable_change() -> None:
+    # DESIGN §2.3: RestartRequired is a block reason; the restart applies the change anyway.
+    blocked(run(vmi([BR1]), vm([BR1], restart_required=True)), BlockReason.RESTART_REQUIRED)
 
 
 # ----------------------------------------------------------------------------------------- WAIT
@@ -216,11 +217,11 @@ def test_blocked_restart_required_for_undeliverable_change() -> None:
     blocked(run(vmi([]), vm([masq])), BlockReason.RESTART_REQUIRED)
 
 
-def test_blocked_restart_required_when_kubevirt_never_copies() -> None:
+def test_blocked_restart_required_while_waiting_for_kubevirt() -> None:
     the_vm = vm([BR1], restart_required=True)
-    d = run(vmi([]), the_vm, with_(READY, last_change=NOW - 5.0))
-    assert d.wait_reason is WaitReason.WAITING_FOR_KUBEVIRT and d.recheck_at == pytest.approx(NOW + 25.0)
-    blocked(run(vmi([]), the_vm, with_(READY, last_change=NOW - 31.0)), BlockReason.RESTART_REQUIRED)
+    blocked(run(vmi([]), the_vm, with_(READY, last_change=NOW - 5.0)), BlockReason.RESTART_REQUIRED)
+    d = run(vmi([]), vm([BR1]), with_(READY, last_change=NOW - 5.0))
+    assert d.wait_reason is WaitReason.WAITING_FOR_KUBEVIRT and d.recheck_at is None
 
 
 def test_blocked_migration_rejected() -> None:
