@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import structlog
 
-from agent.kube import ApiError, KubeClient, Resource
+from agent.kube import ApiError, KubeClient, Resource, no_gc
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ class Informer(Generic[T]):
         backoff_initial: float = 0.8,
         backoff_max: float = 30.0,
         backoff_reset_after: float = 120.0,
-        page_size: int = 1000,
+        page_size: int = 500,
         on_restart: RestartCallback | None = None,
         on_invalid: InvalidCallback | None = None,
     ) -> None:
@@ -230,7 +230,8 @@ class Informer(Generic[T]):
     async def _list(self, scope: str, namespace: str | None) -> str:
         items, list_rv = await self.kube.list_objects(self.resource, namespace, page_size=self.page_size)
         self.lists += 1
-        self._replace(scope, items)
+        with no_gc():  # parsing a full list creates no cycles; see agent.kube.no_gc
+            self._replace(scope, items)
         self.resource_versions[scope] = list_rv
         if scope not in self._synced_scopes:
             self._synced_scopes.add(scope)

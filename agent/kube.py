@@ -25,11 +25,12 @@ Retry policy (:meth:`KubeClient.request`):
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -178,6 +179,35 @@ def error_from_exception(exc: BaseException, verb: str, resource: str) -> ApiErr
     return ApiError(0, "ConnectionError", f"{type(exc).__name__}: {exc}", None, verb, resource)
 
 
+#: Bodies at least this large are decoded with the cyclic GC paused (see :func:`no_gc`).
+_BIG_BODY = 256 * 1024
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a burst of allocations that creates no cycles.
+
+    Why: decoding a 3 MB LIST page allocates ~10^5 containers, which triggers generation-2
+    collections that walk every object already cached; with 10,000 VMs cached that doubled the
+    decode time. JSON decoding and record parsing create no reference cycles, so nothing is leaked.
+    Synchronous only (no ``await`` inside), so no other task runs while it is paused.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def loads(data: bytes) -> Any:
+    if len(data) >= _BIG_BODY:
+        with no_gc():
+            return json.loads(data)
+    return json.loads(data)
+
+
 def rfc3339_micro(ts: datetime | None = None) -> str:
     """``2026-11-28T14:00:00.123456Z`` — the MicroTime format Leases and Events use."""
     ts = ts or datetime.now(UTC)
@@ -320,7 +350,7 @@ class KubeClient:
             err = error_from_response(resp.status, data, resp.headers, verb, resource)
             self._count(verb, err.status)
             raise err
-        return json.loads(data) if data else None
+        return loads(data) if data else None
 
     async def request(
         self,

@@ -83,6 +83,8 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None
+        #: holderIdentity of the last Lease record read ("" when free or not read yet).
+        self.observed_holder = ""
 
     # ------------------------------------------------------------------ public
 
@@ -181,8 +183,8 @@ class LeaderElector:
                 if ok:
                     last_renew = self.clock()
                     break
-                if not self.leading:
-                    return
+                if self.observed_holder not in ("", self.identity):
+                    return  # someone else holds a live Lease now: we lost, step down at once
                 await asyncio.sleep(
                     min(self.retry_period, max(0.0, last_renew + self.renew_deadline - self.clock()))
                 )
@@ -218,6 +220,7 @@ class LeaderElector:
                 raise
             self._observe(created.get("spec") or {})
             self._lease = created
+            self.observed_holder = self.identity
             return True
 
         spec = lease.get("spec")
@@ -226,6 +229,7 @@ class LeaderElector:
             lease["spec"] = spec
         self._observe(spec)
         holder = spec.get("holderIdentity") or ""
+        self.observed_holder = holder
         duration = spec.get("leaseDurationSeconds")
         duration = (
             float(duration) if isinstance(duration, int | float) and duration > 0 else self.lease_duration
@@ -253,4 +257,5 @@ class LeaderElector:
             raise
         self._observe(updated.get("spec") or {})
         self._lease = updated
+        self.observed_holder = self.identity
         return True

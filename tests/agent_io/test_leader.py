@@ -173,3 +173,22 @@ def test_timing_validation() -> None:
         LeaderElector(None, "ns", "l", "me", lease_duration=5, renew_deadline=5)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         LeaderElector(None, "ns", "l", "me", renew_deadline=2, retry_period=2)  # type: ignore[arg-type]
+
+
+async def test_leader_steps_down_at_once_when_the_lease_is_taken(kubeconfig: Path) -> None:
+    async with clients(kubeconfig, 2) as (k1, k2):
+        tracker = Tracker()
+        e1 = elector(k1, "one", tracker, lease_duration=10.0, renew_deadline=5.0, retry_period=0.2)
+        task = asyncio.create_task(e1.run())
+        try:
+            await eventually(lambda: e1.leading, what="leader")
+            lease = await k2.get_lease("default", "hotplug-agent")
+            assert lease is not None
+            lease["spec"]["holderIdentity"] = "usurper"  # e.g. an admin, or a split-brain peer
+            await k2.replace_lease("default", "hotplug-agent", lease)
+            t0 = time.monotonic()
+            await eventually(lambda: not e1.leading, timeout=3, what="step down")
+            assert time.monotonic() - t0 < 1.0, "waited for the renew deadline instead of stepping down"
+            assert tracker.log == ["started", "stopped"]
+        finally:
+            await stop(task)
