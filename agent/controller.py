@@ -110,6 +110,7 @@ class Track:
     attempts: int = 0
     next_retry_at: float | None = None
     rejected: str | None = None
+    rejected_lm: tuple[bool | None, str] | None = None  # LiveMigratable when the webhook said no
     ours: str | None = None  # name of our unfinished migration
     created_at: float | None = None
     cancelled: bool = False
@@ -446,6 +447,12 @@ class Controller:
             track.signature = sig
             track.last_change = now
             track.dry_run_done = False
+            track.rejected = None
+        if track.rejected is not None and track.rejected_lm != (
+            vmi.live_migratable,
+            vmi.live_migratable_reason,
+        ):
+            track.rejected = None  # the VMI changed since the webhook said no: try again
         for change in d.changes:
             if change.iface not in track.first_seen:
                 track.first_seen[change.iface] = now
@@ -702,6 +709,9 @@ class Controller:
             return
         if MSG_CANNOT_MIGRATE in message:
             track.rejected = message
+            vmi_now = self.vmis.get(key)
+            if vmi_now is not None:
+                track.rejected_lm = (vmi_now.live_migratable, vmi_now.live_migratable_reason)
             self.metrics.record_failure("create-rejected")
             log.warning("migration_rejected", vmi=vmi, msg=message)
             self.enqueue(key)
