@@ -72,7 +72,8 @@ class KubeVirtAdmission:
         template = ((req.object.get("spec") or {}).get("template") or {}).get("spec") or {}
         errors = rules.validate_interface_states(template)
         if errors:
-            raise AdmissionDenied(422, errors[0], webhook_name=VM_WEBHOOK)
+            # KubeVirt's ToAdmissionResponse: 422 Invalid, the causes' messages joined with ", ".
+            raise AdmissionDenied(422, ", ".join(errors), webhook_name=VM_WEBHOOK)
 
     def _mutate_vmim(self, req: AdmissionRequest) -> None:
         vmi = (req.object.get("spec") or {}).get("vmiName")
