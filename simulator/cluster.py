@@ -64,6 +64,11 @@ class ClusterConfig:
     port: int = 0
     workers: int = 4
     finalized_migrations_kept: int = 5
+    #: KubeVirt's real-world periods, before ``time_scale``: DynamicNetworkControllerGracePeriod (15 s)
+    #: and the workload updater's throttle (5 s).
+    migration_required_grace_seconds: float = 15.0
+    workload_updater_interval_seconds: float = 5.0
+    watch_namespace: str | None = None
 
     def kubevirt_config(self) -> KubeVirtSimConfig:
         return KubeVirtSimConfig(
@@ -82,6 +87,9 @@ class ClusterConfig:
             time_scale=self.time_scale,
             workers=self.workers,
             finalized_migrations_kept=self.finalized_migrations_kept,
+            migration_required_grace_seconds=self.migration_required_grace_seconds,
+            workload_updater_interval_seconds=self.workload_updater_interval_seconds,
+            watch_namespace=self.watch_namespace,
         )
 
 
