@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -275,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in ("simulate", "cluster", "-h", "--help"):
         argv = ["simulate", *argv]
     args = parser.parse_args(argv)
+    # Progress lines are the output; logs only for trouble (agent/cli.py configures its own logging).
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     if args.command == "cluster":
         return asyncio.run(run_cluster(args))
     return asyncio.run(run_simulate(args))
