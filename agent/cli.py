@@ -134,8 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         configure_logging(config.log_format, config.log_level)
         if args.command == "plan":
-            print("hotplug-agent plan: not implemented yet (the reconcile engine wires it)", file=sys.stderr)
-            return 3
+            from agent.plan import run_plan
+
+            return asyncio.run(run_plan(config))
         from agent import app
 
         try:

@@ -8,14 +8,20 @@ agent's (oldest pending first, here approximated by the VMI's creation time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from agent.controller import ControllerSettings
 from agent.decide import DecisionContext, Kind, decide, resolve_mode
 from agent.detect import detect
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord, is_final
 from agent.slots import choose_slot_model
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +125,67 @@ def format_table(rows: list[PlanRow]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)
     return "\n".join(lines)
+
+
+async def run_plan(config: AgentConfig, out: TextIO | None = None) -> int:
+    """List the four resources once (read-only), decide for each VMI, print the table."""
+    import asyncio
+    import sys
+    import time
+
+    from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, KubeClient
+    from agent.model import InvalidObject, parse_kubevirt, parse_vm, parse_vmi, parse_vmim
+
+    stream = out or sys.stdout
+    try:
+        kube = await KubeClient.from_config(config.kubeconfig, identity=config.identity)
+    except Exception as exc:
+        print(f"hotplug-agent plan: cannot load the cluster configuration: {exc}", file=sys.stderr)
+        return 1
+
+    def parse_all(items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
+        records: list[T] = []
+        for item in items:
+            try:
+                records.append(parse(item))
+            except InvalidObject as exc:
+                print(f"skipping malformed object: {exc}", file=sys.stderr)
+        return records
+
+    try:
+        scopes: list[str | None] = list(config.namespaces) or [None]
+        raw: dict[str, list[dict[str, Any]]] = {"vms": [], "vmis": [], "vmims": []}
+        for scope in scopes:
+            (vm_items, _), (vmi_items, _), (vmim_items, _) = await asyncio.gather(
+                kube.list_objects(VMS, scope), kube.list_objects(VMIS, scope), kube.list_objects(VMIMS, scope)
+            )
+            raw["vms"] += vm_items
+            raw["vmis"] += vmi_items
+            raw["vmims"] += vmim_items
+        kv_items, _ = await kube.list_objects(KUBEVIRTS)
+    except Exception as exc:
+        print(f"hotplug-agent plan: listing failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await kube.close()
+    kubevirts = parse_all(kv_items, parse_kubevirt)
+    mode, rows = build_plan(
+        parse_all(raw["vms"], parse_vm),
+        parse_all(raw["vmis"], parse_vmi),
+        parse_all(raw["vmims"], parse_vmim),
+        kubevirts[0] if kubevirts else None,
+        config.controller_settings(),
+        time.time(),
+    )
+    kv = kubevirts[0] if kubevirts else None
+    version = ".".join(map(str, kv.version)) if kv is not None and kv.version else "unknown"
+    print(f"KubeVirt {version}; agent mode {config.mode} → {mode}", file=stream)
+    if not rows:
+        print("no pending hot plugs", file=stream)
+        return 0
+    print(format_table(rows), file=stream)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.decision] = counts.get(row.decision, 0) + 1
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=stream)
+    return 0
