@@ -111,6 +111,11 @@ def _simulate_runner(args: argparse.Namespace) -> Any:
             mode=args.agent_mode,
             settle_seconds=args.agent_settle_seconds,
             bridge_grace_seconds=0.0,
+            # The simulation runs KubeVirt's clock fast (migrations take ~1 s): scale our waits too.
+            backoff_initial_seconds=0.5,
+            backoff_max_seconds=3.0,
+            verify_timeout_seconds=10.0,
+            migration_deadline_seconds=60.0,
             listen_address="127.0.0.1:0",
             leader_elect=False,
             identity="simulate",

@@ -207,7 +207,10 @@ async def simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = 
             else:
                 tg.create_task(ManualOperator(api, driver).run(stop), name="manual-operator")
             tg.create_task(driver.run(), name="scenario")
-            tg.create_task(_progress(cluster, driver, recorder, stop, args), name="progress")
+            tg.create_task(
+                _progress(cluster, driver, recorder, stop, args, agent_mode=agent_runner is not None),
+                name="progress",
+            )
     finally:
         stop.set()
         if client is not None:
@@ -226,6 +229,8 @@ async def _progress(
     recorder: Recorder,
     stop: asyncio.Event,
     args: argparse.Namespace,
+    *,
+    agent_mode: bool = False,
 ) -> None:
     tty = sys.stdout.isatty()
     start = time.monotonic()
@@ -239,12 +244,16 @@ async def _progress(
             accepted = sum(1 for r in driver.requests if r.accepted)
             blocked = len(driver.requests) - accepted
             done = recorder.completed_count
+            # With the agent, a run is over when every accepted request completed or was explained by
+            # an agent Event; without it (manual), when everything possible completed.
+            resolved = recorder.resolved_count if agent_mode else done
             if done != last_done or recorder.in_flight or not driver.done.is_set():
                 last_change = now
                 last_done = done
             line = (
                 f"[{now - start:6.1f}s] requested {len(driver.requests)}  completed {done}  "
-                f"blocked {blocked}  in-flight migrations {recorder.in_flight}  "
+                f"rejected {blocked}  blocked by agent {len(recorder.agent_blocks)}  "
+                f"in-flight migrations {recorder.in_flight}  "
                 f"migrations {recorder.stats.created} (ok {recorder.stats.succeeded}, failed "
                 f"{recorder.stats.failed})"
             )
@@ -254,7 +263,7 @@ async def _progress(
                 print(line, flush=True)
                 last_print = now
             if driver.done.is_set() and (
-                done >= accepted or now - last_change >= args.quiet_seconds or now - start >= args.timeout
+                resolved >= accepted or now - last_change >= args.quiet_seconds or now - start >= args.timeout
             ):
                 break
             if now - start >= args.timeout:

@@ -10,6 +10,8 @@ gone from the VM template (KubeVirt's last cleanup step). Work per event is O(in
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ class RequestOutcome:
     #: Why not completed, from the final state: rejected, not-live-migratable, slots-exhausted,
     #: restart-required, opted-out, pending.
     final_state: str
+    #: The reason the agent gave in its Warning Event on the VM (``HotplugBlocked`` and friends), if any.
+    agent_block: str = ""
 
 
 @dataclass
@@ -78,6 +82,10 @@ class Report:
     makespan_seconds: float | None
     violations: list[str]
     requests: list[RequestOutcome]
+    #: Not completed requests the agent explained with a Kubernetes Event, by the reason it gave.
+    blocked_by_agent: dict[str, int] = field(default_factory=dict)
+    #: Accepted, not completed, and neither explained by an agent Event: lost (in agent mode).
+    unexplained: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +110,13 @@ class Report:
             if self.makespan_seconds is not None
             else "makespan: n/a",
         ]
+        if self.blocked_by_agent:
+            lines.insert(
+                2,
+                "blocked by the agent (Event on the VM): "
+                + ", ".join(f"{k}={v}" for k, v in sorted(self.blocked_by_agent.items()))
+                + f"; unexplained: {self.unexplained}",
+            )
         if self.violations:
             lines.append("VIOLATIONS: " + "; ".join(self.violations))
         return lines
@@ -128,6 +143,8 @@ class Recorder:
         self._running: dict[tuple[str, str], str] = {}  # vmim key → source node
         self._final_seen: set[tuple[str, str]] = set()
         self.violations: list[str] = []
+        #: (namespace, vm) → the block reason of the agent's latest Warning Event about it.
+        self.agent_blocks: dict[tuple[str, str], str] = {}
 
     def add_request(self, req: Request) -> None:
         track = _Track(req)
@@ -147,6 +164,24 @@ class Recorder:
                 self._check_vm(*key, now)
         elif resource == VMIMS:
             self._on_vmim(event_type, key, obj)
+        elif resource == "events" and event_type == "ADDED":
+            self._on_event(obj)
+
+    def _on_event(self, obj: dict[str, Any]) -> None:
+        """Record the agent's "blocked" Events: the cluster-visible proof that nothing was dropped."""
+        if obj.get("reportingComponent") != AGENT_COMPONENT or obj.get("type") != "Warning":
+            return
+        involved = obj.get("involvedObject") or {}
+        if involved.get("kind") != "VirtualMachine":
+            return
+        key = (str(involved.get("namespace", "")), str(involved.get("name", "")))
+        reason = str(obj.get("reason", ""))
+        message = str(obj.get("message", ""))
+        if reason == "HotplugMigrationGaveUp":
+            self.agent_blocks[key] = "retries-exhausted"
+        elif reason in ("HotplugBlocked", "HotplugSlotsExhausted"):
+            match = _BLOCK_REASON.search(message)
+            self.agent_blocks[key] = match.group(1) if match else reason
 
     def _check_vm(self, ns: str, name: str, now: float) -> None:
         tracks = self._by_vm.get((ns, name))
@@ -248,6 +283,7 @@ class Recorder:
                 state = self._why(req)
             if state != "completed":
                 by_state[state] = by_state.get(state, 0) + 1
+            agent_block = "" if done else self.agent_blocks.get((req.namespace, req.vm), "")
             outcomes.append(
                 RequestOutcome(
                     req.namespace,
@@ -261,10 +297,17 @@ class Recorder:
                     done,
                     (track.completed_at - req.t_requested) if track.completed_at is not None else None,
                     state,
+                    agent_block,
                 )
             )
         self.stats.unfinished = len(self._unfinished)
         accepted = [o for o in outcomes if o.accepted]
+        for o in accepted:
+            # The agent's stated reason must agree with what the cluster shows, where it shows one.
+            if o.agent_block and o.final_state not in ("pending", o.agent_block):
+                self.violations.append(
+                    f"agent blocked {o.namespace}/{o.vm} as {o.agent_block}, the cluster says {o.final_state}"
+                )
         return Report(
             requested=len(outcomes),
             completed=sum(1 for o in outcomes if o.completed),
@@ -275,6 +318,8 @@ class Recorder:
             makespan_seconds=(last - first) if first is not None and last is not None else None,
             violations=list(dict.fromkeys(self.violations)),
             requests=outcomes,
+            blocked_by_agent=_count(o.agent_block for o in accepted if not o.completed and o.agent_block),
+            unexplained=sum(1 for o in accepted if not o.completed and not o.agent_block),
         )
 
     def _why(self, req: Request) -> str:
@@ -299,8 +344,30 @@ class Recorder:
         return sum(1 for t in self.tracks if t.completed_at is not None)
 
     @property
+    def resolved_count(self) -> int:
+        """Accepted requests completed or explained by an agent Event (ends an agent-mode run)."""
+        return sum(
+            1
+            for t in self.tracks
+            if t.request.accepted
+            and (t.completed_at is not None or (t.request.namespace, t.request.vm) in self.agent_blocks)
+        )
+
+    @property
     def in_flight(self) -> int:
         return len(self._unfinished)
+
+
+_BLOCK_REASON = re.compile(r"hot plug blocked \(([a-z-]+)\)")
+#: ``reportingComponent`` of the agent's Events (``agent.kube.COMPONENT``).
+AGENT_COMPONENT = "hotplug-agent"
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
 
 
 def _cond_obj(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
