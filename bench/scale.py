@@ -17,6 +17,7 @@ cluster. Measured:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,31 @@ async def settle_cpu(agent: AgentProcess, idle_rate: float, *, interval: float =
     return last
 
 
+def record_bytes_per_vm(vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> float:
+    """tracemalloc: bytes the agent's parsed records (``parse_vm`` + ``parse_vmi``) retain per VM.
+
+    Each object is decoded from its JSON inside the traced window and the raw dict dropped, as the
+    informer does, so what remains is what the records keep (not the decoder's transient peak).
+    """
+    import gc
+    import json
+    import tracemalloc
+
+    from agent.model import parse_vm, parse_vmi
+
+    blobs = [json.dumps(o).encode() for o in (*vms, *vmis)]
+    parsers = [parse_vm] * len(vms) + [parse_vmi] * len(vmis)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    kept = [parse(json.loads(blob)) for parse, blob in zip(parsers, blobs, strict=True)]
+    gc.collect()
+    retained = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    del kept
+    return retained / max(1, len(vms))
+
+
 async def measure(n: int, events: int, rate: float, profile: Path | None = None) -> dict[str, Any]:
     cfg = ClusterConfig(nodes=10, history_size=max(100_000, 4 * n + 2 * events), seed=3)
     out: dict[str, Any] = {"vms": n}
@@ -67,6 +93,13 @@ async def measure(n: int, events: int, rate: float, profile: Path | None = None)
         if n:
             await h.seed([vm_body(ns, name) for ns, name in keys])
         out["seed_seconds"] = time.perf_counter() - t
+        if n:
+            vms_raw, _ = h.store.list("virtualmachines")
+            vmis_raw, _ = h.store.list("virtualmachineinstances")
+            out["record_bytes_per_vm"] = record_bytes_per_vm(list(vms_raw), list(vmis_raw))
+            out["json_bytes_per_vm"] = sum(
+                len(json.dumps(o)) for o in (*vms_raw[:200], *vmis_raw[:200])
+            ) / min(200, n)
         agent = h.agent(*FLAGS, command=profiled_command(profile))
         await agent.start()
         out["ready_seconds"] = await agent.wait_ready(300)
@@ -129,6 +162,14 @@ async def run(args: Any) -> list[Figure]:
                 "≤ 5 s at 10,000" if target_size else "",
                 at_most(m["ready_seconds"], 5.0) if target_size else None,
                 f"{m['ready_seconds'] - baseline['ready_seconds']:.2f} s above the idle start",
+            )
+        )
+        figures.append(
+            Figure(
+                f"{n:,} VMs: parsed records per VM (tracemalloc)",
+                m["record_bytes_per_vm"] / 1024,
+                "KiB",
+                note=f"VM+VMI JSON {m['json_bytes_per_vm'] / 1024:.1f} KiB",
             )
         )
         if m.get("cpu_seconds_per_1000_events") is not None:

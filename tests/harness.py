@@ -556,9 +556,12 @@ class SimHarness:
 
     async def start(self) -> SimHarness:
         await self.cluster.start()
-        self.cluster.server.add_event_observer(self.recorder.observe)
+        self.cluster.server.add_event_observer(self._on_event)
         self.cluster.server.add_request_observer(self._on_request)
         return self
+
+    def _on_event(self, event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
+        self.recorder.observe(event_type, resource, obj, t)  # late-bound: shield_simulator wraps it
 
     def _on_request(self, rec: RequestRecord) -> None:
         if self.record_requests:
@@ -640,6 +643,42 @@ class SimHarness:
     def report(self) -> Report:
         return self.recorder.report()
 
+    def shield_simulator(self, namespace: str) -> None:
+        """Make the simulated KubeVirt and the recorder ignore ``namespace`` (bad-input tests).
+
+        The simulator models KubeVirt, whose API server would refuse wrongly typed objects by the CRDs'
+        structural schemas; the embedded server's CRDs are open, and the simulated controllers assume
+        well-formed objects. Garbage meant for the agent goes into ``namespace``, which only the agent
+        watches then. Wraps the simulator's informers per instance; its modules are untouched.
+        """
+        world = self.cluster.world
+        assert world is not None, "start() first"
+
+        def keep(obj: Any) -> bool:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            return not (isinstance(meta, dict) and meta.get("namespace") == namespace)
+
+        for inf in world.informers:
+            apply, dispatch = inf._apply, inf._dispatch
+
+            async def _apply(type_: str, obj: Any, _apply: Any = apply) -> None:
+                if keep(obj):
+                    await _apply(type_, obj)
+
+            async def _dispatch(type_: str, obj: Any, old: Any, _dispatch: Any = dispatch) -> None:
+                if keep(obj):
+                    await _dispatch(type_, obj, old)
+
+            inf._apply = _apply  # type: ignore[method-assign]
+            inf._dispatch = _dispatch  # type: ignore[method-assign]
+        observe = self.recorder.observe
+
+        def _observe(event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
+            if keep(obj):
+                observe(event_type, resource, obj, t)
+
+        self.recorder.observe = _observe  # type: ignore[method-assign]
+
     def vmims(self) -> list[dict[str, Any]]:
         items, _ = self.store.list(VMIMS)
         return list(items)
@@ -691,12 +730,15 @@ def check_invariants(
     caps: Caps | None = None,
     *,
     observe_only: bool = False,
+    agent_only: bool = False,
+    agent_gave_up: int = 0,
     allow_pending: Iterable[str] = (),
 ) -> list[str]:
     """DESIGN §7 reliability bars, judged from the simulator's report; returns the violations.
 
-    - every hot plug completed or blocked with a reason (``pending`` only for ``allow_pending``
-      categories, e.g. migrations that failed every retry);
+    - every hot plug completed or blocked with a reason: a final state the report can explain, or one
+      of the ``agent_gave_up`` VMs the agent itself lists as blocked (``retries-exhausted`` /
+      ``migration-rejected``: the report sees those as ``pending``), or an ``allow_pending`` category;
     - never two concurrent migrations for one VMI; none for opted-out or RestartRequired VMs by the
       agent (the report's own violations), none for not-live-migratable VMIs by the agent;
     - in observe mode, no migration created by the agent at all;
@@ -704,10 +746,23 @@ def check_invariants(
     """
     out = list(report.violations)
     allowed = set(allow_pending)
-    for r in report.requests:
-        if not r.completed and r.final_state not in BLOCKED_STATES and r.category not in allowed:
+    unexplained = [
+        r
+        for r in report.requests
+        if not r.completed and r.final_state not in BLOCKED_STATES and r.category not in allowed
+    ]
+    if len(unexplained) > agent_gave_up:
+        for r in unexplained:
             out.append(f"hot plug lost: {r.namespace}/{r.vm} {r.op} {r.interface} ({r.final_state})")
     m = report.migrations
+    if agent_only:
+        for what, n in (
+            ("opted-out", m.for_opted_out),
+            ("not-live-migratable", m.for_not_live_migratable),
+            ("RestartRequired", m.for_restart_required),
+        ):
+            if n:
+                out.append(f"{n} migrations created for {what} VMs")
     if m.max_concurrent_per_vmi > 1:
         out.append(f"{m.max_concurrent_per_vmi} concurrent migrations for one VMI")
     if observe_only and m.by_creator.get("agent", 0):
@@ -746,6 +801,10 @@ def metrics_disagreements(report: Report, metrics: Metrics, *, full_history: boo
             out.append(
                 f"blocked[{reason}]: agent {blocked.get(reason, 0):.0f}, cluster {truth.get(reason, 0)}"
             )
+    gave_up = sum(metrics.sum("hotplug_agent_blocked_vms", reason=r) for r in ("retries-exhausted",))
+    lost = sum(1 for r in report.requests if r.accepted and not r.completed and r.final_state == "pending")
+    if lost != int(gave_up):
+        out.append(f"given up: agent {gave_up:.0f} (retries-exhausted), cluster {lost} pending")
     if full_history:
         m = report.migrations
         creates = metrics.sum("hotplug_agent_migration_creates_total")
