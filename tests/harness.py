@@ -736,9 +736,10 @@ def check_invariants(
 ) -> list[str]:
     """DESIGN §7 reliability bars, judged from the simulator's report; returns the violations.
 
-    - every hot plug completed or blocked with a reason: a final state the report can explain, or one
-      of the ``agent_gave_up`` VMs the agent itself lists as blocked (``retries-exhausted`` /
-      ``migration-rejected``: the report sees those as ``pending``), or an ``allow_pending`` category;
+    - every hot plug completed or blocked with a reason: a final state the cluster shows (not live
+      migratable, slots exhausted, ...), or a Warning Event of the agent on the VM giving the reason
+      (``RequestOutcome.agent_block``, e.g. ``retries-exhausted``), or up to ``agent_gave_up`` others,
+      or an ``allow_pending`` category;
     - never two concurrent migrations for one VMI; none for opted-out or RestartRequired VMs by the
       agent (the report's own violations), none for not-live-migratable VMIs by the agent;
     - in observe mode, no migration created by the agent at all;
@@ -749,7 +750,10 @@ def check_invariants(
     unexplained = [
         r
         for r in report.requests
-        if not r.completed and r.final_state not in BLOCKED_STATES and r.category not in allowed
+        if not r.completed
+        and r.final_state not in BLOCKED_STATES
+        and not r.agent_block
+        and r.category not in allowed
     ]
     if len(unexplained) > agent_gave_up:
         for r in unexplained:
@@ -801,7 +805,10 @@ def metrics_disagreements(report: Report, metrics: Metrics, *, full_history: boo
             out.append(
                 f"blocked[{reason}]: agent {blocked.get(reason, 0):.0f}, cluster {truth.get(reason, 0)}"
             )
-    gave_up = sum(metrics.sum("hotplug_agent_blocked_vms", reason=r) for r in ("retries-exhausted",))
+    gave_up = sum(
+        metrics.sum("hotplug_agent_blocked_vms", reason=r)
+        for r in ("retries-exhausted", "migration-rejected")
+    )
     lost = sum(1 for r in report.requests if r.accepted and not r.completed and r.final_state == "pending")
     if lost != int(gave_up):
         out.append(f"given up: agent {gave_up:.0f} (retries-exhausted), cluster {lost} pending")
