@@ -258,10 +258,13 @@ def http_get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_agent_runs_with_exactly_the_chart_rbac(cluster: ControlPlane, helm: Helm, tmp_path: Path) -> None:
+@pytest.mark.parametrize("watch", ["all-namespaces", "watch-namespaces"])
+def test_agent_runs_with_exactly_the_chart_rbac(
+    cluster: ControlPlane, helm: Helm, tmp_path: Path, watch: str
+) -> None:
     """`hotplug-agent run`, configured by the rendered Deployment's environment and authenticated as the
     chart's ServiceAccount (nothing more), syncs its caches, takes the Lease and never gets a 403: the
-    RBAC is not only minimal but sufficient."""
+    RBAC is not only minimal but sufficient, with the ClusterRole and with per-namespace Roles."""
     cluster.install_crds(KUBEVIRT_CRDS)
     ensure_namespace(cluster, "kubevirt")
     kubevirt = {
@@ -279,13 +282,17 @@ def test_agent_runs_with_exactly_the_chart_rbac(cluster: ControlPlane, helm: Hel
     )
     assert res.status == 200, res.body[:500]
 
-    rendered = install(cluster, helm, "agent-e2e", "leaderElection.leaseName=agent-e2e")
+    release = f"agent-{watch}"
+    extra = ("watchNamespaces={e2e-a,e2e-b}",) if watch == "watch-namespaces" else ()
+    for namespace in ("e2e-a", "e2e-b"):
+        ensure_namespace(cluster, namespace)
+    rendered = install(cluster, helm, release, f"leaderElection.leaseName={release}", *extra)
     sa = rendered.one("ServiceAccount")["metadata"]["name"]
     kubeconfig = cluster.make_user(
         f"system:serviceaccount:{RELEASE_NAMESPACE}:{sa}",
         ["system:serviceaccounts", f"system:serviceaccounts:{RELEASE_NAMESPACE}"],
     )
-    pod_name = "agent-e2e-0"
+    pod_name = f"{release}-0"
     port = free_local_port()
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "POD_NAME": pod_name}
     env["POD_NAMESPACE"] = RELEASE_NAMESPACE
@@ -307,7 +314,7 @@ def test_agent_runs_with_exactly_the_chart_rbac(cluster: ControlPlane, helm: Hel
         while time.monotonic() < deadline and proc.poll() is None:
             status, _ = http_get(f"http://127.0.0.1:{port}/readyz")
             lease = cluster.request(
-                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NAMESPACE}/leases/agent-e2e"
+                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NAMESPACE}/leases/{release}"
             )
             if (
                 status == 200
