@@ -83,6 +83,30 @@ def record_bytes_per_vm(vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -
     return retained / max(1, len(vms))
 
 
+def list_peak_bytes_per_vm(vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> float:
+    """tracemalloc peak of decoding each whole list body at once and then parsing it (what an informer
+    that collects every page before parsing holds at its high-water mark), per VM."""
+    import gc
+    import json
+    import tracemalloc
+
+    from agent.model import parse_vm, parse_vmi
+
+    bodies = [json.dumps({"items": vms}).encode(), json.dumps({"items": vmis}).encode()]
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    kept: list[Any] = []
+    for body, parse in zip(bodies, (parse_vm, parse_vmi), strict=True):
+        doc = json.loads(body)
+        kept.extend(parse(o) for o in doc["items"])
+        del doc
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    del kept
+    return peak / max(1, len(vms))
+
+
 async def measure(n: int, events: int, rate: float, profile: Path | None = None) -> dict[str, Any]:
     cfg = ClusterConfig(nodes=10, history_size=max(100_000, 4 * n + 2 * events), seed=3)
     out: dict[str, Any] = {"vms": n}
@@ -97,6 +121,7 @@ async def measure(n: int, events: int, rate: float, profile: Path | None = None)
             vms_raw, _ = h.store.list("virtualmachines")
             vmis_raw, _ = h.store.list("virtualmachineinstances")
             out["record_bytes_per_vm"] = record_bytes_per_vm(list(vms_raw), list(vmis_raw))
+            out["list_peak_bytes_per_vm"] = list_peak_bytes_per_vm(list(vms_raw), list(vmis_raw))
             out["json_bytes_per_vm"] = sum(
                 len(json.dumps(o)) for o in (*vms_raw[:200], *vmis_raw[:200])
             ) / min(200, n)
@@ -170,6 +195,14 @@ async def run(args: Any) -> list[Figure]:
                 m["record_bytes_per_vm"] / 1024,
                 "KiB",
                 note=f"VM+VMI JSON {m['json_bytes_per_vm'] / 1024:.1f} KiB",
+            )
+        )
+        figures.append(
+            Figure(
+                f"{n:,} VMs: whole-list decode+parse peak per VM",
+                m["list_peak_bytes_per_vm"] / 1024,
+                "KiB",
+                note="tracemalloc high-water mark",
             )
         )
         if m.get("cpu_seconds_per_1000_events") is not None:
