@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--agent-mode",
         choices=("auto", "active", "observe"),
-        default="active",
-        help="the agent's --mode (default active)",
+        default="auto",
+        help="the agent's --mode (default auto: stands down where KubeVirt migrates by itself)",
     )
     simulate.add_argument(
         "--agent-settle-seconds", type=float, default=0.5, help="the agent's --settle-seconds (default 0.5)"

@@ -54,7 +54,7 @@ from agent.model import (
     is_final,
 )
 from agent.scheduler import ActiveMigration, Candidate, DispatchPlanner, TokenBucket, WorkQueue
-from agent.slots import SlotModel, choose_slot_model
+from agent.slots import SlotModel, SlotPrediction, choose_slot_model
 from agent.wakeups import Wakeups
 from metrics.definitions import HotplugMetrics
 
@@ -67,6 +67,8 @@ BUSY_RECHECK_SECONDS = 2.0
 #: Gauges are recomputed at most this often (they scan the tracked VMIs).
 GAUGE_REFRESH_SECONDS = 0.5
 _DISPATCH: Key = ("", "")  # wake-up key of the dispatcher
+#: Block reasons that are the agent's own policy; they do not stop KubeVirt's workload updater.
+AGENT_ONLY_BLOCKS = frozenset({BlockReason.OPTED_OUT, BlockReason.NAMESPACE_NOT_SELECTED})
 
 
 class MigrationApi(Protocol):
@@ -491,7 +493,11 @@ class Controller:
         if decision.recheck_at is not None:
             self.wakeups.schedule(key, decision.recheck_at)
         if decision.kind is Kind.BLOCKED and decision.block_reason is not None:
-            self._blocked(key, track, vm, decision)
+            if self.mode == "observe" and decision.block_reason in AGENT_ONLY_BLOCKS:
+                # Our opt-out and namespace selection do not stop KubeVirt's own migrations.
+                self._set_state(key, track, "pending-plug", None)
+                return
+            self._blocked(key, track, vm, decision.block_reason, decision.message, decision.slots)
             return
         if decision.kind is Kind.WAIT:
             state = {
@@ -515,28 +521,30 @@ class Controller:
             state = "waiting-for-kubevirt"
         if decision.kind is Kind.OBSERVE and decision.would.startswith("blocked:"):
             reason = BlockReason(decision.would.removeprefix("blocked:"))
-            self._set_state(key, track, "", reason)
-            return
+            if reason not in AGENT_ONLY_BLOCKS:
+                # KubeVirt cannot migrate it either: say so on the VM, as in active mode.
+                self._blocked(key, track, vm, reason, decision.message, decision.slots)
+                return
         self._set_state(key, track, state, None)
 
-    def _blocked(self, key: Key, track: Track, vm: VMRecord | None, decision: Decision) -> None:
-        reason = decision.block_reason
-        assert reason is not None
+    def _blocked(
+        self,
+        key: Key,
+        track: Track,
+        vm: VMRecord | None,
+        reason: BlockReason,
+        message: str,
+        slots: SlotPrediction | None,
+    ) -> None:
         if track.blocked is not reason:
             kind = None
             if reason is BlockReason.SLOTS_EXHAUSTED:
-                kind = (
-                    "observed"
-                    if decision.slots is not None and decision.slots.model == "observed"
-                    else "predicted"
-                )
+                kind = "observed" if slots is not None and slots.model == "observed" else "predicted"
                 track.slot_kind = kind
                 self.metrics.record_slot_exhaustion(kind)
             event_reason = REASON_SLOTS_EXHAUSTED if kind else REASON_BLOCKED
-            self._event(
-                key, vm, "Warning", event_reason, f"hot plug blocked ({reason.value}): {decision.message}"
-            )
-            log.info("hotplug_blocked", vmi=f"{key[0]}/{key[1]}", reason=reason.value, msg=decision.message)
+            self._event(key, vm, "Warning", event_reason, f"hot plug blocked ({reason.value}): {message}")
+            log.info("hotplug_blocked", vmi=f"{key[0]}/{key[1]}", reason=reason.value, msg=message)
         self._set_state(key, track, "", reason)
 
     def _completed(self, key: Key, track: Track, vmi: VMIRecord, vm: VMRecord | None, now: float) -> None:

@@ -182,7 +182,8 @@ def decide(vmi: VMIRecord, vm: VMRecord | None, detection: Detection, ctx: Decis
         return Decision(
             Kind.OBSERVE,
             d,
-            message="KubeVirt migrates for hot plugs itself (workload updater with LiveMigrate)",
+            message="KubeVirt migrates for hot plugs itself (workload updater with LiveMigrate)"
+            + (f"; {inner.message}" if inner.message else ""),
             slots=inner.slots,
             would=would,
         )
