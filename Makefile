@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane
+.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane chart-test helm lock image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,24 @@ controlplane-bin:
 controlplane: $(STAMP) controlplane-bin
 	$(BIN)/python -m pytest -q -m controlplane $(PYTEST_ARGS)
 
+## helm: build the pinned helm v3 into .cache/bin (once; needs Go)
+helm:
+	hack/tools/install-helm.sh
+
+## chart-test: Helm chart (lint, offline schemas, RBAC, real kube-apiserver), Dockerfile and image contents
+chart-test: $(STAMP) helm controlplane-bin
+	$(BIN)/python -m pytest -q tests/chart $(PYTEST_ARGS)
+
+## lock: re-pin the runtime dependencies in requirements.lock after changing pyproject's dependencies
+lock:
+	hack/lock-requirements.sh
+
+## image: build the container image (needs a Docker daemon; not available on the dev machines)
+image:
+	docker build -t hotplug-agent:0.1.0 .
+
 ## test: lint, then the whole suite (tools it needs must be installed; .ci/run does that)
-test: lint controlplane-bin
+test: lint controlplane-bin helm
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## bench: every benchmark, figures printed and written to bench/results/
