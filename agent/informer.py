@@ -93,7 +93,7 @@ class Informer(Generic[T]):
         backoff_initial: float = 0.8,
         backoff_max: float = 30.0,
         backoff_reset_after: float = 120.0,
-        page_size: int = 500,
+        page_size: int = 1000,  # see docs/configuration.md: memory high-water vs LIST round trips
         on_restart: RestartCallback | None = None,
         on_invalid: InvalidCallback | None = None,
     ) -> None:
@@ -228,10 +228,15 @@ class Informer(Generic[T]):
             self.on_restart(self.resource.plural, reason)
 
     async def _list(self, scope: str, namespace: str | None) -> str:
-        items, list_rv = await self.kube.list_objects(self.resource, namespace, page_size=self.page_size)
+        seen: set[Key] = set()
+        list_rv = ""
+        async for page, page_rv in self.kube.list_pages(self.resource, namespace, page_size=self.page_size):
+            list_rv = page_rv
+            with no_gc():  # parsing a page creates no cycles; see agent.kube.no_gc
+                self._apply_page(page, seen)
+            del page
         self.lists += 1
-        with no_gc():  # parsing a full list creates no cycles; see agent.kube.no_gc
-            self._replace(scope, items)
+        self._delete_unseen(scope, seen)
         self.resource_versions[scope] = list_rv
         if scope not in self._synced_scopes:
             self._synced_scopes.add(scope)
@@ -328,9 +333,8 @@ class Informer(Generic[T]):
         self._rvs[key] = _rv(raw)
         self._emit(MODIFIED if old is not None else ADDED, old, record)
 
-    def _replace(self, scope: str, items: list[dict[str, Any]]) -> None:
-        """Apply a full LIST: changed/new objects are (re)parsed, vanished ones get a synthetic DELETED."""
-        seen: set[Key] = set()
+    def _apply_page(self, items: list[dict[str, Any]], seen: set[Key]) -> None:
+        """Apply one LIST page: new/changed objects are (re)parsed; unchanged ones are skipped."""
         for raw in items:
             key = _key(raw)
             if key is None:
@@ -341,6 +345,9 @@ class Informer(Generic[T]):
             if key in self.cache and rv and self._rvs.get(key) == rv:
                 continue  # unchanged since we last saw it
             self._apply(MODIFIED if key in self.cache else ADDED, raw)
+
+    def _delete_unseen(self, scope: str, seen: set[Key]) -> None:
+        """After a full LIST: keys of this scope the LIST did not return get a synthetic DELETED."""
         gone = [k for k in self.cache if (scope == _ALL or k[0] == scope) and k not in seen]
         for key in gone:
             old = self.cache.pop(key)

@@ -419,16 +419,20 @@ class KubeClient:
             raise ApiError(0, "BadResponse", "list answer is not an object", None, "list", resource.plural)
         return doc
 
-    async def list_objects(
+    async def list_pages(
         self,
         resource: Resource,
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
         page_size: int = 0,
-    ) -> tuple[list[dict[str, Any]], str]:
-        """All objects (paged when ``page_size`` > 0) and the list's resourceVersion (watch from it)."""
-        items: list[dict[str, Any]] = []
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Yield ``(items, list_rv)`` page by page (one page when ``page_size`` is 0).
+
+        Why pages: holding every raw object of a 10,000-object LIST at once costs ~20 KB each and
+        Python keeps that high-water mark as RSS; a consumer that parses and drops each page keeps
+        only its records. ``list_rv`` is the first page's resourceVersion (the snapshot's).
+        """
         token: str | None = None
         list_rv = ""
         while True:
@@ -442,10 +446,30 @@ class KubeClient:
             meta = doc.get("metadata") or {}
             if not list_rv:
                 list_rv = str(meta.get("resourceVersion") or "")
-            items.extend(i for i in doc.get("items") or () if isinstance(i, dict))
+            items = [i for i in doc.get("items") or () if isinstance(i, dict)]
+            del doc
             token = meta.get("continue") or None
+            yield items, list_rv
             if not token:
-                return items, list_rv
+                return
+
+    async def list_objects(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        page_size: int = 0,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """All objects (paged when ``page_size`` > 0) and the list's resourceVersion (watch from it)."""
+        items: list[dict[str, Any]] = []
+        list_rv = ""
+        async for page, page_rv in self.list_pages(
+            resource, namespace, label_selector=label_selector, page_size=page_size
+        ):
+            items.extend(page)
+            list_rv = page_rv
+        return items, list_rv
 
     async def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object, or ``None`` when it does not exist."""
