@@ -238,3 +238,22 @@ async def test_handler_exception_surfaces(kube: KubeClient) -> None:
     inf = Informer(kube, VMS, parse_rec, handlers=[boom])
     with pytest.raises(RuntimeError, match="handler bug"):
         await asyncio.wait_for(inf.run(), 5)
+
+
+async def test_paged_relist_diffs_across_pages(kube: KubeClient, server: ApiServer) -> None:
+    for i in range(5):
+        await create_vm(kube, f"vm-{i}")
+    rec = Recorder()
+    async with running(make(kube, rec, page_size=2)) as inf:
+        assert len(inf) == 5 and inf.lists == 1
+        await watching(server)
+        rule = server.faults.add(FaultRule(verbs=("watch",), resources=("virtualmachines",), error_rate=1.0))
+        server.faults.drop_watches("virtualmachines")
+        await eventually(lambda: bool(rec.restarts), what="watch restart")
+        await kube.delete(VMS, "default", "vm-0")
+        await kube.delete(VMS, "default", "vm-4")
+        server.faults.force_expired("virtualmachines", count=1)
+        server.faults.remove(rule)
+        await eventually(lambda: inf.lists == 2, what="relist")
+        assert sorted(rec.names("DELETED")) == ["vm-0", "vm-4"]
+        assert sorted(k[1] for k in inf.cache) == ["vm-1", "vm-2", "vm-3"]

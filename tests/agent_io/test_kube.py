@@ -216,3 +216,14 @@ async def test_vmims_resource_path() -> None:
     assert EVENTS.path("ns") == "/api/v1/namespaces/ns/events"
     assert VMS.path(None) == "/apis/kubevirt.io/v1/virtualmachines"
     await asyncio.sleep(0)
+
+
+async def test_list_pages_share_one_resource_version(kube: KubeClient, server: ApiServer) -> None:
+    for i in range(5):
+        await create_vm(kube, f"vm-{i}")
+    pages = [(len(items), rv) async for items, rv in kube.list_pages(VMS, "default", page_size=2)]
+    assert [n for n, _ in pages] == [2, 2, 1]
+    assert len({rv for _, rv in pages}) == 1
+    assert server.request_counts[("list", "virtualmachines")] == 3
+    items, rv = await kube.list_objects(VMS, None, page_size=2)
+    assert sorted(i["metadata"]["name"] for i in items) == [f"vm-{i}" for i in range(5)] and rv
