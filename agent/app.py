@@ -154,3 +154,10 @@ async def run(
     finally:
         await kube.close()
     return code
+
+
+async def run_agent(
+    config: AgentConfig, *, stop: asyncio.Event, metrics: HotplugMetrics | None = None
+) -> int:
+    """The agent inside another program's event loop (simulations, benchmarks): no signal handlers."""
+    return await run(config, stop, metrics=metrics, install_signals=False)
