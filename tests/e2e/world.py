@@ -253,6 +253,7 @@ class World:
         cluster.server.add_event_observer(self.recorder.observe)
         cluster.server.add_event_observer(self.observer.observe)
         self.agents: list[RunningAgent] = []
+        self.plans: list[Any] = []
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -289,6 +290,14 @@ class World:
 
     async def seed(self, *vms: dict[str, Any]) -> None:
         await self.cluster.seed(list(vms))
+
+    async def seed_scenario(self, scen: Any) -> list[Any]:
+        """Seed the VMs of a :class:`~simulator.scenario.ScenarioConfig` (run it with ``run_scenario``)."""
+        from simulator.scenario import build_plan
+
+        self.plans = build_plan(scen)
+        await self.cluster.seed([p.body for p in self.plans])
+        return self.plans
 
     async def plug(self, name: str, iface: str = "hp-bridge", binding: str = "bridge", ns: str = NS) -> None:
         """The user's merge patch adding an interface to the VM template (recorded as a request)."""
@@ -426,3 +435,30 @@ __all__ = [
     "vm_body",
     "world",
 ]
+
+
+# ----------------------------------------------------------------------------------------- scenario runs
+
+
+async def run_scenario(w: World, scen: Any) -> Any:
+    """The default scenario's user edits over HTTP (VMs seeded first), like ``hotplug-agent simulate``;
+    returns the :class:`~simulator.scenario.ScenarioDriver` once every edit was sent."""
+    from kubernetes_asyncio.client import CustomObjectsApi
+    from kubernetes_asyncio.config import new_client_from_config
+
+    from simulator.scenario import ScenarioDriver
+
+    client = await new_client_from_config(config_file=str(w.cluster.kubeconfig_path))
+    try:
+        driver = ScenarioDriver(CustomObjectsApi(client), w.plans, scen, on_request=w.recorder.add_request)
+        await driver.run()
+    finally:
+        await client.close()
+    return driver
+
+
+def resolved(w: World, driver: Any) -> bool:
+    """As ``simulate`` ends a run: every accepted request completed or explained by an agent Event,
+    and no migration unfinished."""
+    accepted = sum(1 for r in driver.requests if r.accepted)
+    return bool(w.recorder.resolved_count >= accepted and w.recorder.in_flight == 0)
