@@ -7,10 +7,12 @@ between would still show.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.model import is_final
 from tests.e2e.world import RunningAgent, World, agent_vmims, cluster_config, vm_body, world
 
-LEASE = {
+LEASE: dict[str, Any] = {
     "leader_elect": True,
     "lease_namespace": "e2e",
     "lease_duration_seconds": 1.0,

@@ -38,10 +38,10 @@ async def test_kubevirt_live_migrate_auto_mode_observes_and_measures() -> None:
         assert agent.sample("hotplug_agent_migration_creates_total") == 0
         assert agent.sample("hotplug_agent_migrations_total", result="succeeded", initiator="agent") == 0
         for phase in PHASES:
-            n = agent.sample(
+            seen = agent.sample(
                 "hotplug_agent_migration_phase_duration_seconds_count", phase=phase, initiator="kubevirt"
             )
-            assert n == succeeded, (phase, n)
+            assert seen == succeeded, (phase, seen)
         count = agent.sample(
             "hotplug_agent_migration_duration_seconds_count", result="succeeded", initiator="kubevirt"
         )

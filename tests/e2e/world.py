@@ -278,7 +278,12 @@ class World:
         agent = RunningAgent(config, metrics, stop, task, port)
         self.agents.append(agent)
         if wait:
-            await self.wait(lambda: agent.check() or agent.synced, f"agent {identity} caches synced")
+
+            def ready() -> bool:
+                agent.check()
+                return agent.synced
+
+            await self.wait(ready, f"agent {identity} caches synced")
         return agent
 
     async def stop_agents(self) -> None:
@@ -330,10 +335,10 @@ class World:
     # -- reading the cluster -----------------------------------------------------------------------
 
     def vm(self, name: str, ns: str = NS) -> dict[str, Any] | None:
-        return self.store.try_get(VMS, ns, name)  # type: ignore[no-any-return]
+        return self.store.try_get(VMS, ns, name)
 
     def vmi(self, name: str, ns: str = NS) -> dict[str, Any] | None:
-        return self.store.try_get(VMIS, ns, name)  # type: ignore[no-any-return]
+        return self.store.try_get(VMIS, ns, name)
 
     def vmims(self, vmi: str | None = None, ns: str = NS) -> list[dict[str, Any]]:
         items, _ = self.store.list(VMIMS, ns)
