@@ -132,3 +132,17 @@ async def test_graceful_shutdown_drains_and_releases_the_lease() -> None:
         await w.wait(lambda: w.recorder.completed_count == 1, "the plug completes")
         assert len(w.observer.created) == 1
         assert "HotplugMigrationStarted" in reasons(w.events("vm-drain"))
+
+
+async def test_watch_namespaces_restricts_the_agent() -> None:
+    """``--namespaces e2e``: per-namespace watches; a VM elsewhere is not the agent's business at all
+    (no migration, no Event), while the watched namespace works end to end."""
+    async with world() as w:
+        await w.seed(vm_body("vm-in"), vm_body("vm-out", namespace="elsewhere"))
+        agent = await w.start_agent(namespaces=("e2e",))
+        await w.plug("vm-out", ns="elsewhere")
+        await w.plug("vm-in")
+        await w.wait_event("vm-in", "HotplugCompleted")
+        assert [c.vmi for c in w.observer.created] == ["vm-in"]
+        assert w.events(ns="elsewhere") == []
+        await w.wait(lambda: agent.parsed().sum("hotplug_agent_pending_hotplugs") == 0, "nothing pending")
