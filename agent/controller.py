@@ -117,6 +117,7 @@ class Track:
     created_at: float | None = None
     cancelled: bool = False
     verify_until: float | None = None
+    dispatched: frozenset[str] = frozenset()  # interfaces our last migration was created for
     state: str = ""
     blocked: BlockReason | None = None
     slot_kind: str | None = None
@@ -407,7 +408,12 @@ class Controller:
             track = self.tracks[key] = Track()
         self._observe_changes(key, track, detection, vmi=vmi, vm=vm, now=now)
 
-        if detection.status == "done" and not detection.attaching and not vmi.sync_failed_pci:
+        if (
+            detection.status == "done"
+            and not detection.attaching
+            and not detection.detaching
+            and not vmi.sync_failed_pci
+        ):
             self._completed(key, track, vmi, vm, now)
             return
         if not self._interesting(detection) and track.ours is None and key not in self.expected:
@@ -421,11 +427,13 @@ class Controller:
             self._set_state(key, track, "in-progress", None)
             return
         if track.verify_until is not None:
-            if detection.changes and now < track.verify_until and not vmi.sync_failed_pci:
+            # Verify what the migration was created for; a change that arrived later is new work.
+            mine = [c for c in detection.changes if c.iface in track.dispatched]
+            if mine and now < track.verify_until and not vmi.sync_failed_pci:
                 self._set_state(key, track, "verifying", None)
                 return
             track.verify_until = None
-            if detection.changes and not vmi.sync_failed_pci:
+            if mine and not vmi.sync_failed_pci:
                 self._attempt_failed(
                     key,
                     track,
@@ -439,7 +447,14 @@ class Controller:
 
     @staticmethod
     def _interesting(d: Detection) -> bool:
-        return bool(d.changes or d.waiting_for_kubevirt or d.undeliverable or d.sriov_unplugs or d.attaching)
+        return bool(
+            d.changes
+            or d.waiting_for_kubevirt
+            or d.undeliverable
+            or d.sriov_unplugs
+            or d.attaching
+            or d.detaching
+        )
 
     def _observe_changes(
         self, key: Key, track: Track, d: Detection, *, vmi: VMIRecord, vm: VMRecord | None, now: float
@@ -463,6 +478,39 @@ class Controller:
             track.first_seen.setdefault(name, now)
             iface = vm.template_interface(name) if vm is not None else None
             track.kinds.setdefault(name, "unplug" if iface is not None and iface.absent else "plug")
+        if d.status != "not-running" and not vmi.sync_failed_pci:
+            self._finish_interfaces(key, track, d, vmi=vmi, vm=vm, now=now)
+
+    def _finish_interfaces(
+        self, key: Key, track: Track, d: Detection, *, vmi: VMIRecord, vm: VMRecord | None, now: float
+    ) -> None:
+        """Complete each tracked interface once it is no longer pending in any way (per interface, so a
+        plug that reached the guest is reported even while another change of the VM is still pending)."""
+        pending = {c.iface for c in d.changes}
+        pending.update(d.waiting_for_kubevirt, d.attaching, d.detaching, d.sriov_unplugs)
+        pending.update(name for name, _why in d.undeliverable)
+        done = [name for name in track.kinds if name not in pending]
+        if not done:
+            return
+        vmi_name = f"{key[0]}/{key[1]}"
+        parts: dict[str, list[str]] = {"plug": [], "unplug": []}
+        for name in done:
+            kind = track.kinds.pop(name)
+            seen = track.first_seen.pop(name, now)
+            self.metrics.observe_hotplug_completed(kind, now - seen, vmi=vmi_name)
+            parts[kind].append(name)
+        delta = len(parts["plug"]) - len(parts["unplug"])
+        self.hotplugged[vmi.uid] = self.hotplugged.get(vmi.uid, 0) + delta
+        text = "; ".join(
+            f"{'attached' if kind == 'plug' else 'detached'} {', '.join(sorted(names))}"
+            for kind, names in parts.items()
+            if names
+        )
+        track.attempts = 0
+        track.next_retry_at = None
+        self._event(key, vm, "Normal", REASON_HOTPLUG_COMPLETED, f"hot plug completed: {text}")
+        log.info("hotplug_completed", vmi=vmi_name, changes=text)
+        self._gauges_dirty = True
 
     def _context(self, key: Key, track: Track, vmi: VMIRecord, now: float) -> DecisionContext:
         return DecisionContext(
@@ -513,7 +561,7 @@ class Controller:
         d = decision.detection
         if d.status == "in-progress" or d.active_migration is not None:
             state = "in-progress"
-        elif d.unplugs and not d.plugs:
+        elif (d.unplugs and not d.plugs) or (d.detaching and not d.changes):
             state = "pending-unplug"
         elif d.changes or d.attaching:
             state = "pending-plug"
@@ -548,23 +596,9 @@ class Controller:
         self._set_state(key, track, "", reason)
 
     def _completed(self, key: Key, track: Track, vmi: VMIRecord, vm: VMRecord | None, now: float) -> None:
+        """Nothing pending any more: report what is left (normally done per interface already), forget."""
         if track.kinds:
-            plugs = [n for n, k in track.kinds.items() if k == "plug"]
-            unplugs = [n for n, k in track.kinds.items() if k == "unplug"]
-            for name, kind in track.kinds.items():
-                self.metrics.observe_hotplug_completed(
-                    kind, now - track.first_seen.get(name, now), vmi=f"{key[0]}/{key[1]}"
-                )
-            self.hotplugged[vmi.uid] = self.hotplugged.get(vmi.uid, 0) + len(plugs) - len(unplugs)
-            parts = []
-            if plugs:
-                parts.append(f"attached {', '.join(sorted(plugs))}")
-            if unplugs:
-                parts.append(f"detached {', '.join(sorted(unplugs))}")
-            self._event(
-                key, vm, "Normal", REASON_HOTPLUG_COMPLETED, "hot plug completed: " + "; ".join(parts)
-            )
-            log.info("hotplug_completed", vmi=f"{key[0]}/{key[1]}", changes="; ".join(parts))
+            self._finish_interfaces(key, track, Detection(status="done"), vmi=vmi, vm=vm, now=now)
         self._forget(key)
 
     def _forget(self, key: Key) -> None:
@@ -668,6 +702,7 @@ class Controller:
         if self.api is None or self._tg is None:
             return
         self.expected[key] = (node, now)
+        track.dispatched = frozenset(track.kinds)
         self._set_state(key, track, "in-progress", None)
         self._creates[key] = self._tg.create_task(self._create(key))
 

@@ -149,7 +149,13 @@ def decide(vmi: VMIRecord, vm: VMRecord | None, detection: Detection, ctx: Decis
         return Decision(Kind.NOTHING, d, message="VMI is not running")
     blocked_slots_in_place = bool(d.attaching) and vmi.sync_failed_pci
     if d.status == "done" and not blocked_slots_in_place:
-        msg = "hot plug attaching in place" if d.attaching else "no pending hot plug"
+        msg = (
+            "hot plug attaching in place"
+            if d.attaching
+            else "hot unplug detaching in place"
+            if d.detaching
+            else "no pending hot plug"
+        )
         return Decision(Kind.NOTHING, d, message=msg)
     if d.status == "in-progress" and not (
         d.changes or d.waiting_for_kubevirt or d.undeliverable or d.sriov_unplugs

@@ -68,6 +68,9 @@ class Detection:
     sriov_unplugs: tuple[str, ...] = ()
     #: In the pod, not (yet) in the guest: virt-handler attaches these in place (bridge).
     attaching: tuple[str, ...] = ()
+    #: ``absent`` in the VMI spec but still in the guest: virt-handler detaches these in place first,
+    #: then the unplug needs a migration to leave the pod. Not done yet, not a change to migrate for.
+    detaching: tuple[str, ...] = ()
     #: The unfinished VMIM of this VMI, if one exists (any initiator).
     active_migration: VMIMRecord | None = None
 
@@ -105,6 +108,7 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
 
     changes: list[PendingChange] = []
     attaching: list[str] = []
+    detaching: list[str] = []
     sriov_unplugs: list[str] = []
     for iface in vmi.interfaces:
         if not iface.network.is_secondary_multus:
@@ -117,6 +121,8 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
                 continue
             if st is not None and st.in_pod and not st.in_domain:
                 changes.append(PendingChange(iface.name, "unplug", iface.binding))
+            elif st is not None and st.in_domain:
+                detaching.append(iface.name)
         elif st is None:
             changes.append(PendingChange(iface.name, "plug", iface.binding))
         elif st.in_pod and not st.in_domain:
@@ -178,5 +184,6 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
         undeliverable=tuple(undeliverable),
         sriov_unplugs=tuple(dict.fromkeys(sriov_unplugs)),
         attaching=tuple(attaching),
+        detaching=tuple(detaching),
         active_migration=active,
     )
