@@ -108,6 +108,7 @@ async def run(
         for informer in informers:
             await informer.wait_synced()
         metrics.set_cache_synced(True)
+        controller.mark_synced()
         log.info("caches_synced", vms=len(vms), vmis=len(vmis), vmims=len(vmims), mode=controller.mode)
         if leading_wanted:
             controller.set_leading(True)

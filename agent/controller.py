@@ -120,6 +120,7 @@ class Track:
     dispatched: frozenset[str] = frozenset()  # interfaces our last migration was created for
     state: str = ""
     blocked: BlockReason | None = None
+    announced: BlockReason | None = None  # the block reason an Event was written for
     slot_kind: str | None = None
     dry_run_done: bool = False
 
@@ -178,6 +179,8 @@ class Controller:
         self.mode: Mode = "active"
         self.leading = False
         self.draining = False
+        #: set once the informers' initial lists are in (``mark_synced``)
+        self.synced = False
         self.bucket = TokenBucket(settings.creates_per_second, settings.create_burst, now=clock())
         self._creates: dict[Key, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -286,9 +289,10 @@ class Controller:
                 self._dispatch_wake.set()  # a finished migration frees its slot at once
             self._vmim_index.pop(rec.key, None)
             was_final_before = old is not None and is_final(old.phase)
-            # A VMIM that was already final when we first saw it (initial list, relist) finished
-            # while we were not looking: counting it now would count history again after a restart.
-            seen_finish = not (event == "ADDED" and is_final(rec.phase))
+            # A VMIM already final in the initial list is history (counting it would count it again
+            # after every restart); one that appears final later (created and finished during a watch
+            # gap, seen on relist) is new and counts.
+            seen_finish = self.synced or not (event == "ADDED" and is_final(rec.phase))
             if not was_final_before and seen_finish:
                 self._finished(vmi_key, rec, cancelled=gone and not is_final(rec.phase))
         self._ours_changed.set()
@@ -585,15 +589,19 @@ class Controller:
         slots: SlotPrediction | None,
     ) -> None:
         if track.blocked is not reason:
-            kind = None
             if reason is BlockReason.SLOTS_EXHAUSTED:
                 kind = "observed" if slots is not None and slots.model == "observed" else "predicted"
                 track.slot_kind = kind
                 self.metrics.record_slot_exhaustion(kind)
-            event_reason = REASON_SLOTS_EXHAUSTED if kind else REASON_BLOCKED
-            self._event(key, vm, "Warning", event_reason, f"hot plug blocked ({reason.value}): {message}")
             log.info("hotplug_blocked", vmi=f"{key[0]}/{key[1]}", reason=reason.value, msg=message)
         self._set_state(key, track, "", reason)
+        # Announced separately from the state: a follower knows the reason but only a leader writes the
+        # Event, so after a failover the new leader tells what its predecessor may not have sent.
+        if track.announced is not reason:
+            event_reason = REASON_SLOTS_EXHAUSTED if reason is BlockReason.SLOTS_EXHAUSTED else REASON_BLOCKED
+            text = f"hot plug blocked ({reason.value}): {message}"
+            if self._event(key, vm, "Warning", event_reason, text):
+                track.announced = reason
 
     def _completed(self, key: Key, track: Track, vmi: VMIRecord, vm: VMRecord | None, now: float) -> None:
         """Nothing pending any more: report what is left (normally done per interface already), forget."""
@@ -789,6 +797,10 @@ class Controller:
 
     # ------------------------------------------------------------------ leadership and lifecycle
 
+    def mark_synced(self) -> None:
+        """The initial lists are in: from now on every VMIM we see finish is counted."""
+        self.synced = True
+
     def set_leading(self, leading: bool) -> None:
         """Leadership changes take effect at once: a lost leader stops creating immediately."""
         self.leading = leading
@@ -817,10 +829,12 @@ class Controller:
                 await asyncio.wait_for(self._ours_changed.wait(), timeout=remaining)
         return True
 
-    def _event(self, key: Key, vm: VMRecord | None, etype: str, reason: str, message: str) -> None:
+    def _event(self, key: Key, vm: VMRecord | None, etype: str, reason: str, message: str) -> bool:
+        """Queue an Event on the VM (leader only); True when queued."""
         if not self.leading or vm is None:
-            return
+            return False
         self.events.record(VMEvent(key[0], key[1], vm.uid, etype, reason, message))
+        return True
 
     def _refresh_gauges(self, *, force: bool) -> None:
         now = self.clock()
