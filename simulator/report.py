@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.model import (
     ANNOTATION_WORKLOAD_UPDATE,
@@ -29,11 +29,17 @@ from agent.model import (
     is_final,
     is_running,
 )
-from simulator.apiserver import Store
 from simulator.kubevirt import rules
 from simulator.scenario import Request
 
 VMIMS = "virtualmachineinstancemigrations"
+
+
+class ObjectReader(Protocol):
+    """What the Recorder reads objects through: the embedded server's ``Store``, or the caches of
+    :class:`simulator.watch_recorder.WatchRecorder` (watches of any API server)."""
+
+    def try_get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
 
 
 @dataclass
@@ -133,7 +139,7 @@ class _Track:
 class Recorder:
     """Register with ``server.add_event_observer(recorder.observe)``; add requests as they are issued."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ObjectReader) -> None:
         self.store = store
         self._by_vm: dict[tuple[str, str], list[_Track]] = {}
         self.tracks: list[_Track] = []
