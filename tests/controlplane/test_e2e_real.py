@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio.client import CustomObjectsApi
+from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
 from agent import app
@@ -133,8 +134,7 @@ async def run_scenario(
             kubeconfig=str(agent_kubeconfig),
             namespaces=(ns,),
             listen_address="127.0.0.1:0",
-            identity=f"agent-{ns}",
-            **{"leader_elect": False, **AGENT_SETTINGS, **(agent_overrides or {})},
+            **{"identity": f"agent-{ns}", "leader_elect": False, **AGENT_SETTINGS, **(agent_overrides or {})},
         )
         validate(config)
         agent_task = asyncio.create_task(app.run(config, stop, metrics=metrics, install_signals=False))
@@ -213,3 +213,102 @@ async def test_default_scenario_on_the_real_apiserver(controlplane: ControlPlane
     report, watcher, _ = await run_scenario(controlplane, ns, controlplane.kubeconfig, seed=11)
     assert_invariants(report, watcher)
     print("\n".join(report.summary_lines()))
+
+
+# ------------------------------------------------------------------------------ item 5: the chart's RBAC
+
+RELEASE_NAMESPACE = "hotplug-agent"
+
+
+def forbidden_counts(metrics: HotplugMetrics) -> float:
+    total = 0.0
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "hotplug_agent_api_errors_total" and sample.labels.get("code") == "403":
+                total += sample.value
+    return total
+
+
+@pytest.mark.tools
+async def test_scenario_as_the_chart_rbac_user(controlplane: ControlPlane) -> None:
+    """The chart (rendered by Helm, ``watchNamespaces`` = the scenario's namespace) applied for real; the
+    agent runs as a client-certificate user carrying the chart ServiceAccount's identity, so it holds the
+    chart's ClusterRole/Roles and nothing else. The scenario completes with the same invariants; the
+    same user is refused (403) what the chart does not grant."""
+    from tests.chart.helm import Helm, find_helm
+    from tests.chart.test_controlplane import ensure_namespace, install
+
+    helm = Helm(find_helm())
+    ns = f"e2e-rbac-{uuid.uuid4().hex[:6]}"
+    release = f"agent-{ns}"
+    admin_create_namespace(controlplane, ns)
+    ensure_namespace(controlplane, RELEASE_NAMESPACE)
+    rendered = install(
+        controlplane,
+        helm,
+        release,
+        f"watchNamespaces={{{ns}}}",
+        f"leaderElection.leaseName={release}",
+    )
+    kinds = {o["kind"] for o in rendered.objects}
+    assert {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds, kinds
+    sa = rendered.one("ServiceAccount")["metadata"]["name"]
+    user = controlplane.make_user(
+        f"system:serviceaccount:{RELEASE_NAMESPACE}:{sa}",
+        ["system:serviceaccounts", f"system:serviceaccounts:{RELEASE_NAMESPACE}"],
+    )
+
+    refused: list[tuple[str, int]] = []
+
+    async def probe_as_user() -> None:
+        """With the agent running: what the chart grants works, what it does not is 403."""
+        client = await new_client_from_config(config_file=str(user))
+        try:
+            custom, core = CustomObjectsApi(client), CoreV1Api(client)
+            vms = await custom.list_namespaced_custom_object(G, V, ns, "virtualmachines")
+            assert vms["items"], "the chart's Role lets the agent list the VMs"
+            name = vms["items"][0]["metadata"]["name"]
+            attempts: dict[str, Callable[[], Awaitable[Any]]] = {
+                "list secrets": lambda: core.list_namespaced_secret(ns),
+                "get secret": lambda: core.read_namespaced_secret("anything", ns),
+                "list secrets (release namespace)": lambda: core.list_namespaced_secret(RELEASE_NAMESPACE),
+                "delete VM": lambda: custom.delete_namespaced_custom_object(
+                    G, V, ns, "virtualmachines", name
+                ),
+                "delete VMs (collection)": lambda: custom.delete_collection_namespaced_custom_object(
+                    G, V, ns, "virtualmachines"
+                ),
+                "list VMs outside watchNamespaces": lambda: custom.list_namespaced_custom_object(
+                    G, V, "default", "virtualmachines"
+                ),
+            }
+            for what, call in attempts.items():
+                with pytest.raises(ApiException) as info:
+                    await call()
+                refused.append((what, info.value.status))
+        finally:
+            await client.close()
+
+    report, watcher, metrics = await run_scenario(
+        controlplane,
+        ns,
+        user,
+        seed=23,
+        agent_overrides={
+            "leader_elect": True,
+            "lease_name": release,
+            "lease_namespace": RELEASE_NAMESPACE,
+            "identity": f"{release}-0",
+        },
+        on_agent_running=probe_as_user,
+    )
+    assert_invariants(report, watcher)
+    assert refused and all(status == 403 for _, status in refused), refused
+    assert forbidden_counts(metrics) == 0
+    lease = controlplane.request(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{RELEASE_NAMESPACE}/leases/{release}"
+    )
+    assert lease.status == 200, lease.body[:300]
+    # The VM the user tried to delete is still there.
+    vms = controlplane.request("GET", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines")
+    assert len(vms.json()["items"]) == VMS
