@@ -212,7 +212,7 @@ async def test_default_scenario_on_the_real_apiserver(controlplane: ControlPlane
     ns = f"e2e-real-{uuid.uuid4().hex[:6]}"
     report, watcher, _ = await run_scenario(controlplane, ns, controlplane.kubeconfig, seed=11)
     assert_invariants(report, watcher)
-    print("\n".join(report.summary_lines()))
+    print("\n".join(report.summary_lines()), f"relists {watcher.relists}, events {watcher.events_seen}")
 
 
 # ------------------------------------------------------------------------------ item 5: the chart's RBAC
@@ -303,6 +303,7 @@ async def test_scenario_as_the_chart_rbac_user(controlplane: ControlPlane) -> No
         on_agent_running=probe_as_user,
     )
     assert_invariants(report, watcher)
+    print("\n".join(report.summary_lines()), refused)
     assert refused and all(status == 403 for _, status in refused), refused
     assert forbidden_counts(metrics) == 0
     lease = controlplane.request(
