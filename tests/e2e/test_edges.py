@@ -45,7 +45,8 @@ async def test_settle_window_coalesces_two_edits_into_one_migration() -> None:
         await w.plug("vm-coalesce", "hp-2")
         await w.wait(lambda: w.recorder.completed_count == 2, "both interfaces attached")
         assert len(w.observer.created) == 1
-        (done,) = w.events("vm-coalesce", reason="HotplugCompleted")
+        done = await w.wait_event("vm-coalesce", "HotplugCompleted")
+        assert len(w.events("vm-coalesce", reason="HotplugCompleted")) == 1
         assert "hp-1" in done["message"] and "hp-2" in done["message"]
 
 

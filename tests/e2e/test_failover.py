@@ -62,7 +62,7 @@ async def test_two_replicas_only_the_leader_creates_and_the_standby_takes_over()
         (standby,) = [r for r in replicas if r is not leader]
         await w.plug("vm-1")
         await w.wait(lambda: agent_vmims(w, "vm-1"), "the leader's migration")
-        (started,) = w.events("vm-1", reason="HotplugMigrationStarted")
+        started = await w.wait_event("vm-1", "HotplugMigrationStarted")  # Events are sent asynchronously
         assert started["reportingInstance"] == leader.identity
         assert standby.sample("hotplug_agent_migration_creates_total") == 0
         assert not standby.leading
@@ -72,7 +72,7 @@ async def test_two_replicas_only_the_leader_creates_and_the_standby_takes_over()
         await w.wait(lambda: standby.leading, "the standby leads")
         await w.plug("vm-2")
         await w.wait(lambda: w.recorder.completed_count == 2, "both hot plugs complete")
-        (started2,) = w.events("vm-2", reason="HotplugMigrationStarted")
+        started2 = await w.wait_event("vm-2", "HotplugMigrationStarted")
         assert started2["reportingInstance"] == standby.identity
         done = await w.wait_event("vm-1", "HotplugCompleted")
         assert done["reportingInstance"] == standby.identity, "the new leader verified the adopted one"
