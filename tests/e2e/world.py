@@ -414,8 +414,11 @@ async def world(config: ClusterConfig | None = None) -> AsyncIterator[World]:
     try:
         yield w
     finally:
-        await w.stop_agents()
-        await cluster.stop()
+        # Bounded teardown: a wedged agent or cluster must fail the test, not eat the CI budget.
+        try:
+            await asyncio.wait_for(w.stop_agents(), SAFETY / 2)
+        finally:
+            await asyncio.wait_for(cluster.stop(), SAFETY / 2)
 
 
 def agent_vmims(w: World, vmi: str) -> list[VMIMSeen]:
