@@ -199,8 +199,9 @@ async def test_deadline_exceeded_cancels_and_retries() -> None:
         assert len(ours) == 2, w.describe()
         for seen in ours:
             phases = w.observer.phases[(seen.namespace, seen.name)]
+            # Cancelled, whichever phase it had reached (creationTimestamp has whole seconds, so a 1 s
+            # deadline can come early): the simulator ends a deleted, unfinished VMIM as Failed.
             assert phases[-1] == "Failed", phases
-            assert "Running" in phases, phases
         cancelled = [m for m in w.vmims("vm-stuck")]
         for vmim in cancelled:
             assert vmim["status"]["migrationState"].get("abortRequested") is True, vmim["status"]
