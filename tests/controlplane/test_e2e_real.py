@@ -43,8 +43,7 @@ VMS = 60
 VMIMS_PLURAL = "virtualmachineinstancemigrations"
 #: Safety nets only (the run ends as soon as every request is resolved).
 SETTLE_DEADLINE = 90.0
-#: KubeVirt's defaults (the shared KubeVirt CR sets no limits): parallelMigrationsPerCluster 5,
-#: parallelOutboundMigrationsPerNode 2.
+#: KubeVirt's defaults when the KubeVirt CR sets no limits (``caps`` reads the shared CR).
 CLUSTER_CAP, NODE_CAP = 5, 2
 AGENT_SETTINGS: dict[str, Any] = {
     "mode": "auto",
@@ -178,7 +177,19 @@ async def run_scenario(
         await client.close()
 
 
-def assert_invariants(report: Report, watcher: WatchRecorder) -> None:
+def caps(cp: ControlPlane) -> tuple[int, int]:
+    """parallelMigrationsPerCluster, parallelOutboundMigrationsPerNode of the (session-shared) KubeVirt CR."""
+    res = cp.request("GET", "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt")
+    assert res.status == 200, res.body[:300]
+    migrations = ((res.json().get("spec") or {}).get("configuration") or {}).get("migrations") or {}
+    return (
+        int(migrations.get("parallelMigrationsPerCluster", CLUSTER_CAP)),
+        int(migrations.get("parallelOutboundMigrationsPerNode", NODE_CAP)),
+    )
+
+
+def assert_invariants(report: Report, watcher: WatchRecorder, limits: tuple[int, int]) -> None:
+    cluster_cap, node_cap = limits
     m = report.migrations
     lines = "\n".join(report.summary_lines())
     assert not report.violations, lines
@@ -191,8 +202,8 @@ def assert_invariants(report: Report, watcher: WatchRecorder) -> None:
     assert m.max_concurrent_per_vmi == 1, lines
     assert m.for_opted_out == 0 and m.for_not_live_migratable == 0 and m.for_restart_required == 0, lines
     assert m.by_creator["manual"] == 0 and m.by_creator["kubevirt"] == 0, lines
-    assert m.max_concurrent <= CLUSTER_CAP and m.max_concurrent_running <= CLUSTER_CAP, lines
-    assert m.max_running_per_node <= NODE_CAP, lines
+    assert m.max_concurrent <= cluster_cap and m.max_concurrent_running <= cluster_cap, lines
+    assert m.max_running_per_node <= node_cap, lines
     assert m.unfinished == 0, lines
     # Per category, the outcome the embedded-server scenario gets (tests/simulator/test_simulate.py).
     for r in report.requests:
@@ -212,7 +223,7 @@ def assert_invariants(report: Report, watcher: WatchRecorder) -> None:
 async def test_default_scenario_on_the_real_apiserver(controlplane: ControlPlane) -> None:
     ns = f"e2e-real-{uuid.uuid4().hex[:6]}"
     report, watcher, _ = await run_scenario(controlplane, ns, controlplane.kubeconfig, seed=11)
-    assert_invariants(report, watcher)
+    assert_invariants(report, watcher, caps(controlplane))
     print("\n".join(report.summary_lines()), f"relists {watcher.relists}, events {watcher.events_seen}")
 
 
@@ -303,7 +314,7 @@ async def test_scenario_as_the_chart_rbac_user(controlplane: ControlPlane) -> No
         },
         on_agent_running=probe_as_user,
     )
-    assert_invariants(report, watcher)
+    assert_invariants(report, watcher, caps(controlplane))
     print("\n".join(report.summary_lines()), refused)
     assert refused and all(status == 403 for _, status in refused), refused
     assert forbidden_counts(metrics) == 0
