@@ -279,6 +279,8 @@ class Controller:
                 if track.ours is None:  # ours, seen before the create returned, or adopted after a restart
                     track.ours = rec.name
                     track.created_at = rec.creation_ts
+                    if not track.dispatched:
+                        track.dispatched = frozenset(track.kinds)
                     log.info("migration_tracked", vmi=f"{vmi_key[0]}/{vmi_key[1]}", vmim=rec.name)
                 self._schedule_deadline(vmi_key, rec)
         else:
@@ -295,6 +297,8 @@ class Controller:
             seen_finish = self.synced or not (event == "ADDED" and is_final(rec.phase))
             if not was_final_before and seen_finish:
                 self._finished(vmi_key, rec, cancelled=gone and not is_final(rec.phase))
+            elif not seen_finish and rec.initiator == "agent" and rec.phase == PHASE_SUCCEEDED:
+                self._verify_recent(vmi_key, rec)
         self._ours_changed.set()
         self.enqueue(vmi_key)
 
@@ -303,6 +307,19 @@ class Controller:
     def _schedule_deadline(self, vmi_key: Key, rec: VMIMRecord) -> None:
         if rec.creation_ts is not None:
             self.wakeups.schedule(vmi_key, rec.creation_ts + self.settings.migration_deadline_seconds)
+
+    def _verify_recent(self, vmi_key: Key, rec: VMIMRecord) -> None:
+        """Our migration succeeded just before a restart: verify it instead of migrating again while
+        the VMI status catches up."""
+        done_at = rec.phase_ts(PHASE_SUCCEEDED)
+        if done_at is None:
+            return
+        until = done_at + self.settings.verify_timeout_seconds
+        if until <= self.clock():
+            return
+        track = self.tracks.setdefault(vmi_key, Track())
+        track.verify_until = until
+        self.wakeups.schedule(vmi_key, until)
 
     def _finished(self, vmi_key: Key, rec: VMIMRecord, *, cancelled: bool) -> None:
         now = self.clock()
@@ -432,7 +449,8 @@ class Controller:
             return
         if track.verify_until is not None:
             # Verify what the migration was created for; a change that arrived later is new work.
-            mine = [c for c in detection.changes if c.iface in track.dispatched]
+            # An adopted migration (restart, failover) has no record of what it was for: all of it.
+            mine = [c for c in detection.changes if not track.dispatched or c.iface in track.dispatched]
             if mine and now < track.verify_until and not vmi.sync_failed_pci:
                 self._set_state(key, track, "verifying", None)
                 return

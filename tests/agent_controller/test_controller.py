@@ -244,3 +244,22 @@ async def test_follower_and_observe_mode_create_nothing() -> None:
     assert api2.created == [(NS, "vm1")]
     await stop(task)
     await stop(task2)
+
+
+async def test_restart_right_after_our_success_verifies_instead_of_migrating_again() -> None:
+    ctl, api, clock, task = await make()
+    # The agent restarts: its initial list shows our migration already Succeeded (at 00:00:03), and the
+    # VMI status has not caught up yet.
+    clock.t = vmim_obj("x", "vm1", "Succeeded").phase_ts("Succeeded") + 1.0
+    ctl.on_vmim("ADDED", None, vmim_obj("hotplug-vm1-old", "vm1", "Succeeded"))
+    ctl.on_vm("ADDED", None, vm([BRIDGE]))
+    ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
+    ctl.mark_synced()
+    await settle()
+    assert api.created == []
+    assert ctl.tracks[(NS, "vm1")].state == "verifying"
+    ctl.on_vmi("MODIFIED", None, vmi([BRIDGE], {"hp1": "domain, guest-agent, multus-status"}))
+    await settle()
+    assert (NS, "vm1") not in ctl.tracks
+    assert api.created == []
+    await stop(task)
