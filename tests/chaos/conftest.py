@@ -19,7 +19,7 @@ LONG = os.environ.get("HOTPLUG_CHAOS_LONG") == "1"
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = os.path.dirname(__file__)
-    skip_agent = pytest.mark.skip(reason="agent not complete yet (agent.app.run_agent missing)")
+    skip_agent = pytest.mark.skip(reason="agent not complete yet (agent.app wires no controller)")
     skip_long = pytest.mark.skip(reason="long chaos variant: set HOTPLUG_CHAOS_LONG=1")
     ready = agent_available()
     for item in items:

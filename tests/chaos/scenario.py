@@ -26,6 +26,27 @@ FAST_AGENT: tuple[str, ...] = (
 #: Final states of the agent's own "gave up" verdicts (the report sees them as ``pending``).
 AGENT_GAVE_UP = ("retries-exhausted", "migration-rejected")
 
+#: Disagreements the harness found that are agent bugs, reported to their owner and not fixed yet:
+#: line prefix → what is wrong. A test that meets only these ends as xfail (and passes once fixed).
+KNOWN_AGENT_BUGS: dict[str, str] = {
+    "hot plugs completed[unplug]": (
+        "agent/detect.py detect(): a bridge interface set absent in the VMI spec whose status entry is "
+        "still in the domain (virt-handler has not detached it yet) is neither a change nor waiting, so "
+        "the VMI reads 'done' and Controller._completed emits HotplugCompleted and counts the unplug "
+        "before it happened; after the migration it completes (and counts) again"
+    ),
+}
+
+
+def split_known(lines: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(unexpected, known)``: lines caused by :data:`KNOWN_AGENT_BUGS` go to ``known``."""
+    unexpected: list[str] = []
+    known: list[str] = []
+    for line in lines:
+        bug = next((b for prefix, b in KNOWN_AGENT_BUGS.items() if line.startswith(prefix)), None)
+        (known if bug is not None else unexpected).append(line if bug is None else f"{line}: {bug}")
+    return unexpected, known
+
 
 def cluster_config(**kw: object) -> ClusterConfig:
     base: dict[str, object] = {
