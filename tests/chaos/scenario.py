@@ -29,12 +29,8 @@ AGENT_GAVE_UP = ("retries-exhausted", "migration-rejected")
 #: Disagreements the harness found that are agent bugs, reported to their owner and not fixed yet:
 #: line prefix → what is wrong. A test that meets only these ends as xfail (and passes once fixed).
 KNOWN_AGENT_BUGS: dict[str, str] = {
-    "hot plugs completed[unplug]": (
-        "agent/detect.py detect(): a bridge interface set absent in the VMI spec whose status entry is "
-        "still in the domain (virt-handler has not detached it yet) is neither a change nor waiting, so "
-        "the VMI reads 'done' and Controller._completed emits HotplugCompleted and counts the unplug "
-        "before it happened; after the migration it completes (and counts) again"
-    ),
+    # Empty: the one found (a bridge unplug counted and announced complete before virt-handler detached
+    # it, then again after the migration) was fixed in 5092aef.
 }
 
 
