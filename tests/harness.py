@@ -461,8 +461,8 @@ class CountingProxy:
             for k, v in upstream.headers.items():
                 if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
                     resp.headers[k] = v
-            await resp.prepare(request)
             try:
+                await resp.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     await resp.write(chunk)
             except (aiohttp.ClientError, ConnectionResetError):
