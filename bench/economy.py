@@ -77,17 +77,17 @@ async def run(args: Any) -> list[Figure]:
     creates = rep.migrations.by_creator["agent"]
     # A VM whose slots turn out exhausted only after its migration (Synchronized=False, the cluster's
     # "slots-exhausted") needed that migration to find out: it resolves the hot plug without completing it.
-    resolved = rep.completed + rep.by_final_state.get("slots-exhausted", 0)
+    n_resolved = rep.completed + rep.by_final_state.get("slots-exhausted", 0)
     lists = sum(c for (v, _), c in after.items() if v == "list")
     figures += [
         Figure("completed hot plugs", rep.completed, note=f"of {rep.requested} requested"),
         Figure(
             "VMIM creates per resolved hot plug",
-            creates / max(1, resolved),
+            creates / max(1, n_resolved),
             "",
             "≤ 1 + retries of failed",
-            creates <= resolved + rep.migrations.failed,
-            f"{creates} creates; {rep.completed} completed, {resolved - rep.completed} slot exhaustion "
+            creates <= n_resolved + rep.migrations.failed,
+            f"{creates} creates; {rep.completed} completed, {n_resolved - rep.completed} slot exhaustion "
             f"observed, {rep.migrations.failed} failed",
         ),
         Figure("VMIM creates per completed hot plug", creates / done),

@@ -602,7 +602,8 @@ class SimHarness:
 
     # -- workload -----------------------------------------------------------------------------------
 
-    async def seed(self, vms: Sequence[dict[str, Any]]) -> None:
+    async def seed(self, vms: int | Sequence[dict[str, Any]]) -> None:
+        """VM bodies, or a count (the scenario's VM mix), with their VMIs, in-process."""
         await self.cluster.seed(vms)
 
     def scenario(self, cfg: ScenarioConfig) -> list[VMPlan]:

@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         item.add_marker(pytest.mark.chaos)
         # Modules with NEEDS_CONTROLLER = False exercise only the agent's I/O (CLI, leases, probes).
-        if not ready and getattr(item.module, "NEEDS_CONTROLLER", True):
+        if not ready and getattr(getattr(item, "module", None), "NEEDS_CONTROLLER", True):
             item.add_marker(skip_agent)
         if item.get_closest_marker("slow") is not None and not LONG:
             item.add_marker(skip_long)
