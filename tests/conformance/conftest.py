@@ -24,15 +24,7 @@ from tests.controlplane.cluster import ControlPlane, acquire_shared, build_befor
 
 EMBEDDED_DIFFERENCES: dict[str, str] = {
     # "test_name": "what kube-apiserver does; what the embedded server does instead",
-    "test_event_validation": (
-        "Event validation: kube-apiserver answers 422 for a core/v1 Event whose involvedObject.namespace is "
-        "not the event's namespace, and for an events.k8s.io/v1 Event without eventTime; embedded stores "
-        "both (201)"
-    ),
-    "test_dry_run_unknown_value_is_422": (
-        "dryRun=Bogus: kube-apiserver 422 Invalid (field dryRun) and nothing stored; embedded 201 and the "
-        "object is created"
-    ),
+    # (none left: every difference the suite found is fixed in simulator/apiserver)
 }
 
 
