@@ -69,6 +69,21 @@ class Plan:
     target_node: str
     target_pod_networks: set[str] = field(default_factory=set)
     due: float = 0.0
+    #: wall time the migration entered Scheduling; 0 for one adopted after a restart
+    started: float = 0.0
+
+    def deadline(self, phase: str) -> float:
+        """When ``phase`` is due: the start plus the durations of every phase up to it.
+
+        Absolute deadlines keep a migration's length at the planned total however late the controller
+        processes each step (on a loaded machine the per-step write latency would otherwise add up).
+        """
+        total = self.started
+        step = PHASE_SCHEDULING
+        while step != phase and step in NEXT:
+            step = NEXT[step]
+            total += self.durations.get(step, 0.0)
+        return total
 
 
 def unfinished(vmim: Obj) -> bool:
@@ -364,6 +379,7 @@ class MigrationController(Controller):
                 and rules.is_secondary_multus(nets.get(str(i.get("name")), {}))
             }
             new_plan.due = now + new_plan.durations.get(PHASE_SCHEDULING, 0.0)
+            new_plan.started = now
             self.plans[uid] = new_plan
             self.pending.pop(key, None)
             self.running[key] = source  # count it before the write returns (no over-admission)
@@ -409,7 +425,7 @@ class MigrationController(Controller):
                 since = status.parse_rfc3339(str(stamps[-1].get("phaseTransitionTimestamp")))
             except (ValueError, AttributeError):
                 since = now
-        due = since + plan.durations.get(nxt, 0.0)
+        due = plan.deadline(nxt) if plan.started else since + plan.durations.get(nxt, 0.0)
         if now < due:
             self.queue.add_after(key, due - now)
             return
