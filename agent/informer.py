@@ -96,7 +96,7 @@ class Informer(Generic[T]):
         inactivity_timeout: float = 90.0,
         backoff_initial: float = 0.8,
         backoff_max: float = 30.0,
-        backoff_reset_after: float = 120.0,
+        backoff_reset_after: float = 5.0,
         page_size: int = 1000,  # see docs/configuration.md: memory high-water vs LIST round trips
         on_restart: RestartCallback | None = None,
         on_invalid: InvalidCallback | None = None,
@@ -208,7 +208,9 @@ class Informer(Generic[T]):
             if lived >= self.backoff_reset_after:
                 delay = self.backoff_initial
             if backoff or (lived < 1.0 and reason == "closed"):
-                wait = delay * random.uniform(1.0, 2.0)
+                # Jittered, and never above backoff_max: a watch that keeps being cut (a flaky proxy, an
+                # API server shedding load) must not leave the cache blind for minutes.
+                wait = min(self.backoff_max, delay * random.uniform(1.0, 2.0))
                 log.info(
                     "informer_rewatch",
                     resource=self.resource.plural,
