@@ -179,6 +179,7 @@ class Informer(Generic[T]):
                     delay = min(self.backoff_max, delay * 2)
                     continue
             started = time.monotonic()
+            rv_before = rv
             try:
                 rv = await self._watch(scope, namespace, rv)
                 raise _Restart("closed", backoff=False)
@@ -205,7 +206,9 @@ class Informer(Generic[T]):
                 rv = ""
             self._count_restart(reason)
             lived = time.monotonic() - started
-            if lived >= self.backoff_reset_after:
+            # A watch that lived a while or moved the resourceVersion (events or bookmarks arrived) was
+            # healthy: start the backoff over, so repeated cuts of working watches never escalate it.
+            if lived >= self.backoff_reset_after or (not relist and rv != rv_before):
                 delay = self.backoff_initial
             if backoff or (lived < 1.0 and reason == "closed"):
                 # Jittered, and never above backoff_max: a watch that keeps being cut (a flaky proxy, an
