@@ -43,8 +43,12 @@ class EventSink(Protocol):
 class EventRecorder:
     """Bounded, fire-and-forget recorder. ``record`` never blocks; ``run`` sends."""
 
-    def __init__(self, sink: EventSink | None, *, maxsize: int = 1000) -> None:
+    def __init__(
+        self, sink: EventSink | None, *, maxsize: int = 1000, attempts: int = 4, retry_seconds: float = 0.5
+    ) -> None:
         self._sink = sink
+        self.attempts = attempts
+        self.retry_seconds = retry_seconds
         self._queue: asyncio.Queue[VMEvent] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
         self.sent = 0
@@ -64,16 +68,23 @@ class EventRecorder:
             return
         while True:
             event = await self._queue.get()
-            try:
-                await self._sink.create_event(
-                    ("VirtualMachine", event.namespace, event.name, event.uid),
-                    event.type,
-                    event.reason,
-                    event.message,
-                )
-                self.sent += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # best effort, like client-go's recorder
-                self.failed += 1
-                log.warning("event_send_failed", reason=event.reason, vm=event.name, error=str(exc))
+            # A few tries: the blocked-with-a-reason Event is how a user learns why nothing happens, and
+            # the API client does not retry a create after a 500 (it may have been stored).
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    await self._sink.create_event(
+                        ("VirtualMachine", event.namespace, event.name, event.uid),
+                        event.type,
+                        event.reason,
+                        event.message,
+                    )
+                    self.sent += 1
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # best effort, like client-go's recorder
+                    if attempt == self.attempts:
+                        self.failed += 1
+                        log.warning("event_send_failed", reason=event.reason, vm=event.name, error=str(exc))
+                    else:
+                        await asyncio.sleep(self.retry_seconds * attempt)
