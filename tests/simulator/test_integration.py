@@ -8,6 +8,7 @@ import pytest
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from simulator.apiserver import FaultRule
 from simulator.cluster import SimulatedCluster
 from tests.simulator.conftest import (
     MERGE_KW,
@@ -15,6 +16,7 @@ from tests.simulator.conftest import (
     V,
     condition,
     entry,
+    fast_config,
     get,
     migrate,
     plug,
@@ -224,3 +226,30 @@ async def test_cancel_by_delete(cluster: SimulatedCluster, api: CustomObjectsApi
         return False
 
     await wait_for(gone, what="canceled VMIM gone (finalizer removed)")
+
+
+@pytest.mark.parametrize("cluster_config", [fast_config(stuck_rate=1.0)])
+async def test_cancel_with_a_failed_vmi_write_still_closes_the_vmi_migration_state(
+    cluster: SimulatedCluster, api: CustomObjectsApi
+) -> None:
+    """Cancel writes two objects; when the VMI write fails once (an API error), the retry must not
+    leave the VMI "migrating" forever (found by the long chaos run: the agent waited on it)."""
+    await create_vm(api, vm("vm8"))
+    m = await migrate(api, "vm8")
+    name = m["metadata"]["name"]
+    await wait_vmim(api, name, "Running")  # stuck there
+    vmi = await get(api, "virtualmachineinstances", "vm8")
+    assert vmi["status"]["migrationState"]["migrationUid"] == m["metadata"]["uid"]
+    cluster.server.faults.add(
+        FaultRule(verbs=("update",), resources=("virtualmachineinstances",), error_rate=1.0, remaining=1)
+    )
+    await api.delete_namespaced_custom_object(G, V, "default", "virtualmachineinstancemigrations", name)
+
+    async def closed() -> dict[str, Any] | None:
+        v = await get(api, "virtualmachineinstances", "vm8")
+        state = v["status"]["migrationState"]
+        return state if state.get("failed") else None
+
+    state = await wait_for(closed, what="the VMI's migrationState marked failed")
+    assert state["migrationUid"] == m["metadata"]["uid"]
+    assert cluster.server.faults.injected == 1
