@@ -86,13 +86,16 @@ async def run(
     vmims.add_handler(controller.on_vmim)
     kubevirts.add_handler(controller.on_kubevirt)
     leading_wanted = False
+    resumed = False
+    elector: LeaderElector | None = None
 
     def on_started() -> None:
-        nonlocal leading_wanted
+        nonlocal leading_wanted, resumed
         leading_wanted = True
+        resumed = elector is not None and elector.resumed
         # A new leader acts only on synced caches, or it could miss a migration started by the old one.
         if synced():
-            controller.set_leading(True)
+            controller.set_leading(True, resumed=resumed)
 
     def on_stopped() -> None:
         nonlocal leading_wanted
@@ -111,7 +114,7 @@ async def run(
         controller.mark_synced()
         log.info("caches_synced", vms=len(vms), vmis=len(vmis), vmims=len(vmims), mode=controller.mode)
         if leading_wanted:
-            controller.set_leading(True)
+            controller.set_leading(True, resumed=resumed)
 
     async def wait_stop() -> None:
         await stop.wait()

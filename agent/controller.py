@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -67,6 +68,8 @@ BUSY_RECHECK_SECONDS = 2.0
 #: Gauges are recomputed at most this often (they scan the tracked VMIs).
 GAUGE_REFRESH_SECONDS = 0.5
 _DISPATCH: Key = ("", "")  # wake-up key of the dispatcher
+#: Action counters and Events a replica produced while not leading, kept until it leads again (bounded).
+UNREPORTED_MAX = 10_000
 #: Block reasons that are the agent's own policy; they do not stop KubeVirt's workload updater.
 AGENT_ONLY_BLOCKS = frozenset({BlockReason.OPTED_OUT, BlockReason.NAMESPACE_NOT_SELECTED})
 
@@ -187,6 +190,8 @@ class Controller:
         self._gauges_dirty = True
         self._gauges_at = 0.0
         self._in_flight_counts: Counter[str] = Counter()
+        #: what this replica saw while following (see :meth:`set_leading`)
+        self._unreported: deque[Callable[[], object]] = deque(maxlen=UNREPORTED_MAX)
         self._apply_mode()
 
     # ------------------------------------------------------------------ configuration views
@@ -326,17 +331,19 @@ class Controller:
         track = self.tracks.get(vmi_key)
         ours = track is not None and rec.initiator == "agent" and track.ours == rec.name
         cancelled = cancelled or (ours and track is not None and track.cancelled)
-        if self.leading:
-            self.metrics.observe_finished_points(
+        points = tuple((t, p) for p, t in rec.phase_transitions)
+        self._report(
+            lambda: self.metrics.observe_finished_points(
                 rec.uid,
                 rec.phase,
-                ((t, p) for p, t in rec.phase_transitions),
+                points,
                 rec.creation_ts,
                 rec.initiator,
                 cancelled=cancelled,
                 now=now,
                 vmi=f"{vmi_key[0]}/{vmi_key[1]}",
             )
+        )
         if not ours or track is None:
             return
         vm_rec = self.vms.get(vmi_key)
@@ -359,15 +366,13 @@ class Controller:
     ) -> None:
         now = self.clock()
         track.attempts += 1
-        if self.leading:
-            self.metrics.record_failure(reason)
+        self._report(lambda: self.metrics.record_failure(reason))
         if track.attempts < self.settings.max_attempts:
             delay = backoff_seconds(
                 track.attempts, self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds
             )
             track.next_retry_at = now + delay
-            if self.leading:
-                self.metrics.record_retry()
+            self._report(self.metrics.record_retry)
             self._event(
                 vmi_key,
                 vm,
@@ -519,7 +524,7 @@ class Controller:
         for name in done:
             kind = track.kinds.pop(name)
             seen = track.first_seen.pop(name, now)
-            self.metrics.observe_hotplug_completed(kind, now - seen, vmi=vmi_name)
+            self._report(partial(self.metrics.observe_hotplug_completed, kind, now - seen, vmi=vmi_name))
             parts[kind].append(name)
         delta = len(parts["plug"]) - len(parts["unplug"])
         self.hotplugged[vmi.uid] = self.hotplugged.get(vmi.uid, 0) + delta
@@ -610,7 +615,7 @@ class Controller:
             if reason is BlockReason.SLOTS_EXHAUSTED:
                 kind = "observed" if slots is not None and slots.model == "observed" else "predicted"
                 track.slot_kind = kind
-                self.metrics.record_slot_exhaustion(kind)
+                self._report(lambda: self.metrics.record_slot_exhaustion(kind))
             log.info("hotplug_blocked", vmi=f"{key[0]}/{key[1]}", reason=reason.value, msg=message)
         self._set_state(key, track, "", reason)
         # Announced separately from the state: a follower knows the reason but only a leader writes the
@@ -618,7 +623,7 @@ class Controller:
         if track.announced is not reason:
             event_reason = REASON_SLOTS_EXHAUSTED if reason is BlockReason.SLOTS_EXHAUSTED else REASON_BLOCKED
             text = f"hot plug blocked ({reason.value}): {message}"
-            if self._event(key, vm, "Warning", event_reason, text):
+            if self._event(key, vm, "Warning", event_reason, text, defer=False):
                 track.announced = reason
 
     def _completed(self, key: Key, track: Track, vmi: VMIRecord, vm: VMRecord | None, now: float) -> None:
@@ -781,7 +786,7 @@ class Controller:
             vmi_now = self.vmis.get(key)
             if vmi_now is not None:
                 track.rejected_lm = (vmi_now.live_migratable, vmi_now.live_migratable_reason)
-            self.metrics.record_failure("create-rejected")
+            self._report(lambda: self.metrics.record_failure("create-rejected"))
             log.warning("migration_rejected", vmi=vmi, msg=message)
             self.enqueue(key)
             return
@@ -793,7 +798,7 @@ class Controller:
                 hint="the agent's ServiceAccount needs create on "
                 "virtualmachineinstancemigrations.kubevirt.io (see the chart's ClusterRole)",
             )
-            self.metrics.record_failure("forbidden")
+            self._report(lambda: self.metrics.record_failure("forbidden"))
             track.next_retry_at = self.clock() + self.settings.backoff_max_seconds
             self.wakeups.schedule(key, track.next_retry_at)
             self.enqueue(key)
@@ -819,10 +824,22 @@ class Controller:
         """The initial lists are in: from now on every VMIM we see finish is counted."""
         self.synced = True
 
-    def set_leading(self, leading: bool) -> None:
-        """Leadership changes take effect at once: a lost leader stops creating immediately."""
+    def set_leading(self, leading: bool, *, resumed: bool = False) -> None:
+        """Leadership changes take effect at once: a lost leader stops creating immediately.
+
+        Only the leader moves action counters and writes Events (so replicas do not count twice); a
+        follower keeps what it would have reported. ``resumed`` says this process held the Lease before
+        and nobody else held it since (a renew deadline missed under API errors): then nobody reported
+        the follower's backlog and the leader does now; after a takeover it was the other leader's.
+        """
+        backlog = list(self._unreported) if leading and resumed else []
+        self._unreported.clear()
         self.leading = leading
         self.metrics.set_leader(leading)
+        for action in backlog:
+            action()
+        if backlog:
+            log.info("reported_backlog", actions=len(backlog))
         if leading:
             self._dispatch_wake.set()
             for key in list(self.tracks):
@@ -847,12 +864,27 @@ class Controller:
                 await asyncio.wait_for(self._ours_changed.wait(), timeout=remaining)
         return True
 
-    def _event(self, key: Key, vm: VMRecord | None, etype: str, reason: str, message: str) -> bool:
-        """Queue an Event on the VM (leader only); True when queued."""
-        if not self.leading or vm is None:
+    def _report(self, action: Callable[[], object]) -> None:
+        """Run a counter update (or Event) now when leading, else keep it for a resumed leadership."""
+        if self.leading:
+            action()
+        else:
+            self._unreported.append(action)
+
+    def _event(
+        self, key: Key, vm: VMRecord | None, etype: str, reason: str, message: str, *, defer: bool = True
+    ) -> bool:
+        """Queue an Event on the VM; True when queued now (leader). A follower keeps it for a resumed
+        leadership when ``defer`` (block Events are re-derived by every new leader instead)."""
+        if vm is None:
             return False
-        self.events.record(VMEvent(key[0], key[1], vm.uid, etype, reason, message))
-        return True
+        event = VMEvent(key[0], key[1], vm.uid, etype, reason, message)
+        if self.leading:
+            self.events.record(event)
+            return True
+        if defer:
+            self._unreported.append(lambda: self.events.record(event))
+        return False
 
     def _refresh_gauges(self, *, force: bool) -> None:
         now = self.clock()

@@ -11,6 +11,8 @@ writes local time with a ``Z`` suffix. This one:
   deadline, and when no renew succeeded within ``renew_deadline`` it steps down at once;
 - on losing (or giving up) leadership clears ``is_leader`` and calls ``on_stopped_leading``
   synchronously, before anything else runs, so the controller stops creating migrations immediately;
+- tells whether a new leadership *resumes* this process's previous one (the Lease still named us, so
+  no other replica led in between): the controller then reports what it saw while following;
 - on cancellation (graceful shutdown) releases the Lease (empty holder, ``leaseDurationSeconds: 1``,
   client-go's ``ReleaseOnCancel``) so a standby takes over within a retry period, not a lease duration.
 
@@ -85,6 +87,11 @@ class LeaderElector:
         self._lease: dict[str, Any] | None = None
         #: holderIdentity of the last Lease record read ("" when free or not read yet).
         self.observed_holder = ""
+        #: the holder the Lease named when this elector last acquired it
+        self._acquired_from = ""
+        #: True when the current leadership continues this process's previous one: the Lease still
+        #: named us, so nobody else led in between (what we saw meanwhile nobody else reported).
+        self.resumed = False
 
     # ------------------------------------------------------------------ public
 
@@ -136,6 +143,7 @@ class LeaderElector:
         return self.retry_period * (1.0 + random.uniform(0.0, 1.2))
 
     def _became_leader(self) -> None:
+        self.resumed = self.transitions > 0 and self._acquired_from == self.identity
         self.transitions += 1
         self.is_leader.set()
         log.info("leader_elected", lease=self.name, identity=self.identity)
@@ -157,6 +165,7 @@ class LeaderElector:
             await asyncio.shield(task)
 
     async def _acquire(self) -> None:
+        self._acquired_from = ""
         while True:
             try:
                 async with asyncio.timeout(self.renew_deadline):
@@ -220,6 +229,7 @@ class LeaderElector:
                 raise
             self._observe(created.get("spec") or {})
             self._lease = created
+            self._acquired_from = ""
             self.observed_holder = self.identity
             return True
 
@@ -257,5 +267,7 @@ class LeaderElector:
             raise
         self._observe(updated.get("spec") or {})
         self._lease = updated
+        if not self.leading:
+            self._acquired_from = holder
         self.observed_holder = self.identity
         return True

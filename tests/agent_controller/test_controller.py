@@ -152,6 +152,41 @@ async def test_pending_plug_migrates_once_then_completes() -> None:
     await stop(task)
 
 
+@pytest.mark.parametrize("resumed", [True, False])
+async def test_follower_backlog_is_reported_only_when_leadership_resumes(resumed: bool) -> None:
+    """Leadership lost mid-migration (renews failed), regained: the migration's end and the hot plug's
+    completion seen meanwhile are counted once — by this replica only if nobody else led in between."""
+    ctl, api, clock, task = await make()
+    ctl.on_vm("ADDED", None, vm([BRIDGE]))
+    ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
+    await settle()
+    running = vmim_obj("hotplug-vm1-1", "vm1", "Running")
+    ctl.on_vmim("ADDED", None, running)
+    ctl.mark_synced()
+    await settle()
+    ctl.set_leading(False)
+    ctl.on_vmim("MODIFIED", running, vmim_obj("hotplug-vm1-1", "vm1", "Succeeded"))
+    clock.t += 2
+    ctl.on_vmi("MODIFIED", None, vmi([BRIDGE], {"hp1": "domain, guest-agent, multus-status"}))
+    await settle()
+    assert (NS, "vm1") not in ctl.tracks
+    # A follower counts nothing (the leader does)...
+    completed = ("hotplug_agent_hotplugs_completed_total", {"operation": "plug"})
+    succeeded = ("hotplug_agent_migrations_total", {"result": "succeeded", "initiator": "agent"})
+    assert sample(ctl.metrics, completed[0], **completed[1]) == 0
+    assert sample(ctl.metrics, succeeded[0], **succeeded[1]) == 0
+    ctl.set_leading(True, resumed=resumed)
+    expected = 1 if resumed else 0
+    assert sample(ctl.metrics, completed[0], **completed[1]) == expected
+    assert sample(ctl.metrics, succeeded[0], **succeeded[1]) == expected
+    # ...and the backlog is reported at most once.
+    ctl.set_leading(False)
+    ctl.set_leading(True, resumed=True)
+    assert sample(ctl.metrics, succeeded[0], **succeeded[1]) == expected
+    assert api.created == [(NS, "vm1")]
+    await stop(task)
+
+
 async def test_failed_migration_retries_with_backoff_then_gives_up() -> None:
     settings = ControllerSettings(
         settle_seconds=0, bridge_grace_seconds=0, mode="active", max_attempts=2, backoff_initial_seconds=10

@@ -139,6 +139,7 @@ async def test_renew_that_cannot_finish_steps_down(kubeconfig: Path, server: Api
         task = asyncio.create_task(e1.run())
         try:
             await eventually(lambda: e1.leading, what="leader")
+            assert not e1.resumed  # a first leadership continues nothing
             server.faults.add(FaultRule(resources=("leases",), latency=5.0))
             hung_at = time.monotonic()
             await eventually(lambda: not e1.leading, timeout=4, what="step down")
@@ -148,8 +149,40 @@ async def test_renew_that_cannot_finish_steps_down(kubeconfig: Path, server: Api
             server.faults.clear()
             await eventually(lambda: e1.leading, timeout=5, what="re-acquired after recovery")
             assert tracker.log == ["started", "stopped", "started"]
+            # Nobody else held the Lease in between: this leadership resumes the previous one.
+            assert e1.resumed
         finally:
             await stop(task)
+
+
+async def test_leadership_after_another_leader_is_not_resumed(kubeconfig: Path, server: ApiServer) -> None:
+    """One steps down (renews hang), two takes over and releases; one leads again but does not resume."""
+    async with clients(kubeconfig, 2) as (k1, k2):
+        e1 = elector(k1, "one", reacquire=False)  # so two can take over; run() returns on the loss
+        first = asyncio.create_task(e1.run())
+        await eventually(lambda: e1.leading, what="one leads")
+        rule = server.faults.add(FaultRule(resources=("leases",), latency=5.0))
+        await asyncio.wait_for(first, timeout=4)
+        assert not e1.leading
+        server.faults.remove(rule)
+        e2 = elector(k2, "two")
+        t2: asyncio.Task[None] | None = asyncio.create_task(e2.run())
+        again: asyncio.Task[None] | None = None
+        try:
+            await eventually(lambda: e2.leading, timeout=5, what="two takes over")
+            assert not e2.resumed
+            assert t2 is not None
+            await stop(t2)  # releases the Lease
+            t2 = None
+            again = asyncio.create_task(e1.run())
+            await eventually(lambda: e1.leading, timeout=5, what="one leads again")
+            assert (await holder(k1))["holderIdentity"] == "one"
+            assert e1.transitions == 2
+            assert not e1.resumed, "another replica led in between: what one saw then was two's to report"
+        finally:
+            for t in (t2, again):
+                if t is not None:
+                    await stop(t)
 
 
 async def test_lost_race_on_conflict_does_not_lead(kubeconfig: Path) -> None:
