@@ -328,6 +328,10 @@ class AgentProcess:
         except OSError:
             return ""
 
+    def log_about(self, needle: str, lines: int = 25) -> str:
+        """The last ``lines`` log lines that mention ``needle`` (a VM's ``namespace/name``)."""
+        return "\n".join([ln for ln in self.log_text().splitlines() if needle in ln][-lines:])
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

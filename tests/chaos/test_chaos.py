@@ -48,8 +48,14 @@ async def _finish(h: SimHarness, agents: Sequence[AgentProcess], *, what: str) -
     try:
         metrics: Metrics = await wait_until(lambda: settled(h, agents), SAFETY, what, interval=0.5)
     except TimeoutError as exc:
-        logs = "\n".join(f"--- {a.identity}\n{a.log_tail(30)}" for a in agents)
-        raise AssertionError("\n".join([str(exc), *outcome_lines(h.report()), logs])) from None
+        report = h.report()
+        logs = [f"--- {a.identity}\n{a.log_tail(30)}" for a in agents]
+        # What each replica said about every hot plug left unexplained: the first place to look.
+        for r in report.requests:
+            if r.accepted and not r.completed and r.final_state == "pending" and not r.agent_block:
+                vm = f"{r.namespace}/{r.vm}"
+                logs.extend(f"--- {a.identity} about {vm}\n{a.log_about(vm)}" for a in agents)
+        raise AssertionError("\n".join([str(exc), *outcome_lines(report), *logs])) from None
     h.check()
     return metrics
 
