@@ -330,7 +330,9 @@ class Controller:
         now = self.clock()
         track = self.tracks.get(vmi_key)
         ours = track is not None and rec.initiator == "agent" and track.ours == rec.name
-        cancelled = cancelled or (ours and track is not None and track.cancelled)
+        # A migration that reached Succeeded succeeded, even if our cancel (deadline) crossed it.
+        succeeded = rec.phase == PHASE_SUCCEEDED
+        cancelled = not succeeded and (cancelled or (ours and track is not None and track.cancelled))
         points = tuple((t, p) for p, t in rec.phase_transitions)
         self._report(
             lambda: self.metrics.observe_finished_points(
@@ -349,7 +351,8 @@ class Controller:
         vm_rec = self.vms.get(vmi_key)
         track.ours = None
         track.created_at = None
-        if rec.phase == PHASE_SUCCEEDED and not cancelled:
+        if succeeded:
+            track.cancelled = False
             track.verify_until = now + self.settings.verify_timeout_seconds
             self.wakeups.schedule(vmi_key, track.verify_until)
             log.info("migration_succeeded", vmi=f"{vmi_key[0]}/{vmi_key[1]}", vmim=rec.name)

@@ -187,6 +187,33 @@ async def test_follower_backlog_is_reported_only_when_leadership_resumes(resumed
     await stop(task)
 
 
+async def test_migration_that_succeeds_as_the_deadline_cancel_lands_counts_as_succeeded() -> None:
+    """The deadline passes, the agent deletes the VMIM, but KubeVirt finished it first: succeeded,
+    verified, not retried (and not counted as cancelled)."""
+    ctl, api, clock, task = await make(
+        ControllerSettings(
+            settle_seconds=0, bridge_grace_seconds=0, mode="active", migration_deadline_seconds=5
+        )
+    )
+    ctl.on_vm("ADDED", None, vm([BRIDGE]))
+    ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
+    await settle()
+    running = vmim_obj("hotplug-vm1-1", "vm1", "Running")
+    clock.t = running.creation_ts + 6  # past the deadline
+    ctl.on_vmim("ADDED", None, running)
+    ctl.mark_synced()
+    await settle()
+    assert api.deleted == [(NS, "hotplug-vm1-1")]
+    ctl.on_vmim("MODIFIED", running, vmim_obj("hotplug-vm1-1", "vm1", "Succeeded"))
+    await settle()
+    assert sample(ctl.metrics, "hotplug_agent_migrations_total", result="succeeded", initiator="agent") == 1
+    assert sample(ctl.metrics, "hotplug_agent_migrations_total", result="cancelled", initiator="agent") == 0
+    assert ctl.tracks[(NS, "vm1")].state == "verifying"
+    assert ctl.tracks[(NS, "vm1")].attempts == 0
+    assert api.created == [(NS, "vm1")]
+    await stop(task)
+
+
 async def test_failed_migration_retries_with_backoff_then_gives_up() -> None:
     settings = ControllerSettings(
         settle_seconds=0, bridge_grace_seconds=0, mode="active", max_attempts=2, backoff_initial_seconds=10
