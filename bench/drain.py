@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figure, at_most, base_parser, print_table, write_results
+from bench.common import Figure, at_most, base_parser, percentile, print_table, write_results
 from simulator.cluster import ClusterConfig
 from tests.harness import SimHarness, agent_available, quiet_logs, vm_body, wait_until
 
@@ -44,6 +44,84 @@ def cluster_config(
         history_size=max(100_000, 30 * n),
         seed=7,
     )
+
+
+class SlotTimeline:
+    """Server-side times (``perf_counter``) of each VMIM's create, start (``Scheduling``) and end.
+
+    A slot of the cap costs D plus two overheads the makespan pays once per round: *admission* (create
+    → Scheduling: KubeVirt's migration controller) and *refill* (a migration ends → the next create
+    arrives: the migrating side's reaction, i.e. the agent's or the updater's).
+    """
+
+    def __init__(self) -> None:
+        self.created: dict[str, float] = {}
+        self.pending: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+
+    def observe(self, event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
+        if resource != "virtualmachineinstancemigrations":
+            return
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        phase = str((obj.get("status") or {}).get("phase", ""))
+        if event_type == "ADDED":
+            self.created.setdefault(name, t)
+        if phase == "Pending":
+            self.pending.setdefault(name, t)
+        elif phase == "Scheduling":
+            self.started.setdefault(name, t)
+        elif phase in ("Succeeded", "Failed"):
+            self.ended.setdefault(name, t)
+
+    def summary(self, cap: int) -> dict[str, Any]:
+        admission = [self.started[n] - t for n, t in self.created.items() if n in self.started]
+        accept = [self.pending[n] - t for n, t in self.created.items() if n in self.pending]
+        start = [self.started[n] - t for n, t in self.pending.items() if n in self.started]
+        running = [self.ended[n] - t for n, t in self.started.items() if n in self.ended]
+        # The k-th migration to end frees the slot the (cap + k)-th create fills.
+        creates = sorted(self.created.values())
+        ends = sorted(self.ended.values())
+        refill = [creates[cap + k] - end for k, end in enumerate(ends) if cap + k < len(creates)]
+
+        def stats(values: list[float]) -> dict[str, float | None]:
+            return {
+                "mean": sum(values) / len(values) if values else None,
+                "p50": percentile(values, 50),
+                "p90": percentile(values, 90),
+                "max": max(values, default=None),
+            }
+
+        return {
+            "admission": stats(admission),
+            "accept": stats(accept),
+            "start": stats(start),
+            "running": stats(running),
+            "refill": stats(refill),
+        }
+
+
+def timeline_figures(summary: dict[str, Any], label: str, duration: float) -> list[Figure]:
+    out: list[Figure] = []
+    for part, what in (
+        ("admission", "create → Scheduling (KubeVirt's controller)"),
+        ("accept", "create → Pending"),
+        ("start", "Pending → Scheduling (waits for a free slot)"),
+        ("refill", "migration end → next create"),
+        ("running", f"Scheduling → end (D = {duration:g}s)"),
+    ):
+        st = summary[part]
+        if st["mean"] is None:
+            continue
+        out.append(
+            Figure(
+                f"{label}: {part} per round, mean",
+                st["mean"],
+                "s",
+                note=f"{what}; p50 {st['p50']:.3f} p90 {st['p90']:.3f} max {st['max']:.3f}",
+            )
+        )
+    return out
 
 
 def agent_flags(cap: int, duration: float) -> list[str]:
@@ -81,8 +159,10 @@ async def drain_once(
 ) -> dict[str, Any]:
     cfg = cluster_config(peer=peer, n=n, cap=cap, duration=duration, real=real, nodes=nodes)
     out: dict[str, Any] = {"side": "kubevirt-workload-updater" if peer else "agent"}
+    timeline = SlotTimeline()
     async with SimHarness(cfg) as h:
         await h.seed([vm_body(f"drain-{i % NAMESPACES}", f"vm-{i:05d}") for i in range(n)])
+        h.server.add_event_observer(timeline.observe)
         agent = None
         proxy = None
         if not peer:
@@ -127,6 +207,7 @@ async def drain_once(
             "max_concurrent_per_vmi": rep.migrations.max_concurrent_per_vmi,
         }
         out["violations"] = rep.violations
+        out["slots"] = timeline.summary(cap)
         if agent is not None and proxy is not None:
             metrics = await agent.scrape()
             out["agent_metrics"] = {
@@ -210,6 +291,7 @@ async def run(args: Any) -> list[Figure]:
         )
         ratio = mk / ideal if mk else None
         figures.append(Figure("agent makespan / ideal", ratio, "", "≤ 1.10", at_most(ratio, 1.10)))
+        figures.extend(timeline_figures(agent_run["slots"], "agent", duration))
     else:
         figures.append(Figure("agent makespan", None, note="agent not available (agent.app/agent.cli)"))
     if not args.no_peer:
@@ -227,6 +309,7 @@ async def run(args: Any) -> list[Figure]:
             )
         )
         figures.append(Figure("KubeVirt 1.6 makespan / ideal", pk / ideal if pk else None))
+        figures.extend(timeline_figures(peer_run["slots"], "KubeVirt 1.6", duration))
     if agent_run and peer_run and agent_run["makespan_seconds"] and peer_run["makespan_seconds"]:
         figures.append(
             Figure(

@@ -4,7 +4,7 @@
   ``validateInterfaceStateValue``):
   interface ``state`` rules on VM create/update.
 * ``migrations-mutator.kubevirt.io`` (HEAD:…/mutators/migration-create-mutator.go): adds label
-  ``kubevirt.io/vmi-name``.
+  ``kubevirt.io/vmi-name`` and the finalizer ``kubevirt.io/migrationJobFinalize``.
 * ``migration-create-validator.kubevirt.io`` (HEAD:…/admitters/migration-create-admitter.go): VMI missing,
   finalized VMI, another unfinished VMIM for the VMI ("in-flight"), ``LiveMigratable=False`` ("Cannot
   migrate").
@@ -24,6 +24,7 @@ from typing import Any, Final
 from agent.model import COND_LIVE_MIGRATABLE, LABEL_VMI_NAME, is_final
 from simulator.apiserver import AdmissionDenied, AdmissionRequest
 from simulator.kubevirt import rules
+from simulator.kubevirt.migration import FINALIZER
 
 VM_WEBHOOK: Final = "virtualmachine-validator.kubevirt.io"
 MIGRATION_MUTATOR: Final = "migrations-mutator.kubevirt.io"
@@ -84,6 +85,11 @@ class KubeVirtAdmission:
         if not isinstance(labels, dict):
             labels = meta["labels"] = {}
         labels[LABEL_VMI_NAME] = str(vmi)
+        finalizers = meta.get("finalizers")
+        if not isinstance(finalizers, list):
+            finalizers = meta["finalizers"] = []
+        if FINALIZER not in finalizers:
+            finalizers.append(FINALIZER)
 
     def _validate_vmim(self, req: AdmissionRequest) -> None:
         vmi_name = str((req.object.get("spec") or {}).get("vmiName") or "")

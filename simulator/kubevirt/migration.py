@@ -315,6 +315,7 @@ class MigrationController(Controller):
         vmi = self.world.vmis.get(vmi_key)
         if phase == "":
             labels = dict(meta.get("labels") or {})
+            # KubeVirt's mutating webhook adds both at create; without it (a bare API server) we do.
             if FINALIZER not in (meta.get("finalizers") or []) or labels.get(LABEL_VMI_NAME) != vmi_name:
                 labels[LABEL_VMI_NAME] = vmi_name
                 out = await kube.merge_patch(

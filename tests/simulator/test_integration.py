@@ -68,6 +68,8 @@ async def test_hotplug_bridge_via_migration(cluster: SimulatedCluster, api: Cust
     assert entry(v, "red") is None  # pod doesn't have it yet: pending hot plug
     m = await migrate(api, "vm1")
     assert m["metadata"]["labels"]["kubevirt.io/vmi-name"] == "vm1"
+    # Both from the mutating webhook, in the create's answer (no extra write by the controller).
+    assert m["metadata"]["finalizers"] == ["kubevirt.io/migrationJobFinalize"]
     done = await wait_vmim(api, m["metadata"]["name"], "Succeeded")
     phases = [p["phase"] for p in done["status"]["phaseTransitionTimestamps"]]
     assert phases == [
