@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import structlog
 import tenacity
 
+from agent.aio import wait_event
 from agent.decide import BlockReason, Decision, DecisionContext, Kind, Mode, WaitReason, decide, resolve_mode
 from agent.detect import Detection, detect
 from agent.events import (
@@ -863,8 +864,7 @@ class Controller:
             if remaining <= 0:
                 return False
             self._ours_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ours_changed.wait(), timeout=remaining)
+            await wait_event(self._ours_changed, remaining)
         return True
 
     def _report(self, action: Callable[[], object]) -> None:

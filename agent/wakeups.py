@@ -9,11 +9,12 @@ one asked for), so memory is bounded by the number of tracked keys.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+from agent.aio import wait_event
 
 K = TypeVar("K", bound=Hashable)
 
@@ -60,5 +61,4 @@ class Wakeups(Generic[K]):
                 await self._changed.wait()
                 continue
             delay = max(0.0, self._heap[0][0] - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=delay)
+            await wait_event(self._changed, delay)

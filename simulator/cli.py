@@ -21,6 +21,7 @@ import structlog
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
+from agent.aio import wait_event
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.report import Recorder, Report
 from simulator.scenario import ManualOperator, ScenarioConfig, ScenarioDriver, build_plan
@@ -155,8 +156,7 @@ async def run_cluster(args: argparse.Namespace, stop: asyncio.Event | None = Non
         print(f"{n} VMs on {cfg.nodes} nodes; Ctrl-C to stop", flush=True)
         while not stop.is_set():
             cluster.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+            await wait_event(stop, 1.0)
     finally:
         await cluster.stop()
     return 0

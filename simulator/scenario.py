@@ -21,7 +21,6 @@ Manual mode (no agent): :class:`ManualOperator` migrates each VM it edited like 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import random
@@ -34,6 +33,7 @@ import structlog
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from agent.aio import wait_event
 from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE, VIRTCTL_MIGRATE_PREFIX
 from simulator.kubevirt import pci, rules
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
@@ -360,8 +360,7 @@ class ManualOperator:
                 await self._round()
             except ApiException as exc:  # a user retries on API errors
                 log.info("manual operator: API error, retrying", status=exc.status)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll)
+            await wait_event(stop, self.poll)
 
     async def _round(self) -> None:
         for plan in list(self.driver.edited):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from agent.aio import wait_event
 from simulator.apiserver.meta import as_version
 from simulator.apiserver.registry import ResourceType
 from simulator.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
@@ -163,8 +164,4 @@ class Watcher:
         """Wait for lines or a close; False on timeout."""
         if self._lines or self.closed is not None:
             return True
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), max_wait)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._wakeup, max_wait)

@@ -11,7 +11,6 @@ client-go's mutation cache); work queues dedupe keys and never process one key c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import time
 from collections import OrderedDict
@@ -22,6 +21,8 @@ import aiohttp
 import structlog
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from agent.aio import wait_event
 
 log = structlog.get_logger("simulator.kubevirt")
 
@@ -327,8 +328,7 @@ class WorkQueue:
                     await self.add(key)
             timeout = self._delayed[0][0] - now if self._delayed else None
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
 
 
 class ConflictError(RuntimeError):
