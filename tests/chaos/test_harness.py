@@ -1,25 +1,16 @@
 """The harness itself: proxy attribution, metrics parsing, and replica lifecycle with leader failover.
 
 These need only the agent's I/O layer (``hotplug-agent run`` with informers, probes and leader
-election), not its controller, so they run as soon as the CLI exists.
+election), not its controller.
 """
 
 from __future__ import annotations
 
-import importlib.util
-
-import pytest
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
 from tests.chaos.scenario import FAST_AGENT, cluster_config, leader_of
 from tests.harness import Metrics, SimHarness, classify, wait_until
-
-NEEDS_CONTROLLER = False
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("agent.cli") is None, reason="hotplug-agent CLI not there yet"
-)
 
 
 def test_classify_names_requests_like_the_api_server() -> None:

@@ -12,7 +12,6 @@ entry once simulator/apiserver behaves like kube-apiserver (the XPASS shows it).
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,17 +27,9 @@ EMBEDDED_DIFFERENCES: dict[str, str] = {
 }
 
 
-def embedded_available() -> bool:
-    return importlib.util.find_spec("simulator.apiserver") is not None
-
-
 BACKENDS = [
     pytest.param("real", marks=pytest.mark.controlplane, id="real"),
-    pytest.param(
-        "embedded",
-        marks=pytest.mark.skipif(not embedded_available(), reason="simulator.apiserver not written yet"),
-        id="embedded",
-    ),
+    pytest.param("embedded", id="embedded"),
 ]
 
 
