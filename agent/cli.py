@@ -92,12 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a simulated KubeVirt cluster for kubectl and a separate 'hotplug-agent run'.",
     )
     try:
-        from simulator import cli as sim_cli
+        from simulator import cli_args  # flags only: the simulator itself is imported when run
     except ImportError:
         pass
     else:
-        sim_cli.add_simulate_arguments(simulate)
-        sim_cli.add_cluster_arguments(cluster)
+        cli_args.add_simulate_arguments(simulate)
+        cli_args.add_cluster_arguments(cluster)
     return parser
 
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simulator.cli import add_simulate_arguments, run_simulate
+from simulator.cli import run_simulate
+from simulator.cli_args import add_simulate_arguments
 from simulator.scenario import ScenarioConfig, build_plan, edit_body
 
 
@@ -71,7 +72,8 @@ async def test_run_cluster_serves_until_stopped(tmp_path: Path) -> None:
     from kubernetes_asyncio.client import CustomObjectsApi
     from kubernetes_asyncio.config import new_client_from_config
 
-    from simulator.cli import add_cluster_arguments, run_cluster
+    from simulator.cli import run_cluster
+    from simulator.cli_args import add_cluster_arguments
 
     parser = argparse.ArgumentParser()
     add_cluster_arguments(parser)
