@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[Runner, dict[str, Any]]] = {
             "nodes": 10,
             "no_peer": False,
             "no_agent": False,
+            "count_requests": False,
         },
     ),
     "economy": (economy.run, {"vms": 200, "failure_rate": 0.05}),
