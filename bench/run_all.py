@@ -2,7 +2,7 @@
 
 Each benchmark runs in a fresh interpreter, as it would alone. In one process, the drain that followed
 the 10,000-VM scale and reaction runs saw the simulated cluster stall (a fixed 1.2 s migration took up
-to 6.8 s, 1.32 s on average) and read 1.22 × ideal, against 1.08–1.15 when run alone.
+to 6.8 s, 1.32 s on average) and read 1.22 x ideal, against 1.08-1.15 when run alone.
 
 python -m bench.run_all [--quick] [--only scale,reaction,drain,economy]
 """
