@@ -181,7 +181,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "float",
         900.0,
         "migrationDeadlineSeconds",
-        "cancel (delete) our migration if unfinished after this long",
+        "cancel (delete) our migration if unfinished after this long; also how long a VMI status that "
+        "says 'migrating' with no migration object is waited on",
     ),
     Setting(
         "verify_timeout_seconds",

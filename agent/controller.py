@@ -559,6 +559,7 @@ class Controller:
             max_attempts=self.settings.max_attempts,
             next_retry_at=track.next_retry_at,
             rejected_message=track.rejected,
+            migration_deadline_seconds=self.settings.migration_deadline_seconds,
         )
 
     def _act(self, key: Key, track: Track, *, vm: VMRecord | None, decision: Decision, now: float) -> None:

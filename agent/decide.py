@@ -10,7 +10,8 @@ Order of the rules (first match wins; docs/decisions.md explains each):
 2. namespace not selected → BLOCKED ``namespace-not-selected``
 3. opted out → BLOCKED ``opted-out``
 4. mode observe (KubeVirt migrates by itself) → OBSERVE
-5. a migration of this VMI is in flight (any initiator) → WAIT ``in-flight``
+5. a migration of this VMI is in flight (any initiator) → WAIT ``in-flight`` (the VMI's status alone:
+   until the migration deadline past its start)
 6. SR-IOV unplug → BLOCKED ``sriov-unplug``
 7. only undeliverable template changes (or RestartRequired with nothing deliverable)
    → BLOCKED ``restart-required``
@@ -42,6 +43,7 @@ Mode = Literal["active", "observe"]
 #: KubeVirt's ``DynamicNetworkControllerGracePeriod``.
 DEFAULT_BRIDGE_GRACE_SECONDS: Final = 15.0
 DEFAULT_SETTLE_SECONDS: Final = 5.0
+DEFAULT_MIGRATION_DEADLINE_SECONDS: Final = 900.0
 #: How long deliverable changes wait for further template changes to reach the VMI spec.
 DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS: Final = 30.0
 
@@ -117,6 +119,9 @@ class DecisionContext:
     max_attempts: int = 3
     next_retry_at: float | None = None
     rejected_message: str | None = None
+    #: After this long, a VMI whose status still says "migrating" with no unfinished migration object
+    #: is not waited on any more (KubeVirt's admission still refuses a second migration if one exists).
+    migration_deadline_seconds: float = DEFAULT_MIGRATION_DEADLINE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +213,19 @@ def _wait(d: Detection, reason: WaitReason, message: str, until: float | None) -
 
 def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext) -> Decision:
     now = ctx.now
-    if d.active_migration is not None or vmi.migrating:
-        name = d.active_migration.name if d.active_migration is not None else "(VMI is migrating)"
-        return _wait(d, WaitReason.IN_FLIGHT, f"migration {name} in flight", None)
+    if d.active_migration is not None:
+        return _wait(d, WaitReason.IN_FLIGHT, f"migration {d.active_migration.name} in flight", None)
+    if vmi.migrating:
+        # The status says a migration runs but no unfinished migration object is known: the object may
+        # not be in the cache yet, so wait; past the deadline from its start the status is stale (a
+        # KubeVirt write that never landed) and waiting on it would leave the hot plug pending forever.
+        stale_at = (
+            vmi.migration_started + ctx.migration_deadline_seconds
+            if vmi.migration_started is not None
+            else None
+        )
+        if stale_at is None or now < stale_at:
+            return _wait(d, WaitReason.IN_FLIGHT, "the VMI status shows a migration in flight", stale_at)
 
     if d.sriov_unplugs:
         return _blocked(

@@ -17,6 +17,7 @@ No asyncio, aiohttp or kubernetes_asyncio here (docs/architecture.md, layering r
 from __future__ import annotations
 
 import calendar
+import contextlib
 import functools
 import math
 import re
@@ -277,6 +278,8 @@ class VMIRecord:
     pci_topology_version: str = ""
     #: ``status.migrationState`` present and neither completed nor failed.
     migrating: bool = False
+    #: ``status.migrationState.startTimestamp`` of that migration, when it has one.
+    migration_started: float | None = None
     creation_ts: float | None = None
     deletion_requested: bool = False
 
@@ -805,11 +808,17 @@ def parse_vmi(obj: object) -> VMIRecord:
 
     mstate_raw = status.get("migrationState")
     migrating = False
+    migration_started: float | None = None
     if mstate_raw is not None:
         mstate = _dict(ctx, status, "migrationState", "status")
         completed = _bool(ctx, mstate, "completed", "status.migrationState")
         failed = _bool(ctx, mstate, "failed", "status.migrationState")
         migrating = bool(mstate) and not completed and not failed
+        raw_start = mstate.get("startTimestamp") if migrating else None
+        if isinstance(raw_start, str) and raw_start:
+            # Only bounds a wait: a malformed value means "unknown", not an unreadable VMI.
+            with contextlib.suppress(ValueError):
+                migration_started = parse_timestamp(raw_start)
 
     hotplugged = 0
     for vs in _items(ctx, status, "volumeStatus", "status"):
@@ -838,6 +847,7 @@ def parse_vmi(obj: object) -> VMIRecord:
         pci_slot_count=_optional_int_annotation(ctx, annotations, ANNOTATION_PCI_SLOT_COUNT),
         pci_topology_version=_intern(topo),
         migrating=migrating,
+        migration_started=migration_started,
         creation_ts=_ts(ctx, meta, "creationTimestamp", "metadata"),
         deletion_requested=meta.get("deletionTimestamp") is not None,
     )

@@ -51,6 +51,7 @@ def vmi(
     memory: str | None = "1Gi",
     annotations: dict[str, str] | None = None,
     migrating: bool = False,
+    migration_start: str | None = None,
     migration_required: tuple[str, str, str] | None = None,
     hotplug_volumes: int = 0,
     ordinal: bool = False,
@@ -104,6 +105,8 @@ def vmi(
     }
     if migrating:
         status["migrationState"] = {"sourceNode": node, "targetNode": "node-b"}
+        if migration_start is not None:
+            status["migrationState"]["startTimestamp"] = migration_start
     return parse_vmi(
         {
             "metadata": {

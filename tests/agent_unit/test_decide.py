@@ -123,6 +123,29 @@ def test_wait_in_flight() -> None:
     assert d.wait_reason is WaitReason.IN_FLIGHT
 
 
+def test_vmi_status_alone_is_waited_on_until_the_migration_deadline() -> None:
+    """The VMI says "migrating" but no unfinished VMIM is known: wait (the object may still be on its way
+    to the cache), but not forever: past the deadline from the migration's start the status is stale."""
+    started = "1970-01-01T00:10:00Z"  # 600 s
+    ctx = with_(READY, migration_deadline_seconds=300.0)
+    d = run(vmi([BR1], migrating=True, migration_start=started), vm([BR1]), with_(ctx, now=899.0))
+    assert d.kind is Kind.WAIT and d.wait_reason is WaitReason.IN_FLIGHT
+    assert d.recheck_at == pytest.approx(900.0)
+    d = run(vmi([BR1], migrating=True, migration_start=started), vm([BR1]), with_(ctx, now=900.0))
+    assert d.kind is Kind.MIGRATE
+    # Without a start time there is nothing to measure from: keep waiting on the status (event-driven).
+    d = run(vmi([BR1], migrating=True), vm([BR1]), with_(ctx, now=10_000.0))
+    assert d.kind is Kind.WAIT and d.recheck_at is None
+    # A known unfinished migration object is always waited on.
+    d = run(
+        vmi([BR1], migrating=True, migration_start=started),
+        vm([BR1]),
+        with_(ctx, now=10_000.0),
+        migrations=(vmim("Running"),),
+    )
+    assert d.kind is Kind.WAIT and d.wait_reason is WaitReason.IN_FLIGHT
+
+
 def test_wait_for_kubevirt_event_driven() -> None:
     d = run(vmi([]), vm([BR1]))
     assert d.kind is Kind.WAIT and d.wait_reason is WaitReason.WAITING_FOR_KUBEVIRT

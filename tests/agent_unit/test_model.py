@@ -384,3 +384,13 @@ def test_mutated_valid_objects_only_raise_invalid_object(data: st.DataObject) ->
                 break
         with contextlib.suppress(InvalidObject):
             parse(obj)
+
+
+def test_migration_start_is_read_and_a_malformed_one_is_unknown() -> None:
+    from tests.agent_unit.builders import vmi as build_vmi
+
+    started = build_vmi(migrating=True, migration_start="2026-01-01T00:00:10Z")
+    assert started.migrating and started.migration_started == parse_timestamp("2026-01-01T00:00:10Z")
+    garbage = build_vmi(migrating=True, migration_start="yesterday-ish")
+    assert garbage.migrating and garbage.migration_started is None  # still a readable VMI
+    assert build_vmi(migrating=False).migration_started is None
