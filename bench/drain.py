@@ -24,7 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figure, at_most, base_parser, percentile, print_table, write_results
+from bench.common import (
+    GC_FREEZE_SECONDS,
+    Figure,
+    at_most,
+    base_parser,
+    percentile,
+    print_table,
+    write_results,
+)
 from simulator.cluster import ClusterConfig
 from tests.harness import SimHarness, agent_available, quiet_logs, vm_body, wait_until
 
@@ -46,6 +54,7 @@ def cluster_config(
         time_scale=duration / real,
         history_size=max(100_000, 30 * n),
         seed=7,
+        gc_freeze_seconds=GC_FREEZE_SECONDS,
     )
 
 

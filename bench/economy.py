@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bench.common import Figure, base_parser, print_table, write_results
+from bench.common import GC_FREEZE_SECONDS, Figure, base_parser, print_table, write_results
 from simulator.cluster import ClusterConfig
 from simulator.scenario import ScenarioConfig
 from tests.harness import SimHarness, agent_available, quiet_logs, wait_until
@@ -29,7 +29,12 @@ FLAGS = [
 async def run(args: Any) -> list[Figure]:
     n = 60 if args.quick else args.vms
     cfg = ClusterConfig(
-        migration_mean_seconds=1.0, failure_rate=args.failure_rate, time_scale=0.1, nodes=4, seed=21
+        migration_mean_seconds=1.0,
+        failure_rate=args.failure_rate,
+        time_scale=0.1,
+        nodes=4,
+        seed=21,
+        gc_freeze_seconds=GC_FREEZE_SECONDS,
     )
     scen = ScenarioConfig(vms=n, seed=21, request_window_seconds=2.0)
     data: dict[str, Any] = {"vms": n, "failure_rate": args.failure_rate}

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figure, at_most, base_parser, print_table, write_results
+from bench.common import GC_FREEZE_SECONDS, Figure, at_most, base_parser, print_table, write_results
 from bench.workload import status_stream
 from simulator.cluster import ClusterConfig
 from tests.harness import AgentProcess, SimHarness, agent_command, quiet_logs, vm_body
@@ -108,7 +108,9 @@ def list_peak_bytes_per_vm(vms: list[dict[str, Any]], vmis: list[dict[str, Any]]
 
 
 async def measure(n: int, events: int, rate: float, profile: Path | None = None) -> dict[str, Any]:
-    cfg = ClusterConfig(nodes=10, history_size=max(100_000, 4 * n + 2 * events), seed=3)
+    cfg = ClusterConfig(
+        nodes=10, history_size=max(100_000, 4 * n + 2 * events), seed=3, gc_freeze_seconds=GC_FREEZE_SECONDS
+    )
     out: dict[str, Any] = {"vms": n}
     async with SimHarness(cfg) as h:
         h.record_requests = False

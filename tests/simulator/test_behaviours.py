@@ -229,3 +229,28 @@ async def test_finalized_vmims_garbage_collected(tmp_path: Path) -> None:
             await wait_for(collected, what="only the newest 2 finalized VMIMs kept")
         finally:
             await client.close()
+
+
+async def test_gc_freeze_option_freezes_after_seed_and_periodically(tmp_path: Path) -> None:
+    """Benchmarks' option (ClusterConfig.gc_freeze_seconds): long-lived objects leave the cyclic GC's
+    sight after seeding and then periodically; off by default; the task ends with the cluster."""
+    import gc
+
+    gc.unfreeze()
+    try:
+        async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "off") as plain:
+            await plain.seed([vm("p0")])
+            assert gc.get_freeze_count() == 0
+        cluster = SimulatedCluster(fast_config(gc_freeze_seconds=0.05), kubeconfig_path=tmp_path / "on")
+        async with cluster:
+            await cluster.seed([vm("f0")])
+            after_seed = gc.get_freeze_count()
+            assert after_seed > 0
+            gc.unfreeze()
+            await asyncio.sleep(0.2)
+            assert gc.get_freeze_count() > 0  # the periodic freeze ran again
+            freezer = cluster._freezer
+            assert freezer is not None and not freezer.done()
+        assert freezer.done() and cluster._freezer is None
+    finally:
+        gc.unfreeze()
