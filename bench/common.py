@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import math
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.harness import quiet_logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: The simulated cluster's ``gc_freeze_seconds`` in every benchmark: without it the benchmark process's
@@ -97,3 +100,13 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run of the harness)")
     p.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile (agent side)")
     return p
+
+
+def run_cli(
+    parser: argparse.ArgumentParser, run: Callable[[Any], Awaitable[object]], argv: list[str] | None
+) -> int:
+    """A benchmark's ``main``: parse, quiet the harness's logs, run."""
+    args = parser.parse_args(argv)
+    quiet_logs()
+    asyncio.run(run(args))
+    return 0

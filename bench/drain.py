@@ -18,7 +18,6 @@ slows KubeVirt's side down (docs/performance.md).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from pathlib import Path
@@ -31,10 +30,11 @@ from bench.common import (
     base_parser,
     percentile,
     print_table,
+    run_cli,
     write_results,
 )
 from simulator.cluster import ClusterConfig
-from tests.harness import SimHarness, agent_available, quiet_logs, vm_body, wait_until
+from tests.harness import SimHarness, agent_available, vm_body, wait_until
 
 KUBEVIRT = "v1.6.0"
 NAMESPACES = 10
@@ -366,10 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         help="put the agent behind the counting proxy (requests by verb; slows the simulated side down)",
     )
     p.add_argument("--no-agent", action="store_true")
-    args = p.parse_args(argv)
-    quiet_logs()
-    asyncio.run(run(args))
-    return 0
+    return run_cli(p, run, argv)
 
 
 if __name__ == "__main__":

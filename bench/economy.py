@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bench.common import GC_FREEZE_SECONDS, Figure, base_parser, print_table, write_results
+from bench.common import GC_FREEZE_SECONDS, Figure, base_parser, print_table, run_cli, write_results
 from simulator.cluster import ClusterConfig
 from simulator.scenario import ScenarioConfig
-from tests.harness import SimHarness, agent_available, quiet_logs, wait_until
+from tests.harness import SimHarness, agent_available, wait_until
 
 FLAGS = [
     *("--settle-seconds", "0.5", "--bridge-grace-seconds", "1"),
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p = base_parser("python -m bench.economy", __doc__ or "")
     p.add_argument("--vms", type=int, default=200)
     p.add_argument("--failure-rate", type=float, default=0.05)
-    args = p.parse_args(argv)
-    quiet_logs()
-    asyncio.run(run(args))
-    return 0
+    return run_cli(p, run, argv)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,14 @@ from bench.common import (
     base_parser,
     percentile,
     print_table,
+    run_cli,
     write_results,
 )
 from bench.scale import profiled_command
 from bench.workload import status_stream
 from simulator.apiserver import RequestRecord
 from simulator.cluster import ClusterConfig
-from tests.harness import VMIMS, VMIS, SimHarness, agent_available, quiet_logs, vm_body, wait_until
+from tests.harness import VMIMS, VMIS, SimHarness, agent_available, vm_body, wait_until
 
 MARKER_IFACE = "hp-sriov"
 FLAGS = [
@@ -190,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="irrelevant VMI updates per second")
     p.add_argument("--markers", type=int, default=200, help="hot plugs that make a VMI actionable")
     p.add_argument("--interval", type=float, default=0.1, help="seconds between marker hot plugs")
-    args = p.parse_args(argv)
-    quiet_logs()
-    asyncio.run(run(args))
-    return 0
+    return run_cli(p, run, argv)
 
 
 if __name__ == "__main__":

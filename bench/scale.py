@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import GC_FREEZE_SECONDS, Figure, at_most, base_parser, print_table, write_results
+from bench.common import GC_FREEZE_SECONDS, Figure, at_most, base_parser, print_table, run_cli, write_results
 from bench.workload import status_stream
 from simulator.cluster import ClusterConfig
-from tests.harness import AgentProcess, SimHarness, agent_command, quiet_logs, vm_body
+from tests.harness import AgentProcess, SimHarness, agent_command, vm_body
 
 FLAGS = [
     "--settle-seconds",
@@ -226,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1000,10000")
     p.add_argument("--events", type=int, default=5000, help="VMI updates emitted for the CPU figure")
     p.add_argument("--rate", type=float, default=1000.0, help="VMI updates per second")
-    args = p.parse_args(argv)
-    quiet_logs()
-    asyncio.run(run(args))
-    return 0
+    return run_cli(p, run, argv)
 
 
 if __name__ == "__main__":
