@@ -9,22 +9,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.config import new_client_from_config
 
-from simulator.apiserver import ApiServer
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    srv = ApiServer(bookmark_interval=0.2, history_size=1000)
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest.fixture
-def kubeconfig(server: ApiServer, tmp_path: Path) -> Path:
-    return server.write_kubeconfig(tmp_path / "kubeconfig")
+from tests.apiserver_fixtures import kubeconfig, server  # noqa: F401 - fixtures
 
 
 @pytest.fixture
