@@ -433,7 +433,7 @@ class Controller:
         active = self.active.get(key)
         detection = detect(vmi, vm, (active,) if active is not None else ())
         if track is None:
-            if not self._interesting(detection):
+            if not detection.anything_pending:
                 return
             track = self.tracks[key] = Track()
         self._observe_changes(key, track, detection, vmi=vmi, vm=vm, now=now)
@@ -446,7 +446,7 @@ class Controller:
         ):
             self._completed(key, track, vmi, vm, now)
             return
-        if not self._interesting(detection) and track.ours is None and key not in self.expected:
+        if not detection.anything_pending and track.ours is None and key not in self.expected:
             self._forget(key)
             return
 
@@ -475,17 +475,6 @@ class Controller:
                 )
         decision = decide(vmi, vm, detection, self._context(key, track, vmi, now))
         self._act(key, track, vm=vm, decision=decision, now=now)
-
-    @staticmethod
-    def _interesting(d: Detection) -> bool:
-        return bool(
-            d.changes
-            or d.waiting_for_kubevirt
-            or d.undeliverable
-            or d.sriov_unplugs
-            or d.attaching
-            or d.detaching
-        )
 
     def _observe_changes(
         self, key: Key, track: Track, d: Detection, *, vmi: VMIRecord, vm: VMRecord | None, now: float

@@ -83,6 +83,18 @@ class Detection:
         return tuple(c for c in self.changes if c.kind == "unplug")
 
     @property
+    def anything_pending(self) -> bool:
+        """Some interface change is not in the guest yet, in whatever way (the agent tracks the VMI)."""
+        return bool(
+            self.changes
+            or self.waiting_for_kubevirt
+            or self.undeliverable
+            or self.sriov_unplugs
+            or self.attaching
+            or self.detaching
+        )
+
+    @property
     def needs_migration(self) -> bool:
         return bool(self.changes)
 

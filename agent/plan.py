@@ -56,14 +56,7 @@ def build_plan(
         vm = vm_by_key.get(vmi.key)
         migration = active.get(vmi.key)
         d = detect(vmi, vm, (migration,) if migration is not None else ())
-        if not (
-            d.changes
-            or d.waiting_for_kubevirt
-            or d.undeliverable
-            or d.sriov_unplugs
-            or d.attaching
-            or d.detaching
-        ):
+        if not d.anything_pending:
             continue
         ctx = DecisionContext(
             now=now,
