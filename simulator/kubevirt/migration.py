@@ -308,7 +308,6 @@ class MigrationController(Controller):
 
         if is_final(phase):
             self.plans.pop(uid, None)
-            await self._vmi_left_migrating(vmi_key, uid, st, now)
             await self._gc(vmi_key)
             return
 
@@ -473,18 +472,6 @@ class MigrationController(Controller):
             return
         await self._write_status(vmim, self._transition(vmim, nxt, now))
         self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
-
-    async def _vmi_left_migrating(self, vmi_key: Key, uid: str, st: dict[str, Any], now: float) -> None:
-        """Level-triggered repair, as KubeVirt's controllers are: a failed VMIM whose VMI still shows
-        this migration running gets the VMI's migrationState closed."""
-        if st.get("phase") != PHASE_FAILED:
-            return
-        vmi = self.world.vmis.get(vmi_key)
-        ms = ((vmi or {}).get("status") or {}).get("migrationState") or {}
-        if ms.get("migrationUid") != uid or ms.get("completed") or ms.get("failed"):
-            return
-        reason = str((st.get("migrationState") or {}).get("failureReason") or FAILED_REASON)
-        await self._update_vmi(vmi_key, lambda b: _vmi_migration_failed(b, uid, now, reason))
 
     def _other_unfinished(self, vmi_key: Key, key: Key, vmim: Obj) -> bool:
         """Another VMIM for the VMI already accepted (has a phase) and not final: O(1) via the index."""
