@@ -15,11 +15,9 @@ configurable distribution, a seeded failure/stuck fate per VMIM.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -28,18 +26,18 @@ from agent.model import (
     LABEL_VMI_NAME,
     PHASE_FAILED,
     PHASE_PENDING,
-    PHASE_PREPARING_TARGET,
     PHASE_RUNNING,
     PHASE_SCHEDULED,
     PHASE_SCHEDULING,
     PHASE_SUCCEEDED,
-    PHASE_TARGET_READY,
     STATE_ABSENT,
     is_final,
     is_running,
 )
 from simulator.kubevirt import rules, status
 from simulator.kubevirt.kube import VMIMS, VMIS, ConflictError, Controller, Key, Obj, key_of
+from simulator.kubevirt.node import NEXT_STEP as NEXT
+from simulator.kubevirt.node import MigrationPlan, plan_migration
 from simulator.kubevirt.world import LABEL_NODE_NAME, World
 
 log = structlog.get_logger("simulator.kubevirt.migration")
@@ -48,42 +46,6 @@ FINALIZER: Final = "kubevirt.io/migrationJobFinalize"
 CANCELED_REASON: Final = "Migration failed due to being canceled"
 FAILED_REASON: Final = "source node reported migration failed"
 SUCCEEDED_MESSAGE: Final = "Source node reported migration succeeded"
-NEXT: Final = {
-    PHASE_SCHEDULING: PHASE_SCHEDULED,
-    PHASE_SCHEDULED: PHASE_PREPARING_TARGET,
-    PHASE_PREPARING_TARGET: PHASE_TARGET_READY,
-    PHASE_TARGET_READY: PHASE_RUNNING,
-    PHASE_RUNNING: PHASE_SUCCEEDED,
-}
-Fate = Literal["succeed", "fail", "stuck"]
-
-
-@dataclass
-class Plan:
-    """A VMIM's simulated future, decided when it leaves Pending."""
-
-    fate: Fate
-    fail_phase: str
-    durations: dict[str, float]
-    source_node: str
-    target_node: str
-    target_pod_networks: set[str] = field(default_factory=set)
-    due: float = 0.0
-    #: wall time the migration entered Scheduling; 0 for one adopted after a restart
-    started: float = 0.0
-
-    def deadline(self, phase: str) -> float:
-        """When ``phase`` is due: the start plus the durations of every phase up to it.
-
-        Absolute deadlines keep a migration's length at the planned total however late the controller
-        processes each step (on a loaded machine the per-step write latency would otherwise add up).
-        """
-        total = self.started
-        step = PHASE_SCHEDULING
-        while step != phase and step in NEXT:
-            step = NEXT[step]
-            total += self.durations.get(step, 0.0)
-        return total
 
 
 def unfinished(vmim: Obj) -> bool:
@@ -96,7 +58,7 @@ class MigrationController(Controller):
     def __init__(self, world: World) -> None:
         super().__init__(world.config.workers)
         self.world = world
-        self.plans: dict[str, Plan] = {}
+        self.plans: dict[str, MigrationPlan] = {}
         #: VMIMs counted against the limits (IsRunning), with their source node.
         self.running: dict[Key, str] = {}
         #: Pending VMIMs in arrival order, woken when a slot frees.
@@ -170,32 +132,8 @@ class MigrationController(Controller):
         for key in picked:
             await self.enqueue(key)
 
-    def _plan(self, source: str) -> Plan:
-        cfg = self.world.config
-        rng = self.world.rng
-        mean = cfg.migration_mean_seconds
-        if cfg.migration_distribution == "fixed":
-            total = mean
-        elif cfg.migration_distribution == "uniform":
-            total = rng.uniform(0.5 * mean, 1.5 * mean)
-        elif cfg.migration_distribution == "exponential":
-            total = rng.expovariate(1.0 / mean) if mean > 0 else 0.0
-        else:
-            sigma = cfg.migration_sigma
-            total = rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma) if mean > 0 else 0.0
-        shares = cfg.phase_shares
-        weight = sum(shares.values()) or 1.0
-        durations = {phase: total * share / weight for phase, share in shares.items()}
-        roll = rng.random()
-        fate: Fate = "succeed"
-        if roll < cfg.failure_rate:
-            fate = "fail"
-        elif roll < cfg.failure_rate + cfg.stuck_rate:
-            fate = "stuck"
-        fail_phase = rng.choice([PHASE_SCHEDULED, PHASE_RUNNING, PHASE_RUNNING, PHASE_RUNNING])
-        others = [n for n in self.world.nodes if n != source] or [source]
-        target = rng.choice(others)
-        return Plan(fate, fail_phase, durations, source, target)
+    def _plan(self, source: str) -> MigrationPlan:
+        return plan_migration(self.world.config, self.world.rng, source, self.world.nodes)
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -519,7 +457,7 @@ class MigrationController(Controller):
             await self._kick_pending()
 
 
-def _vmi_migration_started(body: Obj, uid: str, plan: Plan, start: str) -> None:
+def _vmi_migration_started(body: Obj, uid: str, plan: MigrationPlan, start: str) -> None:
     st = body["status"]
     st["migrationState"] = {
         "migrationUid": uid,
@@ -530,7 +468,7 @@ def _vmi_migration_started(body: Obj, uid: str, plan: Plan, start: str) -> None:
     }
 
 
-def _vmi_migration_completed(body: Obj, uid: str, plan: Plan, end: str) -> None:
+def _vmi_migration_completed(body: Obj, uid: str, plan: MigrationPlan, end: str) -> None:
     st = body["status"]
     ms = dict(st.get("migrationState") or {})
     ms.update(

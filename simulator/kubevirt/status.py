@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from agent.model import INFO_SOURCE_DOMAIN, INFO_SOURCE_GUEST_AGENT, INFO_SOURCE_MULTUS_STATUS
@@ -28,6 +28,19 @@ def rfc3339(t: float) -> str:
     fast (scaled) runs, so it writes microseconds. Consumers must parse both (RFC 3339 allows both).
     """
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rfc3339_seconds(t: float) -> str:
+    """RFC 3339 UTC in whole seconds, as Go's ``metav1.Time`` marshals it.
+
+    Real KubeVirt code patches objects with JSON-patch ``test`` operations on the values it read and
+    re-marshalled: a timestamp written with a fraction never tests equal, so every writer beside real
+    KubeVirt components (the real-KubeVirt tier's node side) must use this form."""
+    return dt.datetime.fromtimestamp(int(t), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: How a writer formats timestamps: :func:`rfc3339` (the simulator) or :func:`rfc3339_seconds`.
+Stamp = Callable[[float], str]
 
 
 def parse_rfc3339(value: str) -> float:
@@ -123,6 +136,7 @@ def set_condition(
     reason: str = "",
     message: str = "",
     now: float = 0.0,
+    stamp: Stamp = rfc3339,
 ) -> list[dict[str, Any]]:
     """Conditions with ``ctype`` set; ``lastTransitionTime`` kept when the status did not change."""
     out: list[dict[str, Any]] = []
@@ -139,10 +153,10 @@ def set_condition(
             new["message"] = message
         new["lastProbeTime"] = None
         same = cond.get("status") == status and cond.get("lastTransitionTime")
-        new["lastTransitionTime"] = cond.get("lastTransitionTime") if same else rfc3339(now)
+        new["lastTransitionTime"] = cond.get("lastTransitionTime") if same else stamp(now)
         out.append(new)
     if not found:
-        new = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": rfc3339(now)}
+        new = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": stamp(now)}
         if reason:
             new["reason"] = reason
         if message:

@@ -1,18 +1,13 @@
-"""VMI status: virt-controller's VMI part and virt-handler, for networks and conditions.
+"""VMI status: virt-controller's VMI part (simulated) and virt-handler's (the shared node side).
 
-What it writes (notes/kubevirt.md §1.3, §1.4, §2, §3.6):
+What it writes:
 
-* ``status.interfaces`` from the pod's networks (``multus-status``, HEAD:pkg/network/controllers/vmi.go)
-  and the
-  domain's devices (``domain, guest-agent``, virt-handler);
-* virt-handler's hot attach of a NIC the pod has but the domain lacks
-  (HEAD:pkg/virt-launcher/virtwrap/network/nichotplug.go) — or, without a free PCI root port, condition
-  ``Synchronized=False`` reason ``Synchronizing with the Domain failed.`` with libvirt's
-  ``internal error: No more available PCI slots`` (HEAD:pkg/virt-handler/vm.go:1069,
-  pkg/controller/conditions.go);
-  hot detach of ``absent`` NICs (frees the port);
-* ``LiveMigratable`` (HEAD:pkg/virt-handler/vm.go:1133-1180);
-* KubeVirt ≥ 1.6: ``MigrationRequired`` (HEAD:pkg/network/migration/evaluator.go,
+* virt-handler's part, from :mod:`simulator.kubevirt.node`: ``status.interfaces`` from the pod's networks
+  (``multus-status``; on a real cluster virt-controller writes that part from the pod's Multus
+  ``network-status``, HEAD:pkg/network/controllers/vmi.go) and the domain's devices
+  (``domain, guest-agent``), hot attach/detach with ``Synchronized=False`` "No more available PCI slots"
+  when no root port is free, ``LiveMigratable``;
+* virt-controller's part, KubeVirt ≥ 1.6: ``MigrationRequired`` (HEAD:pkg/network/migration/evaluator.go,
   HEAD:pkg/virt-controller/watch/vmi/lifecycle.go:1193-1243 ``syncMigrationRequiredCondition``): SR-IOV plug →
   True/AutoMigrationDueToLiveUpdate at once; bridge plug or unplug → False/AutoMigrationPending, flipped to
   True
@@ -23,55 +18,23 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Final
+from typing import Any
 
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.model import (
-    COND_LIVE_MIGRATABLE,
     COND_MIGRATION_REQUIRED,
-    COND_SYNCHRONIZED,
     REASON_AUTO_MIGRATION_DUE_TO_LIVE_UPDATE,
     REASON_AUTO_MIGRATION_PENDING,
-    STATE_ABSENT,
     parse_version,
 )
-from simulator.kubevirt import pci, rules, status
+from simulator.kubevirt import node, pci, rules, status
 from simulator.kubevirt.kube import VMIS, Controller, Key, Obj, key_of
 from simulator.kubevirt.vm_controller import is_migrating
 from simulator.kubevirt.world import World
 
 log = structlog.get_logger("simulator.kubevirt.vmi")
-
-NO_PCI_SLOTS_ERROR: Final = (
-    'server error. command SyncVMI failed: "LibvirtError(Code=1, Domain=20, '
-    "Message='internal error: No more available PCI slots')\""
-)
-
-
-def handler_sync(spec: dict[str, Any], domain: pci.Domain) -> str:
-    """virt-handler's NIC sync: detach ``absent`` NICs, attach NICs present in the pod. Returns a sync
-    error."""
-    nets = rules.network_by_name(spec)
-    names = set()
-    error = ""
-    ifaces = rules.interfaces(spec)
-    for iface in ifaces:
-        name = str(iface.get("name"))
-        names.add(name)
-        if iface.get("state") == STATE_ABSENT:
-            domain.detach(name)
-    for name in list(domain.attached):
-        if name not in names:
-            domain.detach(name)
-    for iface in ifaces:
-        name = str(iface.get("name"))
-        if iface.get("state") == STATE_ABSENT or not rules.is_secondary_multus(nets.get(name, {})):
-            continue
-        if name in domain.pod_networks and name not in domain.attached and not domain.attach(name):
-            error = NO_PCI_SLOTS_ERROR
-    return error
 
 
 def desired_status(
@@ -84,23 +47,9 @@ def desired_status(
     sync_error: str,
 ) -> tuple[dict[str, Any], float | None]:
     """The VMI status KubeVirt would converge to, and when to re-evaluate (grace period), if needed."""
-    meta = vmi.get("metadata") or {}
-    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     spec = vmi.get("spec") or {}
-    old = vmi.get("status") or {}
-    new = dict(old)
-    new["interfaces"] = status.interface_statuses(ns, name, spec, domain.attached, domain.pod_networks)
-    conds: list[dict[str, Any]] = [c for c in old.get("conditions") or [] if isinstance(c, dict)]
-    migratable, reason, message = rules.live_migratable(vmi)
-    conds = status.set_condition(
-        conds, COND_LIVE_MIGRATABLE, "True" if migratable else "False", reason, message, now
-    )
-    if sync_error:
-        conds = status.set_condition(
-            conds, COND_SYNCHRONIZED, "False", status.REASON_SYNC_FAILED, sync_error, now
-        )
-    else:
-        conds = status.remove_condition(conds, COND_SYNCHRONIZED)
+    new = node.handler_status(vmi, domain, now=now, sync_error=sync_error)
+    conds: list[dict[str, Any]] = new["conditions"]
     requeue: float | None = None
     parsed = parse_version(version)
     if parsed is not None and parsed >= (1, 6, 0) and not is_migrating(vmi):
@@ -156,7 +105,7 @@ class VMIController(Controller):
             if (vmi.get("status") or {}).get("phase") != "Running":
                 return
             domain = self.world.domain_for(vmi)
-            error = handler_sync(vmi.get("spec") or {}, domain)
+            error = node.handler_sync(vmi.get("spec") or {}, domain)
             new_status, requeue = desired_status(
                 vmi,
                 domain,

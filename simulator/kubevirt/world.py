@@ -17,19 +17,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agent.model import (
-    COND_LIVE_MIGRATABLE,
     DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
     DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
-    INFO_SOURCE_DOMAIN,
-    INFO_SOURCE_MULTUS_STATUS,
     STATE_ABSENT,
 )
-from simulator.kubevirt import pci, rules, status
+from simulator.kubevirt import node, pci, rules, status
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.kube import KUBEVIRTS, VMIMS, VMIS, VMS, Informer, Key, Kube, Obj, key_of
 
 LABEL_NODE_NAME = "kubevirt.io/nodeName"
-LAUNCHER_IMAGE = "quay.io/kubevirt/virt-launcher"
 
 
 class World:
@@ -79,10 +75,10 @@ class World:
         defaults 5/2."""
         cfg = self._migrations_config()
         cluster = cfg.get("parallelMigrationsPerCluster")
-        node = cfg.get("parallelOutboundMigrationsPerNode")
+        per_node = cfg.get("parallelOutboundMigrationsPerNode")
         return (
             int(cluster) if isinstance(cluster, int) else DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
-            int(node) if isinstance(node, int) else DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
+            int(per_node) if isinstance(per_node, int) else DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
         )
 
     def workload_update_methods(self) -> list[str]:
@@ -99,24 +95,7 @@ class World:
         dom = self.domains.get(key)
         if dom is not None and dom.uid == uid:
             return dom
-        spec = vmi.get("spec") or {}
-        annotations = (vmi.get("metadata") or {}).get("annotations") or {}
-        free, attached = pci.free_ports_for_new_domain(spec, annotations, self.version())
-        entries = rules.status_entries(vmi.get("status") or {})
-        if entries:
-            seen_attached = {n for n, e in entries.items() if INFO_SOURCE_DOMAIN in rules.info_sources(e)}
-            pod = {n for n, e in entries.items() if INFO_SOURCE_MULTUS_STATUS in rules.info_sources(e)}
-            # NICs attached beyond the boot set took free ports; boot NICs no longer attached freed theirs.
-            free = max(0, free - len(seen_attached - attached) + len(attached - seen_attached))
-            attached = frozenset(seen_attached)
-        else:
-            pod = {
-                str(i.get("name"))
-                for i in rules.interfaces(spec)
-                if i.get("state") != STATE_ABSENT
-                and rules.is_secondary_multus(rules.network_by_name(spec).get(str(i.get("name")), {}))
-            }
-        dom = pci.Domain(uid=uid, free_ports=free, attached=set(attached), pod_networks=set(pod))
+        dom = node.adopt_domain(vmi, self.version())
         self.domains[key] = dom
         return dom
 
@@ -124,11 +103,11 @@ class World:
         return self.nodes[zlib.crc32("/".join(key).encode()) % len(self.nodes)] if self.nodes else "node-1"
 
 
-def vmi_from_vm(vm: Obj, node: str, version: str, now: float | None = None) -> Obj:
-    """The VMI KubeVirt creates for a running VM, already Running on ``node`` (the simulator skips
+def vmi_from_vm(vm: Obj, node_name: str, version: str, now: float | None = None) -> Obj:
+    """The VMI KubeVirt creates for a running VM, already Running on ``node_name`` (the simulator skips
     scheduling/booting): spec from the template without ``absent`` interfaces, owner reference,
-    label ``kubevirt.io/nodeName``, status with interfaces and the Ready/LiveMigratable/AgentConnected
-    conditions."""
+    label ``kubevirt.io/nodeName``, and the status virt-handler writes once the domain is up
+    (:func:`simulator.kubevirt.node.boot_status`)."""
     now = time.time() if now is None else now
     meta = vm.get("metadata") or {}
     template = (vm.get("spec") or {}).get("template") or {}
@@ -140,7 +119,7 @@ def vmi_from_vm(vm: Obj, node: str, version: str, now: float | None = None) -> O
         devices["interfaces"] = [i for i in rules.interfaces(spec) if str(i.get("name")) not in absent]
         spec["networks"] = [n for n in rules.networks(spec) if str(n.get("name")) not in absent]
     labels = dict(tmeta.get("labels") or {})
-    labels[LABEL_NODE_NAME] = node
+    labels[LABEL_NODE_NAME] = node_name
     vmi_meta: dict[str, Any] = {
         "name": meta.get("name"),
         "namespace": meta.get("namespace"),
@@ -164,30 +143,12 @@ def vmi_from_vm(vm: Obj, node: str, version: str, now: float | None = None) -> O
         "metadata": vmi_meta,
         "spec": spec,
     }
-    free, attached = pci.free_ports_for_new_domain(spec, vmi_meta.get("annotations") or {}, version)
-    del free
-    nets = rules.network_by_name(spec)
-    pod = {n for n in attached if rules.is_secondary_multus(nets.get(n, {}))}
-    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-    migratable, reason, message = rules.live_migratable(vmi)
-    conds: list[dict[str, Any]] = []
-    conds = status.set_condition(conds, "Ready", "True", now=now)
-    conds = status.set_condition(
-        conds, COND_LIVE_MIGRATABLE, "True" if migratable else "False", reason, message, now=now
+    stamps = [
+        {"phase": p, "phaseTransitionTimestamp": status.rfc3339(now)}
+        for p in ("Pending", "Scheduling", "Scheduled")
+    ]
+    vmi["status"] = {"phaseTransitionTimestamps": stamps, "qosClass": "Burstable"}
+    vmi["status"] = node.boot_status(
+        vmi, node.new_domain(vmi, version), node=node_name, version=version, now=now
     )
-    conds = status.set_condition(conds, "AgentConnected", "True", now=now)
-    vmi["status"] = {
-        "phase": "Running",
-        "nodeName": node,
-        "conditions": conds,
-        "interfaces": status.interface_statuses(ns, name, spec, set(attached), pod),
-        "phaseTransitionTimestamps": [
-            {"phase": p, "phaseTransitionTimestamp": status.rfc3339(now)}
-            for p in ("Pending", "Scheduling", "Scheduled", "Running")
-        ],
-        "qosClass": "Burstable",
-        "launcherContainerImageVersion": f"{LAUNCHER_IMAGE}:{version}",
-        "migrationMethod": "LiveMigration" if migratable else "BlockMigration",
-        "guestOSInfo": {"id": "fedora", "name": "Fedora Linux"},
-    }
     return vmi

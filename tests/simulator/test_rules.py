@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from simulator.kubevirt import pci, rules, status
-from simulator.kubevirt.vmi_controller import NO_PCI_SLOTS_ERROR, desired_status, handler_sync
+from simulator.kubevirt.node import NO_PCI_SLOTS_ERROR, handler_sync
+from simulator.kubevirt.vmi_controller import desired_status
 
 
 def spec(
