@@ -105,7 +105,7 @@ class Request:
     rejection: str = ""
 
 
-def _vm_body(
+def vm_manifest(
     ns: str,
     name: str,
     secondary: list[tuple[str, str]],
@@ -117,6 +117,9 @@ def _vm_body(
     host_devices: bool = False,
     memory: str = "1Gi",
 ) -> dict[str, Any]:
+    """A VirtualMachine as a user writes it (running, a masquerade pod network by default, one
+    container disk), with secondary Multus networks ``(name, binding)`` referring to NADs ``<ns>/<name>``.
+    Valid for KubeVirt's own admission, so the real-KubeVirt tier uses it too."""
     ifaces: list[dict[str, Any]] = [{"name": "default", pod_binding: {}}]
     nets: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
     for net, binding in secondary:
@@ -176,32 +179,32 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
         actions: list[Action] = []
         remove: list[str] = []
         if cat == "bridge-plug":
-            body = _vm_body(ns, name, [("net-a", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge")])
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "sriov-plug":
-            body = _vm_body(ns, name, [("net-a", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge")])
             actions = [Action("plug", "hp-sriov", "sriov")]
         elif cat == "bridge-unplug":
-            body = _vm_body(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
             actions = [Action("unplug", "net-b", "bridge")]
         elif cat == "sriov-unplug":
-            body = _vm_body(ns, name, [("sriov-a", "sriov")])
+            body = vm_manifest(ns, name, [("sriov-a", "sriov")])
             actions = [Action("unplug", "sriov-a", "sriov")]
         elif cat == "not-migratable-interface":
-            body = _vm_body(ns, name, [("net-a", "bridge")], pod_binding="bridge")
+            body = vm_manifest(ns, name, [("net-a", "bridge")], pod_binding="bridge")
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "not-migratable-hostdevice":
-            body = _vm_body(ns, name, [("net-a", "bridge")], host_devices=True)
+            body = vm_manifest(ns, name, [("net-a", "bridge")], host_devices=True)
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "not-migratable-disk":
             vol = {"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data-rwo"}}
-            body = _vm_body(ns, name, [("net-a", "bridge")], volumes=[vol])
+            body = vm_manifest(ns, name, [("net-a", "bridge")], volumes=[vol])
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "slots-predictable":
-            body = _vm_body(ns, name, [("net-a", "bridge"), ("net-b", "bridge"), ("net-c", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge"), ("net-c", "bridge")])
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "slots-observed":
-            body = _vm_body(ns, name, [("net-a", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge")])
             n_hot = _free_ports(body, cfg.kubevirt_version)
             hot = [
                 {
@@ -210,17 +213,17 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
                 }
                 for k in range(n_hot)
             ]
-            body = _vm_body(ns, name, [("net-a", "bridge")], volumes=hot)
+            body = vm_manifest(ns, name, [("net-a", "bridge")], volumes=hot)
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "opted-out":
-            body = _vm_body(ns, name, [("net-a", "bridge")], labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE})
+            body = vm_manifest(ns, name, [("net-a", "bridge")], labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE})
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "restart-required":
-            body = _vm_body(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
             actions = [Action("plug", "hp-bridge", "bridge")]
             remove = ["net-b"]
         else:
-            body = _vm_body(ns, name, [("net-a", "bridge")])
+            body = vm_manifest(ns, name, [("net-a", "bridge")])
         plans.append(VMPlan(ns, name, cat, body, actions, remove))
     return plans
 

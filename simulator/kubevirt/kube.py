@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,10 @@ VMS: Final = "virtualmachines"
 VMIS: Final = "virtualmachineinstances"
 VMIMS: Final = "virtualmachineinstancemigrations"
 KUBEVIRTS: Final = "kubevirts"
+PODS: Final = "pods"
+NODES: Final = "nodes"
+#: Core resources an Informer can follow too, by their cluster-wide list call.
+CORE_LISTS: Final = {PODS: "list_pod_for_all_namespaces", NODES: "list_node"}
 MERGE: Final = "application/merge-patch+json"
 MAX_TOMBSTONES: Final = 50_000
 JSON_PATCH: Final = "application/json-patch+json"
@@ -111,7 +116,14 @@ class Kube:
                 raise
 
     async def event(
-        self, involved: Obj, kind: str, reason: str, message: str, event_type: str = "Normal"
+        self,
+        involved: Obj,
+        kind: str,
+        reason: str,
+        message: str,
+        event_type: str = "Normal",
+        *,
+        component: str = "virtualmachine-controller",
     ) -> None:
         """A core/v1 Event like KubeVirt's recorder writes (best effort: failures are logged only)."""
         ns, name = key_of(involved)
@@ -132,7 +144,7 @@ class Kube:
             "reason": reason,
             "message": message,
             "type": event_type,
-            "source": {"component": "virtualmachine-controller"},
+            "source": {"component": component},
             "firstTimestamp": rfc3339(now).split(".")[0] + "Z",
             "lastTimestamp": rfc3339(now).split(".")[0] + "Z",
             "count": 1,
@@ -144,18 +156,26 @@ class Kube:
 
 
 class Informer:
-    """List + watch of one kubevirt.io resource, cluster-wide, into a cache; fans events out to handlers.
+    """List + watch of one kubevirt.io resource (or Pods/Nodes, :data:`CORE_LISTS`), cluster-wide or in one
+    namespace, optionally by label selector, into a cache; fans events out to handlers.
 
     Relists on 410 Gone, re-watches from the last resourceVersion on a clean end of stream, and retries
     with backoff on errors. ``synced`` is set after the first list has been delivered.
     """
 
     def __init__(
-        self, kube: Kube, plural: str, *, namespace: str | None = None, watch_timeout: int = 240
+        self,
+        kube: Kube,
+        plural: str,
+        *,
+        namespace: str | None = None,
+        watch_timeout: int = 240,
+        label_selector: str = "",
     ) -> None:
         self.kube = kube
         self.plural = plural
         self.namespace = namespace
+        self.label_selector = label_selector
         self.cache: dict[Key, Obj] = {}
         self.handlers: list[Handler] = []
         self.synced = asyncio.Event()
@@ -166,14 +186,22 @@ class Informer:
 
     @property
     def _list_fn(self) -> Any:
+        core = CORE_LISTS.get(self.plural)
+        if core is not None:
+            return getattr(self.kube.core, core)
         if self.namespace is None:
             return self.kube.custom.list_cluster_custom_object
         return self.kube.custom.list_namespaced_custom_object
 
     def _list_args(self) -> tuple[str, ...]:
+        if self.plural in CORE_LISTS:
+            return ()
         if self.namespace is None:
             return (GROUP, VERSION, self.plural)
         return (GROUP, VERSION, self.namespace, self.plural)
+
+    def _list_kwargs(self) -> dict[str, Any]:
+        return {"label_selector": self.label_selector} if self.label_selector else {}
 
     def add_handler(self, handler: Handler) -> None:
         self.handlers.append(handler)
@@ -213,7 +241,12 @@ class Informer:
         await self._dispatch(type_, obj, old)
 
     async def _list(self) -> None:
-        resp = await self._list_fn(*self._list_args())
+        if self.plural in CORE_LISTS:
+            # core resources come back as typed models unless read raw; the caches hold plain dicts
+            raw = await self._list_fn(*self._list_args(), **self._list_kwargs(), _preload_content=False)
+            resp = json.loads(await raw.read())
+        else:
+            resp = await self._list_fn(*self._list_args(), **self._list_kwargs())
         items: list[Obj] = resp.get("items") or []
         self._rv = str((resp.get("metadata") or {}).get("resourceVersion", ""))
         fresh = {key_of(o): o for o in items}
@@ -236,13 +269,14 @@ class Informer:
                 async with w.stream(
                     self._list_fn,
                     *self._list_args(),
+                    **self._list_kwargs(),
                     resource_version=self._rv,
                     allow_watch_bookmarks=True,
                     timeout_seconds=self._watch_timeout,
                 ) as stream:
                     async for event in stream:
                         type_ = event["type"]
-                        obj = event["raw_object"] if type_ == "BOOKMARK" else event["object"]
+                        obj = event["raw_object"]
                         rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
                         if rv:
                             self._rv = rv
