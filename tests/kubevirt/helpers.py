@@ -1,0 +1,256 @@
+"""What tests on the real-KubeVirt tier do as a user would: NADs, VMs, edits, migrations; the agent.
+
+Everything goes through the real kube-apiserver (so through KubeVirt's real webhooks) with the
+kubernetes-asyncio client, as an admin user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import new_client_from_config
+
+from agent import app
+from agent.config import AgentConfig, validate
+from metrics.definitions import HotplugMetrics
+from simulator.kubevirt.config import KubeVirtSimConfig
+from simulator.kubevirt.kube import JSON_PATCH_KW, MERGE_KW
+from simulator.real.kubevirt import HANDLER_SA
+from simulator.real.node import NodeSide, node_specs
+from simulator.scenario import vm_manifest
+from tests.kubevirt.cluster import Tier
+
+G, V = "kubevirt.io", "v1"
+VMS, VMIS, VMIMS = "virtualmachines", "virtualmachineinstances", "virtualmachineinstancemigrations"
+NAD_GROUP, NAD_VERSION, NADS = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
+SRIOV_RESOURCE = "intel.com/sriov_net"
+NODES = 3
+VFS_PER_NODE = 4
+#: Agent settings for short runs (the settle window and bridge grace shortened; real KubeVirt is not).
+AGENT_SETTINGS: dict[str, Any] = {
+    "mode": "auto",
+    "settle_seconds": 0.2,
+    "bridge_grace_seconds": 0.5,
+    "backoff_initial_seconds": 0.5,
+    "backoff_max_seconds": 1.0,
+    "verify_timeout_seconds": 20.0,
+    "migration_deadline_seconds": 120.0,
+    "shutdown_grace_seconds": 0.0,
+    "log_level": "warning",
+    "creates_per_second": 50.0,
+    "create_burst": 20,
+    "leader_elect": False,
+}
+
+
+def timing(**overrides: Any) -> KubeVirtSimConfig:
+    """Node-side timing for tests: migrations of ~1 s, no failures unless asked."""
+    base: dict[str, Any] = {"migration_mean_seconds": 1.0, "migration_distribution": "fixed", "seed": 7}
+    return KubeVirtSimConfig(**{**base, **overrides})
+
+
+async def start_node_side(tier: Tier, **timing_overrides: Any) -> NodeSide:
+    side = NodeSide(
+        tier.cluster.kubeconfig,
+        tier.kubevirt.kubeconfigs[HANDLER_SA],
+        node_specs(NODES, {SRIOV_RESOURCE: VFS_PER_NODE}),
+        timing(**timing_overrides),
+        tier.version,
+    )
+    await side.start()
+    return side
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], what: str, seconds: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what} (last: {last!r})")
+
+
+def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return dict(cond)
+    return None
+
+
+def info_sources(vmi: dict[str, Any] | None, iface: str) -> set[str]:
+    for entry in ((vmi or {}).get("status") or {}).get("interfaces") or []:
+        if entry.get("name") == iface:
+            return {s.strip() for s in str(entry.get("infoSource", "")).split(",") if s.strip()}
+    return set()
+
+
+@dataclass
+class Env:
+    """One test's world: the tier, its node side, a fresh namespace and an admin client."""
+
+    tier: Tier
+    side: NodeSide
+    ns: str
+    client: ApiClient
+    custom: CustomObjectsApi
+    vm_names: list[str] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, tier: Tier, side: NodeSide) -> AsyncIterator[Env]:
+        ns = f"t-{uuid.uuid4().hex[:8]}"
+        res = tier.cluster.request(
+            "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        )
+        assert res.status == 201, res.body[:300]
+        client = await new_client_from_config(config_file=str(tier.cluster.kubeconfig))
+        env = cls(tier, side, ns, client, CustomObjectsApi(client))
+        try:
+            yield env
+        finally:
+            await env.delete_vms()
+            await client.close()
+
+    # -- objects ----------------------------------------------------------------------------------
+
+    async def create_nad(self, name: str, *, sriov: bool = False) -> None:
+        meta: dict[str, Any] = {"name": name, "namespace": self.ns}
+        if sriov:
+            meta["annotations"] = {"k8s.v1.cni.cncf.io/resourceName": SRIOV_RESOURCE}
+        cni = {"cniVersion": "0.3.1", "name": name, "type": "sriov" if sriov else "bridge"}
+        body = {"apiVersion": f"{NAD_GROUP}/{NAD_VERSION}", "kind": "NetworkAttachmentDefinition",
+                "metadata": meta, "spec": {"config": json.dumps(cni)}}  # fmt: skip
+        await self.custom.create_namespaced_custom_object(NAD_GROUP, NAD_VERSION, self.ns, NADS, body)
+
+    async def create_vm(
+        self, name: str, secondary: Sequence[tuple[str, str]] = (), **kwargs: Any
+    ) -> dict[str, Any]:
+        """Create a running VM (its NADs first) and wait until virt-handler reports its VMI Running."""
+        for net, binding in secondary:
+            with contextlib.suppress(ApiException):
+                await self.create_nad(net, sriov=binding == "sriov")
+        body = vm_manifest(self.ns, name, list(secondary), **kwargs)
+        await self.custom.create_namespaced_custom_object(G, V, self.ns, VMS, body)
+        self.vm_names.append(name)
+        return await self.wait_vmi_running(name)
+
+    async def wait_vmi_running(self, name: str, seconds: float = 60.0) -> dict[str, Any]:
+        async def running() -> dict[str, Any] | None:
+            vmi = await self.get(VMIS, name)
+            ok = vmi is not None and (vmi.get("status") or {}).get("phase") == "Running"
+            return vmi if ok and condition(vmi, "LiveMigratable") is not None else None
+
+        vmi: dict[str, Any] = await wait_for(running, f"VMI {self.ns}/{name} Running", seconds)
+        return vmi
+
+    async def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(G, V, self.ns, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    async def list(self, plural: str) -> list[dict[str, Any]]:
+        out = await self.custom.list_namespaced_custom_object(G, V, self.ns, plural)
+        return list(out.get("items") or [])
+
+    async def patch_vm(self, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
+            G, V, self.ns, VMS, name, ops, **JSON_PATCH_KW
+        )
+        return out
+
+    async def merge_vm(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
+            G, V, self.ns, VMS, name, patch, **MERGE_KW
+        )
+        return out
+
+    async def plug(self, vm: str, iface: str, binding: str = "bridge") -> None:
+        """Hot plug the way the docs say: add an interface and its Multus network to the VM template."""
+        with contextlib.suppress(ApiException):
+            await self.create_nad(iface, sriov=binding == "sriov")
+        await self.patch_vm(vm, [
+            {"op": "add", "path": "/spec/template/spec/domain/devices/interfaces/-",
+             "value": {"name": iface, binding: {}}},
+            {"op": "add", "path": "/spec/template/spec/networks/-",
+             "value": {"name": iface, "multus": {"networkName": f"{self.ns}/{iface}"}}},
+        ])  # fmt: skip
+
+    async def unplug(self, vm: str, iface: str) -> None:
+        """Hot unplug: set the interface's ``state: absent`` in the VM template."""
+        current = await self.get(VMS, vm)
+        assert current is not None
+        ifaces = current["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+        index = next(i for i, x in enumerate(ifaces) if x["name"] == iface)
+        await self.patch_vm(
+            vm, [{"op": "add", "path": f"/spec/template/spec/domain/devices/interfaces/{index}/state",
+                  "value": "absent"}]
+        )  # fmt: skip
+
+    async def migrate(self, vmi: str, prefix: str = "test-") -> dict[str, Any]:
+        meta = {"generateName": f"{prefix}{vmi}-", "namespace": self.ns}
+        body = {"apiVersion": f"{G}/{V}", "kind": "VirtualMachineInstanceMigration", "metadata": meta,
+                "spec": {"vmiName": vmi}}  # fmt: skip
+        out: dict[str, Any] = await self.custom.create_namespaced_custom_object(G, V, self.ns, VMIMS, body)
+        return out
+
+    async def wait_vmim_final(self, name: str, seconds: float = 60.0) -> dict[str, Any]:
+        async def final() -> dict[str, Any] | None:
+            vmim = await self.get(VMIMS, name)
+            phase = ((vmim or {}).get("status") or {}).get("phase")
+            return vmim if phase in ("Succeeded", "Failed") else None
+
+        vmim: dict[str, Any] = await wait_for(final, f"VMIM {self.ns}/{name} final", seconds)
+        return vmim
+
+    async def delete_vms(self) -> None:
+        for name in self.vm_names:
+            with contextlib.suppress(ApiException):
+                await self.custom.delete_namespaced_custom_object(G, V, self.ns, VMS, name)
+
+    # -- the agent --------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def agent(self, **overrides: Any) -> AsyncIterator[HotplugMetrics]:
+        """The real agent (``agent.app.run``) on this namespace, until the block ends."""
+        config = AgentConfig(
+            kubeconfig=str(self.tier.cluster.kubeconfig),
+            namespaces=(self.ns,),
+            listen_address="127.0.0.1:0",
+            identity=f"agent-{self.ns}",
+            **{**AGENT_SETTINGS, **overrides},
+        )
+        validate(config)
+        metrics = HotplugMetrics()
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.run(config, stop, metrics=metrics, install_signals=False))
+
+        async def synced() -> bool:
+            if task.done():
+                raise AssertionError(f"the agent exited: {task.result()!r}")
+            return metrics.registry.get_sample_value("hotplug_agent_cache_synced") == 1.0
+
+        try:
+            await wait_for(synced, "the agent's caches synced", 30)
+            yield metrics
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 30)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
