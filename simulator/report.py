@@ -264,7 +264,13 @@ class Recorder:
             self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
             self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
         if is_running(phase):
-            self._running[key] = str((st.get("migrationState") or {}).get("sourceNode", ""))
+            # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
+            # source is where the VMI is.
+            source = str((st.get("migrationState") or {}).get("sourceNode") or "")
+            if not source:
+                vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+                source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
+            self._running[key] = source
             self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
             per_node: dict[str, int] = {}
             for node in self._running.values():

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
@@ -82,6 +82,11 @@ async def wait_for(check: Callable[[], Awaitable[Any]], what: str, seconds: floa
     raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what} (last: {last!r})")
 
 
+def sample(metrics: HotplugMetrics, name: str, **labels: str) -> float:
+    """One sample of the agent's registry (0 when absent)."""
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
 def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == ctype:
@@ -122,6 +127,9 @@ class Env:
         finally:
             await env.delete_vms()
             await client.close()
+
+    def client_core(self) -> CoreV1Api:
+        return CoreV1Api(self.client)
 
     # -- objects ----------------------------------------------------------------------------------
 
