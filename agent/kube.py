@@ -594,17 +594,7 @@ class KubeClient:
 
     async def create_vmim(self, namespace: str, vmi_name: str) -> dict[str, Any]:
         """Create a migration for ``vmi_name``; see the module docstring for when it is retried."""
-        body = {
-            "apiVersion": "kubevirt.io/v1",
-            "kind": "VirtualMachineInstanceMigration",
-            "metadata": {
-                "generateName": f"hotplug-{vmi_name}-",
-                "namespace": namespace,
-                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, VMI_NAME_LABEL: vmi_name},
-            },
-            "spec": {"vmiName": vmi_name},
-        }
-        return await self.create(VMIMS, namespace, body)
+        return await self.create(VMIMS, namespace, vmim_body(namespace, vmi_name))
 
     async def delete_vmim(self, namespace: str, name: str) -> None:
         await self.delete(VMIMS, namespace, name)
@@ -684,3 +674,17 @@ def _decode_event(line: bytes) -> dict[str, Any]:
 def jittered(base: float, factor: float = 1.0) -> float:
     """``base`` plus up to ``factor``·``base`` of random jitter (client-go's wait.Jitter)."""
     return base + random.uniform(0, base * factor)
+
+
+def vmim_body(namespace: str, vmi_name: str) -> dict[str, Any]:
+    """The VirtualMachineInstanceMigration the agent creates for ``vmi_name``."""
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {
+            "generateName": f"hotplug-{vmi_name}-",
+            "namespace": namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, VMI_NAME_LABEL: vmi_name},
+        },
+        "spec": {"vmiName": vmi_name},
+    }

@@ -1,0 +1,66 @@
+"""The agent on each KubeVirt release it claims, run on that release's real code.
+
+KubeVirt v1.2.0 to v1.4.0, v1.5.0 and v1.5.1 set the VM's ``RestartRequired`` on every interface edit of the
+template, hot plugs and ``state: absent`` included, and keep it until a restart (fixed in v1.4.1,
+v1.5.2, v1.6.0); the hot plug still reaches the VMI spec, so a migration delivers it. The agent must
+deliver it there too, and still refuse a change that really needs a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.kubevirt.cluster import TierPool
+from tests.kubevirt.helpers import (
+    VMIS,
+    VMS,
+    Env,
+    condition,
+    info_sources,
+    sample,
+    start_node_side,
+    wait_for,
+)
+
+RESTART_ON_HOTPLUG = "v1.5.1"
+FIXED = ("v1.5.2", "v1.6.0")
+
+
+@pytest.fixture
+async def env_151(kubevirt_pool: TierPool) -> AsyncIterator[Env]:
+    tier = kubevirt_pool.get(RESTART_ON_HOTPLUG)
+    side = await start_node_side(tier)
+    try:
+        async with Env.open(tier, side) as e:
+            yield e
+    finally:
+        await side.stop()
+
+
+async def restart_required(env: Env, vm: str) -> dict | None:
+    return condition(await env.get(VMS, vm), "RestartRequired")
+
+
+@pytest.mark.kubevirt(version=RESTART_ON_HOTPLUG)
+async def test_v151_sets_restart_required_on_a_hot_plug_and_the_agent_still_delivers_it(env_151: Env) -> None:
+    env = env_151
+    await env.create_vm("rr", [("net-a", "bridge")])
+    async with env.agent() as metrics:
+        await env.plug("rr", "hp1")
+
+        async def flagged() -> dict | None:
+            cond = await restart_required(env, "rr")
+            return cond if cond and cond["status"] == "True" else None
+
+        cond = await wait_for(flagged, "KubeVirt v1.5.1 setting RestartRequired on the hot plug", 30)
+        assert cond["message"] == "a non-live-updatable field was changed in the template spec"
+        vmi = await env.get(VMIS, "rr")
+        assert "hp1" in [i["name"] for i in vmi["spec"]["domain"]["devices"]["interfaces"]]
+
+        async def attached() -> bool:
+            return "domain" in info_sources(await env.get(VMIS, "rr"), "hp1")
+
+        await wait_for(attached, "hp1 attached to the guest", 90)
+        assert sample(metrics, "hotplug_agent_blocked_vms", reason="restart-required") == 0
