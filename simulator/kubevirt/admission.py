@@ -9,9 +9,9 @@
   finalized VMI, another unfinished VMIM for the VMI ("in-flight"), ``LiveMigratable=False`` ("Cannot
   migrate").
 
-HTTP codes: a real webhook denial carries the code the webhook puts in its Status (400 when unset). The
-simulator answers **409** for in-flight and **422** for ``Cannot migrate VMI`` (docs/architecture.md), 400
-for the others; clients must match on the message text, not only on the code.
+HTTP codes as KubeVirt's webhooks answer them (checked on real virt-api by tests/kubevirt): 400 for
+every migration denial, 422 for the VM's interface-state denial; "not migratable" is checked before "in
+flight". Clients tell the two migration denials apart by their text only.
 
 The in-flight check reads an index of unfinished VMIMs per VMI kept from the server's event observer:
 O(1) per request, and consistent with admission because both run synchronously in the store's write path.
@@ -29,8 +29,8 @@ from simulator.kubevirt.migration import FINALIZER
 VM_WEBHOOK: Final = "virtualmachine-validator.kubevirt.io"
 MIGRATION_MUTATOR: Final = "migrations-mutator.kubevirt.io"
 MIGRATION_VALIDATOR: Final = "migration-create-validator.kubevirt.io"
-CODE_IN_FLIGHT: Final = 409
-CODE_NOT_MIGRATABLE: Final = 422
+#: What KubeVirt's webhook denials answer (its Status carries no other code).
+CODE_DENIED: Final = 400
 
 Key = tuple[str, str]
 
@@ -105,15 +105,7 @@ class KubeVirtAdmission:
             raise AdmissionDenied(
                 400, "Cannot migrate VMI in finalized state.", webhook_name=MIGRATION_VALIDATOR
             )
-        active = self.unfinished.get((ns, vmi_name))
-        if active:
-            uid = next(iter(active.values()))
-            raise AdmissionDenied(
-                CODE_IN_FLIGHT,
-                f"in-flight migration detected. Active migration job ({uid}) is currently already in "
-                f"progress for VMI {vmi_name}.",
-                webhook_name=MIGRATION_VALIDATOR,
-            )
+        # KubeVirt's order: migratable first, then in flight (migration-create-admitter.go Admit)
         for cond in (vmi.get("status") or {}).get("conditions") or []:
             if (
                 isinstance(cond, dict)
@@ -121,8 +113,17 @@ class KubeVirtAdmission:
                 and cond.get("status") == "False"
             ):
                 raise AdmissionDenied(
-                    CODE_NOT_MIGRATABLE,
+                    CODE_DENIED,
                     f"Cannot migrate VMI, Reason: {cond.get('reason', '')}, Message: "
                     f"{cond.get('message', '')}",
                     webhook_name=MIGRATION_VALIDATOR,
                 )
+        active = self.unfinished.get((ns, vmi_name))
+        if active:
+            uid = next(iter(active.values()))
+            raise AdmissionDenied(
+                CODE_DENIED,
+                f"in-flight migration detected. Active migration job ({uid}) is currently already in "
+                f"progress for VMI {vmi_name}.",
+                webhook_name=MIGRATION_VALIDATOR,
+            )

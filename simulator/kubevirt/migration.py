@@ -230,21 +230,13 @@ class MigrationController(Controller):
                     vmim, "VirtualMachineInstanceMigration", "FailedMigration", CANCELED_REASON, "Warning"
                 )
                 await self._kick_pending()
-            finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-            if FINALIZER in (meta.get("finalizers") or []):
-                ops: list[dict[str, Any]] = [
-                    {"op": "test", "path": "/metadata/finalizers", "value": meta.get("finalizers")},
-                    {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
-                ]
-                try:
-                    await kube.json_patch(VMIMS, ns, name, ops)
-                except ApiException as exc:
-                    if exc.status not in (404, 422):
-                        raise
+            await self._drop_finalizer(vmim)
             self.plans.pop(uid, None)
             return
 
         if is_final(phase):
+            # KubeVirt drops its finalizer from every final VMIM (migration.go updateStatus).
+            await self._drop_finalizer(vmim)
             self.plans.pop(uid, None)
             await self._gc(vmi_key)
             return
@@ -410,6 +402,27 @@ class MigrationController(Controller):
             return
         await self._write_status(vmim, self._transition(vmim, nxt, now))
         self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
+
+    async def _drop_finalizer(self, vmim: Obj) -> None:
+        meta = vmim.get("metadata") or {}
+        current = list(meta.get("finalizers") or [])
+        if FINALIZER not in current:
+            return
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {
+                "op": "replace",
+                "path": "/metadata/finalizers",
+                "value": [f for f in current if f != FINALIZER],
+            },
+        ]
+        try:
+            out = await self.world.kube.json_patch(VMIMS, *key_of(vmim), ops)
+        except ApiException as exc:
+            if exc.status not in (404, 422):  # gone, or changed meanwhile (its event brings it back)
+                raise
+            return
+        self.world.vmims.write_through(out)
 
     def _other_unfinished(self, vmi_key: Key, key: Key, vmim: Obj) -> bool:
         """Another VMIM for the VMI already accepted (has a phase) and not final: O(1) via the index."""

@@ -450,7 +450,7 @@ class ControlPlane:
 
         def established(crd: dict[str, Any]) -> bool:
             obj = self.request("GET", f"{base}/{crd['metadata']['name']}").json()
-            conds = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])}
+            conds = {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
             return conds.get("Established") == "True" and conds.get("NamesAccepted") == "True"
 
         def discoverable(crd: dict[str, Any]) -> bool:

@@ -2,9 +2,10 @@
 
 * ``kubevirt_pool`` (session): tiers by KubeVirt release, started on first use;
 * ``kubevirt_tier`` (session): the default release's tier;
-* ``node_side`` (per test): the node-side stand-in for that tier, running in the test's event loop;
-* ``ns`` (per test): a fresh namespace whose VMs are deleted at the end (there is no namespace controller
-  on this control plane, so namespaces themselves stay).
+* ``env`` (per test): that tier with its node side (running in the test's event loop), a fresh
+  namespace whose VMs are deleted at the end (no namespace controller runs, so namespaces stay);
+* ``kv_env`` (per test, twice): the same on the simulated cluster and on the real tier, for the
+  conformance suite.
 
 Tests of another release say so with ``@pytest.mark.kubevirt(version="v1.5.1")`` and use
 ``kubevirt_pool.get(version)``; the marker also makes the build happen before the first test.
@@ -13,12 +14,12 @@ Tests of another release say so with ``@pytest.mark.kubevirt(version="v1.5.1")``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from simulator.real.node import NodeSide
 from tests.kubevirt.cluster import DEFAULT_VERSION, Tier, TierPool, build_before_tests
-from tests.kubevirt.helpers import Env, start_node_side
+from tests.kubevirt.helpers import Env, real_backend, simulated_backend
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -40,16 +41,25 @@ def kubevirt_tier(kubevirt_pool: TierPool) -> Tier:
 
 
 @pytest.fixture
-async def node_side(kubevirt_tier: Tier) -> AsyncIterator[NodeSide]:
-    side = await start_node_side(kubevirt_tier)
-    try:
-        yield side
-    finally:
-        await side.stop()
-
-
-@pytest.fixture
-async def env(kubevirt_tier: Tier, node_side: NodeSide) -> AsyncIterator[Env]:
+async def env(kubevirt_tier: Tier) -> AsyncIterator[Env]:
     """The default tier with its node side, a fresh namespace, admin clients; VMs deleted at the end."""
-    async with Env.open(kubevirt_tier, node_side) as e:
+    async with real_backend(kubevirt_tier) as backend, Env.open(backend) as e:
+        yield e
+
+
+BACKENDS = [
+    pytest.param("simulated", id="simulated"),
+    pytest.param("real", marks=pytest.mark.kubevirt, id="real"),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+async def kv_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """The same world on the simulated KubeVirt and on the real one (the default release)."""
+    if request.param == "real":
+        tier: Tier = request.getfixturevalue("kubevirt_tier")
+        async with real_backend(tier) as backend, Env.open(backend) as e:
+            yield e
+        return
+    async with simulated_backend(DEFAULT_VERSION, tmp_path) as backend, Env.open(backend) as e:
         yield e

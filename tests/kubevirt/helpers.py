@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
@@ -22,6 +23,7 @@ from kubernetes_asyncio.config import new_client_from_config
 from agent import app
 from agent.config import AgentConfig, validate
 from metrics.definitions import HotplugMetrics
+from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.kube import JSON_PATCH_KW, MERGE_KW
 from simulator.real.kubevirt import HANDLER_SA
@@ -102,26 +104,73 @@ def info_sources(vmi: dict[str, Any] | None, iface: str) -> set[str]:
 
 
 @dataclass
-class Env:
-    """One test's world: the tier, its node side, a fresh namespace and an admin client."""
+class Backend:
+    """A KubeVirt to test against: ``real`` (a tier with its node side) or ``simulated`` (the simulated
+    cluster), reached through a kubeconfig either way."""
 
-    tier: Tier
-    side: NodeSide
+    name: str
+    version: str
+    kubeconfig: Path
+    #: the node-side timing knobs (failure and stuck rates) of this backend
+    timing: KubeVirtSimConfig
+    tier: Tier | None = None
+    side: NodeSide | None = None
+
+    @property
+    def virtctl(self) -> Path | None:
+        return self.tier.virtctl() if self.tier is not None else None
+
+
+@contextlib.asynccontextmanager
+async def real_backend(tier: Tier, **timing_overrides: Any) -> AsyncIterator[Backend]:
+    side = await start_node_side(tier, **timing_overrides)
+    try:
+        yield Backend("real", tier.version, tier.cluster.kubeconfig, side.timing, tier, side)
+    finally:
+        await side.stop()
+
+
+@contextlib.asynccontextmanager
+async def simulated_backend(version: str, workdir: Path, **config: Any) -> AsyncIterator[Backend]:
+    """The simulated cluster with the real tier's node timing (``timing()``): same durations, no failures."""
+    t = timing()
+    cfg = ClusterConfig(
+        kubevirt_version=version, nodes=NODES, migration_mean_seconds=t.migration_mean_seconds,
+        migration_distribution=t.migration_distribution, seed=t.seed, **config,
+    )  # fmt: skip
+    async with SimulatedCluster(cfg, kubeconfig_path=workdir / "sim.kubeconfig") as cluster:
+        assert cluster.world is not None
+        yield Backend("simulated", version, cluster.kubeconfig_path, cluster.world.config)
+
+
+@dataclass
+class Env:
+    """One test's world: a backend, a fresh namespace and an admin client."""
+
+    backend: Backend
     ns: str
     client: ApiClient
     custom: CustomObjectsApi
     vm_names: list[str] = field(default_factory=list)
 
+    @property
+    def tier(self) -> Tier:
+        assert self.backend.tier is not None, "a real-tier test"
+        return self.backend.tier
+
+    @property
+    def side(self) -> NodeSide:
+        assert self.backend.side is not None, "a real-tier test"
+        return self.backend.side
+
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, tier: Tier, side: NodeSide) -> AsyncIterator[Env]:
+    async def open(cls, backend: Backend) -> AsyncIterator[Env]:
         ns = f"t-{uuid.uuid4().hex[:8]}"
-        res = tier.cluster.request(
-            "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        )
-        assert res.status == 201, res.body[:300]
-        client = await new_client_from_config(config_file=str(tier.cluster.kubeconfig))
-        env = cls(tier, side, ns, client, CustomObjectsApi(client))
+        client = await new_client_from_config(config_file=str(backend.kubeconfig))
+        body: Any = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        await CoreV1Api(client).create_namespace(body)
+        env = cls(backend, ns, client, CustomObjectsApi(client))
         try:
             yield env
         finally:
@@ -237,7 +286,7 @@ class Env:
     async def agent(self, **overrides: Any) -> AsyncIterator[HotplugMetrics]:
         """The real agent (``agent.app.run``) on this namespace, until the block ends."""
         config = AgentConfig(
-            kubeconfig=str(self.tier.cluster.kubeconfig),
+            kubeconfig=str(self.backend.kubeconfig),
             namespaces=(self.ns,),
             listen_address="127.0.0.1:0",
             identity=f"agent-{self.ns}",

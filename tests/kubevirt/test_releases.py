@@ -19,8 +19,8 @@ from tests.kubevirt.helpers import (
     Env,
     condition,
     info_sources,
+    real_backend,
     sample,
-    start_node_side,
     wait_for,
 )
 
@@ -30,13 +30,8 @@ FIXED = ("v1.5.2", "v1.6.0")
 
 @pytest.fixture
 async def env_151(kubevirt_pool: TierPool) -> AsyncIterator[Env]:
-    tier = kubevirt_pool.get(RESTART_ON_HOTPLUG)
-    side = await start_node_side(tier)
-    try:
-        async with Env.open(tier, side) as e:
-            yield e
-    finally:
-        await side.stop()
+    async with real_backend(kubevirt_pool.get(RESTART_ON_HOTPLUG)) as backend, Env.open(backend) as e:
+        yield e
 
 
 async def restart_required(env: Env, vm: str) -> dict | None:
