@@ -33,6 +33,7 @@ from simulator.kubevirt.controllers import (
 from simulator.kubevirt.controllers import kubevirt_cr as _kubevirt_cr
 from simulator.kubevirt.dnc import DynamicNetworksController
 from simulator.kubevirt.migration import MigrationController
+from simulator.kubevirt.subresources import VirtApiSubresources
 from simulator.kubevirt.vm_controller import VMController
 from simulator.kubevirt.vmi_controller import VMIController
 from simulator.kubevirt.workload_updater import WorkloadUpdater
@@ -129,6 +130,9 @@ class SimulatedCluster:
 
     async def start(self) -> None:
         self.server.add_admission(self.admission)
+        self.server.add_aggregated_api(
+            VirtApiSubresources(self.server.store, lambda: self.config.kubevirt_version)
+        )
         self.server.add_event_observer(self.admission.observe)
         self.url = await self.server.start(port=self.config.port)
         if self._kubeconfig_path is None:

@@ -14,6 +14,7 @@ import yaml
 from aiohttp import web
 
 from simulator.apiserver import discovery
+from simulator.apiserver.aggregation import AggregatedApi, group_entry, resource_list
 from simulator.apiserver.errors import ApiError
 from simulator.apiserver.faults import Faults
 from simulator.apiserver.httputil import (
@@ -58,6 +59,8 @@ class Handlers:
         self.request_counts: Counter[tuple[str, str]] = Counter()
         self.request_observers: list[RequestObserver] = []
         self.server_address = ""
+        #: extension API servers by group (see aggregation.py)
+        self.aggregated: dict[str, AggregatedApi] = {}
 
     # ------------------------------------------------------------------ entry point
 
@@ -71,8 +74,13 @@ class Handlers:
             if path.startswith("/sim/") and self.admin is not None:
                 result: web.StreamResponse = await self.admin(request)
                 return result
+            aggregated = await self._aggregated(request, path)
+            if aggregated is not None:
+                return aggregated
             doc = discovery.document_for(self.store.registry, path, self.server_address)
             if doc is not None:
+                if path.rstrip("/") == "/apis":
+                    doc["groups"].extend(group_entry(api) for api in self.aggregated.values())
                 return json_response(doc)
             target = parse_resource_path(self.store.registry, path)
             if target is None:
@@ -102,6 +110,20 @@ class Handlers:
             )
         self._observe(request, target, verb, response.status, t0)
         return response
+
+    async def _aggregated(self, request: web.Request, path: str) -> web.StreamResponse | None:
+        """A request for an extension API server's group (None: not one)."""
+        segs = [s for s in path.split("/") if s]
+        if len(segs) < 2 or segs[0] != "apis" or segs[1] not in self.aggregated:
+            return None
+        api = self.aggregated[segs[1]]
+        if len(segs) == 2:
+            return json_response({"kind": "APIGroup", "apiVersion": "v1", **group_entry(api)})
+        if segs[2] not in api.versions:
+            raise ApiError(404, "the server could not find the requested resource", "NotFound")
+        if len(segs) == 3:
+            return json_response(resource_list(api, segs[2]))
+        return await api.handle(request, segs[2], segs[3:])
 
     def _observe(
         self, request: web.Request, target: Target | None, verb: str, status: int, t0: float

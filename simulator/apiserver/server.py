@@ -15,6 +15,7 @@ from aiohttp import web
 
 from simulator.apiserver.admin import make_admin
 from simulator.apiserver.admission import AdmissionHook
+from simulator.apiserver.aggregation import AggregatedApi
 from simulator.apiserver.faults import Faults
 from simulator.apiserver.handlers import Handlers
 from simulator.apiserver.httputil import RequestObserver
@@ -141,6 +142,10 @@ class ApiServer:
 
     def add_admission(self, hook: AdmissionHook) -> None:
         self.store.add_admission(hook)
+
+    def add_aggregated_api(self, api: AggregatedApi) -> None:
+        """Serve an extension API server's group (as an APIService would make kube-apiserver do)."""
+        self.handlers.aggregated[api.group] = api
 
     def add_request_observer(self, cb: RequestObserver) -> None:
         self.handlers.request_observers.append(cb)
