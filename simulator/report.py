@@ -33,6 +33,9 @@ from simulator.kubevirt import rules
 from simulator.scenario import Request
 
 VMIMS = "virtualmachineinstancemigrations"
+#: The first release with KubeVirt's network exemption in the RestartRequired rule: the reference for
+#: "this VM really needs a restart" whatever release the run simulates.
+FIXED_RESTART_RULE = (1, 5, 2)
 
 
 class ObjectReader(Protocol):
@@ -209,6 +212,30 @@ class Recorder:
             elif req.interface not in in_template and vm is not None:
                 track.completed_at = now
 
+    def _restart_really_required(self, vm: dict[str, Any] | None, vmi: dict[str, Any] | None) -> bool:
+        """Whether a VM with ``RestartRequired=True`` really needs a restart: KubeVirt's fixed rule (v1.5.2,
+        with its network exemption) applied to the VM spec its VMI started from, when that revision is
+        readable; else the condition itself. KubeVirt v1.5.1 and earlier set the condition on every hot
+        plug, so the condition alone would call a correct migration a violation there."""
+        vmi_status = (vmi or {}).get("status") or {}
+        name = vmi_status.get("virtualMachineRevisionName")
+        ns = str(((vm or {}).get("metadata") or {}).get("namespace", ""))
+        revision = self.store.try_get("controllerrevisions", ns, name) if isinstance(name, str) else None
+        start = (((revision or {}).get("data") or {}).get("spec") or {}).get("template") or {}
+        if not isinstance(start.get("spec"), dict):
+            return True
+        kubevirt = self.store.try_get("kubevirts", "kubevirt", "kubevirt") or {}
+        strategy = ((kubevirt.get("spec") or {}).get("configuration") or {}).get("vmRolloutStrategy")
+        template = (((vm or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        return rules.restart_required(
+            FIXED_RESTART_RULE,
+            start["spec"],
+            template,
+            (vmi or {}).get("spec") or {},
+            vmi_migratable=_cond(vmi, COND_LIVE_MIGRATABLE) == "True",
+            live_update=strategy in (None, "LiveUpdate"),
+        )
+
     def _on_vmim(self, event_type: str, key: tuple[str, str], obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         st = obj.get("status") or {}
@@ -238,7 +265,7 @@ class Recorder:
                 self.stats.for_not_live_migratable += 1
             if _cond(vm, COND_RESTART_REQUIRED) == "True":
                 self.stats.for_restart_required += 1
-                if creator == "agent":
+                if creator == "agent" and self._restart_really_required(vm, vmi):
                     self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
         gone = event_type == "DELETED" or is_final(phase)
         if gone:
@@ -342,7 +369,7 @@ class Recorder:
         sync = _cond_obj(vmi, COND_SYNCHRONIZED)
         if sync is not None and "No more available PCI slots" in str(sync.get("message", "")):
             return "slots-exhausted"
-        if _cond(vm, COND_RESTART_REQUIRED) == "True":
+        if _cond(vm, COND_RESTART_REQUIRED) == "True" and self._restart_really_required(vm, vmi):
             return "restart-required"
         if (
             vm is not None
