@@ -55,6 +55,7 @@ from agent.model import (
     VMRecord,
     is_final,
 )
+from agent.restart import RestartCheck, check_restart, flags_every_network_edit
 from agent.scheduler import ActiveMigration, Candidate, DispatchPlanner, TokenBucket, WorkQueue
 from agent.slots import SlotModel, SlotPrediction, choose_slot_model
 from agent.wakeups import Wakeups
@@ -79,6 +80,10 @@ class MigrationApi(Protocol):
     """What the controller needs from ``agent.kube`` (kept narrow so tests can see every call)."""
 
     async def create_vmim(self, namespace: str, vmi_name: str) -> Mapping[str, Any]: ...
+
+    async def restart_inputs(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None: ...
 
     async def delete_vmim(self, namespace: str, name: str) -> None: ...
 
@@ -171,6 +176,9 @@ class Controller:
         #: creates sent (or in flight) that the VMIM cache has not shown yet: VMI key → (node, since).
         self.expected: dict[Key, tuple[str, float]] = {}
         self.tracks: dict[Key, Track] = {}
+        #: VM key → (VM generation, what its RestartRequired is; None while being checked), on KubeVirt
+        #: releases that set the condition for every hot plug (agent.restart).
+        self.restart_checks: dict[Key, tuple[int, RestartCheck | None]] = {}
         #: hot plugs minus unplugs this agent saw complete, per VMI uid (for the v2 slot bound).
         self.hotplugged: dict[str, int] = {}
         self.ready: dict[Key, float] = {}  # candidates: VMI key → ready since (oldest first)
@@ -243,6 +251,7 @@ class Controller:
             return
         if event == "DELETED" or new is None:
             self.vms.pop(rec.key, None)
+            self.restart_checks.pop(rec.key, None)
         else:
             self.vms[rec.key] = new
         self.enqueue(rec.key)
@@ -473,7 +482,7 @@ class Controller:
                     f"{self.settings.verify_timeout_seconds:.0f}s",
                     vm,
                 )
-        decision = decide(vmi, vm, detection, self._context(key, track, vmi, now))
+        decision = decide(vmi, vm, detection, self._context(key, track, vmi, vm, now))
         self._act(key, track, vm=vm, decision=decision, now=now)
 
     def _observe_changes(
@@ -532,7 +541,44 @@ class Controller:
         log.info("hotplug_completed", vmi=vmi_name, changes=text)
         self._gauges_dirty = True
 
-    def _context(self, key: Key, track: Track, vmi: VMIRecord, now: float) -> DecisionContext:
+    def _restart_check(self, key: Key, vm: VMRecord | None) -> tuple[RestartCheck | None, bool]:
+        """``(check, pending)`` for a VM with ``RestartRequired`` on a release that sets it for every hot
+        plug: a known answer for this VM generation, or a check started now (the answer re-queues the
+        VMI). Elsewhere ``(None, False)``: the condition is trusted."""
+        version = self.kubevirt.version if self.kubevirt is not None else None
+        if vm is None or not vm.restart_required or not flags_every_network_edit(version):
+            return None, False
+        known = self.restart_checks.get(key)
+        if known is not None and known[0] == vm.generation:
+            return known[1], known[1] is None
+        if self.api is None or self._tg is None:
+            return None, False
+        self.restart_checks[key] = (vm.generation, None)
+        self._tg.create_task(self._check_restart(key, vm.generation))
+        return None, True
+
+    async def _check_restart(self, key: Key, generation: int) -> None:
+        assert self.api is not None
+        live_update = self.kubevirt is not None and self.kubevirt.vm_rollout_strategy == "LiveUpdate"
+        try:
+            inputs = await self.api.restart_inputs(*key)
+        except Exception as exc:
+            check = RestartCheck(True, f"could not read the VM's start revision to check it: {exc}")
+        else:
+            check = (
+                check_restart(*inputs, live_update=live_update)
+                if inputs is not None
+                else RestartCheck(True, "the VM's start revision is not readable")
+            )
+        log.info("restart_required_checked", vmi=f"{key[0]}/{key[1]}", needed=check.needed, why=check.reason)
+        if self.restart_checks.get(key, (None, None))[0] == generation:
+            self.restart_checks[key] = (generation, check)
+        self.enqueue(key)
+
+    def _context(
+        self, key: Key, track: Track, vmi: VMIRecord, vm: VMRecord | None, now: float
+    ) -> DecisionContext:
+        restart_check, restart_pending = self._restart_check(key, vm)
         return DecisionContext(
             now=now,
             mode=self.mode,
@@ -549,6 +595,8 @@ class Controller:
             next_retry_at=track.next_retry_at,
             rejected_message=track.rejected,
             migration_deadline_seconds=self.settings.migration_deadline_seconds,
+            restart_check=restart_check,
+            restart_check_pending=restart_pending,
         )
 
     def _act(self, key: Key, track: Track, *, vm: VMRecord | None, decision: Decision, now: float) -> None:

@@ -13,8 +13,9 @@ Order of the rules (first match wins; docs/decisions.md explains each):
 5. a migration of this VMI is in flight (any initiator) → WAIT ``in-flight`` (the VMI's status alone:
    until the migration deadline past its start)
 6. SR-IOV unplug → BLOCKED ``sriov-unplug``
-7. only undeliverable template changes (or RestartRequired with nothing deliverable)
-   → BLOCKED ``restart-required``
+7. only undeliverable template changes, or ``RestartRequired`` — unless the agent showed it comes only
+   from the hot plug (KubeVirt releases that flag every network edit, ``agent.restart``; while that
+   check runs → WAIT ``waiting-for-kubevirt``) → BLOCKED ``restart-required``
 8. only template changes KubeVirt has not copied to the VMI yet → WAIT ``waiting-for-kubevirt``
    (bounded by ``kubevirt_sync_wait_seconds`` when ``RestartRequired`` is set, then BLOCKED
    ``restart-required``)
@@ -36,6 +37,7 @@ from typing import Final, Literal
 
 from agent.detect import Detection
 from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
+from agent.restart import RestartCheck
 from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
 
 Mode = Literal["active", "observe"]
@@ -119,6 +121,10 @@ class DecisionContext:
     max_attempts: int = 3
     next_retry_at: float | None = None
     rejected_message: str | None = None
+    #: What the agent found out about the VM's ``RestartRequired`` (None: not checked — the condition is
+    #: trusted); ``restart_check_pending``: the check is running.
+    restart_check: RestartCheck | None = None
+    restart_check_pending: bool = False
     #: After this long, a VMI whose status still says "migrating" with no unfinished migration object
     #: is not waited on any more (KubeVirt's admission still refuses a second migration if one exists).
     migration_deadline_seconds: float = DEFAULT_MIGRATION_DEADLINE_SECONDS
@@ -235,17 +241,28 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             "remove them",
         )
 
-    # DESIGN §2.3: a VM whose template has a non-live-updatable change (RestartRequired) is blocked:
-    # the restart it needs applies the pending network change too, so a migration would be wasted.
+    # A VM whose template has a non-live-updatable change (RestartRequired) is blocked: the restart it
+    # needs applies the pending network change too, so a migration would be wasted. Some KubeVirt
+    # releases set the condition for the hot plug itself; the agent checks those (agent.restart).
     restart_required = vm is not None and vm.restart_required
+    if restart_required and ctx.restart_check_pending:
+        return _wait(
+            d,
+            WaitReason.WAITING_FOR_KUBEVIRT,
+            "checking whether RestartRequired comes only from the hot plug (VM start revision)",
+            None,
+        )
+    check = ctx.restart_check if restart_required else None
+    if check is not None and not check.needed:
+        restart_required = False
     if restart_required or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
         details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
+        if not details:
+            details = check.reason if check is not None else "VM condition RestartRequired"
         return _blocked(
             d,
             BlockReason.RESTART_REQUIRED,
-            "network change needs a restart"
-            + (f" ({details})" if details else " (VM condition RestartRequired)")
-            + "; restart the VM to apply it",
+            f"network change needs a restart ({details}); restart the VM to apply it",
         )
     if not d.changes and not d.attaching:
         # Only template changes KubeVirt has not copied to the VMI yet: event-driven.

@@ -84,6 +84,7 @@ VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances")
 VMIMS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations")
 KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts")
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
+CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions")
 EVENTS: Final = Resource("", "v1", "events")
 
 
@@ -591,6 +592,21 @@ class KubeClient:
 
     async def get_vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(VMIS, namespace, name)
+
+    async def restart_inputs(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        """``(start spec, VM, VMI)`` for :func:`agent.restart.check_restart`: the VM spec its VMI started
+        from is in the ControllerRevision the VMI's ``status.virtualMachineRevisionName`` names (KubeVirt
+        writes ``{"spec": <VM spec>}`` there at start). None when one of the three is missing."""
+        vm = await self.get(VMS, namespace, name)
+        vmi = await self.get(VMIS, namespace, name)
+        revision_name = ((vmi or {}).get("status") or {}).get("virtualMachineRevisionName")
+        if vm is None or vmi is None or not isinstance(revision_name, str) or not revision_name:
+            return None
+        revision = await self.get(CONTROLLER_REVISIONS, namespace, revision_name)
+        spec = ((revision or {}).get("data") or {}).get("spec")
+        return (spec, vm, vmi) if isinstance(spec, dict) else None
 
     async def create_vmim(self, namespace: str, vmi_name: str) -> dict[str, Any]:
         """Create a migration for ``vmi_name``; see the module docstring for when it is retried."""

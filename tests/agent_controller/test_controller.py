@@ -44,6 +44,11 @@ class FakeApi:
     async def delete_vmim(self, namespace: str, name: str) -> None:
         self.deleted.append((namespace, name))
 
+    async def restart_inputs(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        return None  # no start revision: the agent trusts RestartRequired
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
