@@ -13,9 +13,10 @@ Order of the rules (first match wins; docs/decisions.md explains each):
 5. a migration of this VMI is in flight (any initiator) → WAIT ``in-flight`` (the VMI's status alone:
    until the migration deadline past its start)
 6. SR-IOV unplug → BLOCKED ``sriov-unplug``
-7. only undeliverable template changes, or ``RestartRequired`` — unless the agent showed it comes only
-   from the hot plug (KubeVirt releases that flag every network edit, ``agent.restart``; while that
-   check runs → WAIT ``waiting-for-kubevirt``) → BLOCKED ``restart-required``
+7. only undeliverable template changes, an interface removed instead of set ``absent``, or
+   ``RestartRequired`` (unless the agent showed it comes only from the hot plug, on KubeVirt releases
+   that flag every network edit: ``agent.restart``; while that check runs → WAIT
+   ``waiting-for-kubevirt``) → BLOCKED ``restart-required``
 8. only template changes KubeVirt has not copied to the VMI yet → WAIT ``waiting-for-kubevirt``
    (bounded by ``kubevirt_sync_wait_seconds`` when ``RestartRequired`` is set, then BLOCKED
    ``restart-required``)
@@ -141,8 +142,8 @@ class Decision:
     #: When to evaluate again (absolute, same clock as ``now``); None = on the next event only.
     recheck_at: float | None = None
     slots: SlotPrediction | None = None
-    #: In OBSERVE: what the agent would have done in active mode (for metrics and logs).
-    would: str = ""
+    #: In OBSERVE: what the agent would have done in active mode (its wait or block reason is set too).
+    would: Kind | None = None
 
 
 def namespace_selected(namespace: str, include: frozenset[str] | None, exclude: frozenset[str]) -> bool:
@@ -191,18 +192,15 @@ def decide(vmi: VMIRecord, vm: VMRecord | None, detection: Detection, ctx: Decis
 
     inner = _active(vmi, vm, d, ctx)
     if ctx.mode == "observe":
-        would = inner.kind.value
-        if inner.block_reason is not None:
-            would = f"blocked:{inner.block_reason.value}"
-        elif inner.wait_reason is not None:
-            would = f"wait:{inner.wait_reason.value}"
         return Decision(
             Kind.OBSERVE,
             d,
+            wait_reason=inner.wait_reason,
+            block_reason=inner.block_reason,
             message="KubeVirt migrates for hot plugs itself (workload updater with LiveMigrate)"
             + (f"; {inner.message}" if inner.message else ""),
             slots=inner.slots,
-            would=would,
+            would=inner.kind,
         )
     return inner
 
@@ -255,7 +253,9 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
     check = ctx.restart_check if restart_required else None
     if check is not None and not check.needed:
         restart_required = False
-    if restart_required or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
+    # An interface removed instead of set absent makes KubeVirt set RestartRequired too: block at once
+    # rather than race the condition (a migration now would deliver the rest and still need a restart).
+    if restart_required or d.removed or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
         details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
         if not details:
             details = check.reason if check is not None else "VM condition RestartRequired"

@@ -43,6 +43,8 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from agent.outcomes import Conflict, Forbidden, MigrationInFlight, MigrationRejected, Outcome, Transient
+
 log = structlog.get_logger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -120,6 +122,27 @@ class ApiError(Exception):
     def nothing_done(self) -> bool:
         """The server guarantees the request had no effect (safe to retry even a create)."""
         return self.status in (429, 503)
+
+
+#: KubeVirt's migration admission answers (virt-api ``migration-create-admitter.go``); its webhook sets
+#: no machine-readable reason, so the message is all there is — read here, nowhere else.
+KUBEVIRT_IN_FLIGHT: Final = "in-flight migration detected"
+KUBEVIRT_CANNOT_MIGRATE: Final = "Cannot migrate VMI"
+
+
+def classify(exc: BaseException) -> Outcome:
+    """What a failed call means (``agent.outcomes``), from the API's Status: KubeVirt's two admission
+    answers, 403, a plain 409, or transient (anything else, no answer included)."""
+    err = exc if isinstance(exc, ApiError) else error_from_exception(exc, "", "")
+    if KUBEVIRT_IN_FLIGHT in err.message:
+        return MigrationInFlight(err.message)
+    if KUBEVIRT_CANNOT_MIGRATE in err.message:
+        return MigrationRejected(err.message)
+    if err.status == 403:
+        return Forbidden(err.message, err.verb or "create", err.resource or VMIMS.plural)
+    if err.status == 409:
+        return Conflict(err.message)
+    return Transient(err.message, err.status)
 
 
 def _parse_retry_after(value: str | None) -> float | None:

@@ -75,15 +75,13 @@ def build_plan(
             pending = ", ".join(filter(None, [pending, "template " + ", ".join(d.waiting_for_kubevirt)]))
         if d.sriov_unplugs:
             pending = ", ".join(filter(None, [pending, "unplug " + ", ".join(d.sriov_unplugs)]))
-        reason = ""
-        if decision.block_reason is not None:
-            reason = f"{decision.block_reason.value}: {decision.message}"
-        elif decision.wait_reason is not None:
-            reason = f"{decision.wait_reason.value}: {decision.message}"
-        elif decision.kind is Kind.OBSERVE:
-            reason = f"KubeVirt migrates (agent would: {decision.would})"
-        else:
-            reason = decision.message
+        reason = decision.message
+        why = decision.block_reason or decision.wait_reason
+        if decision.kind is Kind.OBSERVE and decision.would is not None:
+            would = decision.would.value + (f" ({why.value})" if why is not None else "")
+            reason = f"KubeVirt migrates (agent would: {would})"
+        elif why is not None:
+            reason = f"{why.value}: {decision.message}"
         slots = "-"
         if decision.slots is not None and decision.slots.free is not None:
             cap = decision.slots.capacity if decision.slots.capacity is not None else "?"

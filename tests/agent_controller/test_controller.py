@@ -16,6 +16,7 @@ import pytest
 from agent.controller import Controller, ControllerSettings
 from agent.decide import BlockReason
 from agent.events import EventRecorder
+from agent.kube import ApiError
 from agent.model import parse_vmim
 from metrics.definitions import HotplugMetrics
 from tests.agent_unit.builders import NS, iface, net, vm, vmi
@@ -48,13 +49,6 @@ class FakeApi:
         self, namespace: str, name: str
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
         return None  # no start revision: the agent trusts RestartRequired
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def sample(metrics: HotplugMetrics, name: str, **labels: str) -> float:
@@ -251,7 +245,9 @@ async def test_failed_migration_retries_with_backoff_then_gives_up() -> None:
 
 async def test_cannot_migrate_rejection_blocks() -> None:
     ctl, api, _clock, task = await make()
-    api.fail_with = ApiError(422, "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: no")
+    api.fail_with = ApiError(
+        422, "Invalid", "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: no", verb="create"
+    )
     ctl.on_vm("ADDED", None, vm([BRIDGE]))
     ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
     await settle()
@@ -261,7 +257,7 @@ async def test_cannot_migrate_rejection_blocks() -> None:
 
 async def test_in_flight_rejection_requeues_without_counting_an_attempt() -> None:
     ctl, api, _clock, task = await make()
-    api.fail_with = ApiError(409, "in-flight migration detected. Active migration job (x) ...")
+    api.fail_with = ApiError(409, "Conflict", "in-flight migration detected. Active migration job (x) ...")
     ctl.on_vm("ADDED", None, vm([BRIDGE]))
     ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
     await settle()
