@@ -60,7 +60,10 @@ async def run(
     metrics = metrics or HotplugMetrics()
     try:
         kube = await KubeClient.from_config(
-            config.kubeconfig, on_api_error=metrics.record_api_error, identity=config.identity
+            config.kubeconfig,
+            on_api_error=metrics.record_api_error,
+            on_request=metrics.observe_api_request,
+            identity=config.identity,
         )
     except Exception as exc:  # kubeconfig missing/invalid, no in-cluster token: say so, exit 1
         log.error("kube_config_failed", kubeconfig=config.kubeconfig, error=str(exc))

@@ -29,6 +29,7 @@ import gc
 import json
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ EVENT_MESSAGE_MAX: Final = 1024
 
 #: ``(verb, status)`` — ``status`` 0 means no HTTP answer (connection error or timeout).
 ApiErrorCallback = Callable[[str, int], None]
+#: ``(verb, resource plural, status, seconds)`` for every request sent; status 0: no HTTP answer.
+RequestCallback = Callable[[str, str, int, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +269,9 @@ class KubeClient:
 
     ``request_timeout`` bounds every non-watch call (total time). Watches use a read-inactivity
     timeout instead (see :meth:`watch`). ``on_api_error(verb, status)`` is called once per failed
-    HTTP attempt (metrics ``api_errors_total{verb,code}``).
+    HTTP attempt (metrics ``api_errors_total{verb,code}``); ``on_request(verb, resource, status,
+    seconds)`` once per request sent, watches included (``rest_client_requests_total`` and
+    ``rest_client_request_duration_seconds``), measured in :meth:`_send`, which every request passes.
     """
 
     def __init__(
@@ -275,6 +280,7 @@ class KubeClient:
         *,
         request_timeout: float = 30.0,
         on_api_error: ApiErrorCallback | None = None,
+        on_request: RequestCallback | None = None,
         retry_attempts: int = 5,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
@@ -283,6 +289,7 @@ class KubeClient:
         self.api_client = api_client
         self.request_timeout = request_timeout
         self.on_api_error = on_api_error
+        self.on_request = on_request
         self.retry_attempts = retry_attempts
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -327,6 +334,8 @@ class KubeClient:
 
     async def _send(
         self,
+        verb: str,
+        resource: str,
         method: str,
         path: str,
         *,
@@ -336,18 +345,32 @@ class KubeClient:
         client_timeout: aiohttp.ClientTimeout | float | None = None,
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        resp: Any = await self.api_client.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=client_timeout if client_timeout is not None else self.request_timeout,
-        )
+        started = time.monotonic()
+        try:
+            resp: Any = await self.api_client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=client_timeout if client_timeout is not None else self.request_timeout,
+            )
+        except Exception as exc:
+            status = exc.status if isinstance(exc, ApiException) and exc.status else 0
+            self._observe(verb, resource, int(status), time.monotonic() - started)
+            raise
         assert isinstance(resp, aiohttp.ClientResponse)
+        self._observe(verb, resource, resp.status, time.monotonic() - started)
         return resp
+
+    def _observe(self, verb: str, resource: str, status: int, seconds: float) -> None:
+        if self.on_request is not None:
+            try:
+                self.on_request(verb, resource, status, seconds)
+            except Exception:  # metrics must never break an API call
+                log.exception("request_callback_failed")
 
     async def _once(
         self,
@@ -361,7 +384,9 @@ class KubeClient:
     ) -> Any:
         try:
             async with asyncio.timeout(self.request_timeout):
-                resp = await self._send(method, path, query=query, body=body, content_type=content_type)
+                resp = await self._send(
+                    verb, resource, method, path, query=query, body=body, content_type=content_type
+                )
                 try:
                     data = await resp.read()
                 finally:
@@ -581,7 +606,10 @@ class KubeClient:
         )
         try:
             async with asyncio.timeout(connect_timeout + inactivity_timeout):
-                resp = await self._send("GET", resource.path(namespace), query=query, client_timeout=timeout)
+                path = resource.path(namespace)
+                resp = await self._send(
+                    "watch", resource.plural, "GET", path, query=query, client_timeout=timeout
+                )
         except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
             err = error_from_exception(exc, "watch", resource.plural)
             self._count("watch", err.status)
