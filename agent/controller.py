@@ -25,37 +25,16 @@ from typing import Final
 
 import structlog
 
+from agent import lifecycle as lc
 from agent.aio import wait_event
 from agent.decide import Mode, resolve_mode
+from agent.dispatcher import Dispatcher
 from agent.events import EventRecorder
 from agent.executor import Executor, MigrationApi
-from agent.lifecycle import (
-    OBSERVED,
-    Action,
-    CancelMigration,
-    CheckRestart,
-    Context,
-    Count,
-    CreateAbandoned,
-    CreateMigration,
-    Dispatched,
-    Emit,
-    Forget,
-    Hotplugged,
-    Log,
-    Observation,
-    Phase,
-    Ready,
-    Track,
-    Unready,
-    View,
-    WakeAt,
-    step,
-)
 from agent.mirror import Mirror
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
 from agent.reporting import GAUGE_REFRESH_SECONDS, Reporter, summary
-from agent.scheduler import ActiveMigration, Candidate, DispatchPlanner, TokenBucket, WorkQueue
+from agent.scheduler import ActiveMigration, TokenBucket, WorkQueue
 from agent.wakeups import Wakeups
 from metrics.definitions import HotplugMetrics
 
@@ -105,16 +84,16 @@ class Controller:
         self.mirror = Mirror()
         self.reporter = Reporter(metrics, events)
         self.executor = Executor(api, self.post)
-        self.tracks: dict[Key, Track] = {}
-        self.inbox: dict[Key, list[Observation]] = {}
-        self.ready: dict[Key, float] = {}  # dispatcher candidates: key → ready since (oldest first)
-        self._held: set[Key] = set()  # candidates a limit held back (counted once each)
+        self.dispatcher = Dispatcher(
+            TokenBucket(settings.creates_per_second, settings.create_burst, clock()), metrics
+        )
+        self.tracks: dict[Key, lc.Track] = {}
+        self.inbox: dict[Key, list[lc.Observation]] = {}
         self.queue: WorkQueue[Key] = WorkQueue(maxsize=1_000_000)
         self._queue_ready = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
         self._ours_changed = asyncio.Event()
         self.wakeups: Wakeups[Key] = Wakeups(self._on_wakeup, clock=clock)
-        self.bucket = TokenBucket(settings.creates_per_second, settings.create_burst, now=clock())
         self.mode: Mode = "active"
         self.draining = False
         self._apply_mode()
@@ -146,13 +125,13 @@ class Controller:
         return {
             k: (t.expected_node, t.expected_since)
             for k, t in self.tracks.items()
-            if t.phase is Phase.CREATING and t.expected_since is not None
+            if t.phase is lc.Phase.CREATING and t.expected_since is not None
         }
 
     def ours_in_flight(self) -> int:
         active = self.mirror.active
         ours = sum(1 for m in active.values() if m.initiator == "agent")
-        return ours + sum(1 for k, t in self.tracks.items() if t.phase is Phase.CREATING and k not in active)
+        return ours + sum(1 for k in self.expected if k not in active)
 
     def _apply_mode(self) -> None:
         new = resolve_mode(self.settings.mode, self.mirror.kubevirt)
@@ -176,7 +155,7 @@ class Controller:
         for key in list(self.tracks):
             self.enqueue(key)
 
-    def post(self, key: Key, obs: Observation) -> None:
+    def post(self, key: Key, obs: lc.Observation) -> None:
         """An edge for the VMI's lifecycle (a migration ended, an API call's outcome): inbox, then queue."""
         self.inbox.setdefault(key, []).append(obs)
         self._ours_changed.set()
@@ -218,9 +197,7 @@ class Controller:
         while True:
             key = self.queue.get()
             if key is None:
-                self.reporter.refresh_gauges(
-                    self.tracks.values(), self.mirror.in_flight_counts(), self.clock(), force=False
-                )
+                self._refresh_gauges(force=False)
                 self._queue_ready.clear()
                 await self._queue_ready.wait()
                 continue
@@ -234,29 +211,19 @@ class Controller:
 
     def reconcile(self, key: Key) -> None:
         """The waiting edges of one VMI, then its current view. Synchronous: no I/O here."""
-        for obs in [*self.inbox.pop(key, ()), OBSERVED]:
+        for obs in [*self.inbox.pop(key, ()), lc.OBSERVED]:
             self._step(key, obs)
 
-    def _step(self, key: Key, obs: Observation) -> None:
-        vmi = self.mirror.vmis.get(key)
-        view = View(
-            key,
-            vmi,
-            self.mirror.vms.get(key),
-            self.mirror.active.get(key),
-            self.mirror.hotplugged.get(vmi.uid, 0) if vmi is not None else 0,
-        )
-        ctx = Context(
-            now=self.clock(),
-            settings=self.settings,
-            mode=self.mode,
-            kubevirt=self.mirror.kubevirt,
-            leading=self.leading,
-            acting=self.acting,
-            synced=self.mirror.synced,
-            jitter=self._rng.random(),
-        )
-        track, actions = step(self.tracks.get(key), obs, view, ctx)
+    def _step(self, key: Key, obs: lc.Observation) -> None:
+        m = self.mirror
+        vmi = m.vmis.get(key)
+        hotplugged = m.hotplugged.get(vmi.uid, 0) if vmi is not None else 0
+        view = lc.View(key, vmi, m.vms.get(key), m.active.get(key), hotplugged)
+        ctx = lc.Context(
+            self.clock(), self.settings, self.mode, m.kubevirt, self.leading, self.acting, m.synced,
+            self._rng.random(),
+        )  # fmt: skip
+        track, actions = lc.step(self.tracks.get(key), obs, view, ctx)
         if track is None:
             self.tracks.pop(key, None)
         elif self.tracks.get(key) is not track:
@@ -265,42 +232,36 @@ class Controller:
         for action in actions:
             self._perform(key, action)
 
-    def _perform(self, key: Key, action: Action) -> None:
+    def _perform(self, key: Key, action: lc.Action) -> None:
         match action:
-            case CreateMigration():
+            case lc.CreateMigration():
                 if self.acting and self.executor.can_act:
                     self.executor.create(key)
                 else:
-                    self.post(key, CreateAbandoned())
-            case CancelMigration(_, name):
-                if self.executor.can_act:
-                    self.executor.cancel(key, name)
-            case CheckRestart(_, generation):
+                    self.post(key, lc.CreateAbandoned())
+            case lc.CancelMigration(_, name) if self.executor.can_act:
+                self.executor.cancel(key, name)
+            case lc.CheckRestart(_, generation):
                 kv = self.mirror.kubevirt
                 live = kv is not None and kv.vm_rollout_strategy == "LiveUpdate"
                 self.executor.check_restart(key, generation, live_update=live)
-            case Emit() | Count():
+            case lc.Emit() | lc.Count():
                 self.reporter.report(action)
-            case WakeAt(at):
+            case lc.WakeAt(at):
                 self.wakeups.schedule(key, at)
-            case Ready(since):
-                if key not in self.ready:
-                    self.ready[key] = since
+            case lc.Ready(since):
+                if self.dispatcher.add(key, since):
                     self._dispatch_wake.set()
-            case Unready():
-                self._unready(key)
-            case Hotplugged(uid, delta):
+            case lc.Unready():
+                self.dispatcher.remove(key)
+            case lc.Hotplugged(uid, delta):
                 self.mirror.hotplugged[uid] = self.mirror.hotplugged.get(uid, 0) + delta
-            case Log(level, event, fields):
+            case lc.Log(level, event, fields):
                 getattr(log, level)(event, **fields)
-            case Forget():
-                self._unready(key)
+            case lc.Forget():
+                self.dispatcher.remove(key)
                 self.wakeups.cancel(key)
                 self.reporter.gauges_dirty = True
-
-    def _unready(self, key: Key) -> None:
-        if self.ready.pop(key, None) is not None:
-            self._held.discard(key)
 
     def _on_wakeup(self, key: Key) -> None:
         if key == _DISPATCH:
@@ -319,32 +280,24 @@ class Controller:
 
     def active_migrations(self) -> list[ActiveMigration]:
         """Every unfinished migration (anyone's), plus our creates the cache has not shown yet."""
-        result = [ActiveMigration(k, self.mirror.source_node(k)) for k in self.mirror.active]
-        result.extend(
-            ActiveMigration(k, node) for k, (node, _) in self.expected.items() if k not in self.mirror.active
-        )
+        active = self.mirror.active
+        result = [ActiveMigration(k, self.mirror.source_node(k)) for k in active]
+        result.extend(ActiveMigration(k, node) for k, (node, _) in self.expected.items() if k not in active)
         return result
 
     def dispatch_once(self) -> None:
-        if not self.ready or not self.acting:
+        if not self.dispatcher.ready or not self.acting:
             return
-        now = self.clock()
-        candidates = [Candidate(k, self.mirror.node_of(k) or "", since) for k, since in self.ready.items()]
-        plan = DispatchPlanner(self.cluster_cap, self.node_cap, self.bucket).plan(
-            candidates, self.active_migrations(), now
+        caps = (self.cluster_cap, self.node_cap)
+        chosen, skipped, wake_at = self.dispatcher.plan(
+            self.clock(), caps, self.active_migrations(), self.mirror.node_of
         )
-        for cand, limit in plan.held:
-            if cand.key not in self._held:
-                self._held.add(cand.key)
-                self.metrics.record_rate_limited(limit)
-        for cand in plan.skipped:
-            self._unready(cand.key)
-            self.enqueue(cand.key)
-        for cand in plan.dispatch:
-            self._unready(cand.key)
-            self._step(cand.key, Dispatched(cand.source_node))  # now, so the next plan counts it
-        if plan.wake_at is not None:
-            self.wakeups.schedule(_DISPATCH, plan.wake_at)
+        for key in skipped:
+            self.enqueue(key)
+        for cand in chosen:
+            self._step(cand.key, lc.Dispatched(cand.source_node))  # now, so the next plan counts it
+        if wake_at is not None:
+            self.wakeups.schedule(_DISPATCH, wake_at)
 
     # ------------------------------------------------------------------ leadership and lifecycle
 
@@ -387,9 +340,11 @@ class Controller:
         while True:
             await asyncio.sleep(GAUGE_REFRESH_SECONDS)
             with contextlib.suppress(Exception):
-                self.reporter.refresh_gauges(
-                    self.tracks.values(), self.mirror.in_flight_counts(), self.clock(), force=True
-                )
+                self._refresh_gauges(force=True)
+
+    def _refresh_gauges(self, *, force: bool) -> None:
+        in_flight = self.mirror.in_flight_counts()
+        self.reporter.refresh_gauges(self.tracks.values(), in_flight, self.clock(), force=force)
 
     def summary(self) -> dict[str, int]:
         return summary(self.tracks.values())

@@ -15,6 +15,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class VMEvent:
     namespace: str

@@ -126,6 +126,8 @@ class Track:
     request_out: bool = False
     #: KubeVirt answered "in-flight migration detected": not before this time again (the cache catches up)
     busy_until: float | None = None
+    #: since when only the dispatcher's limits (a slot, a token) hold it back: the queue wait
+    queued_since: float | None = None
     #: our migration's name (CREATING once the create answered, MIGRATING) and creation time
     ours: str | None = None
     created_at: float | None = None
@@ -306,11 +308,27 @@ class MigrationCreatedMetric:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueWait:
+    """From ready (only a slot or a token missing) to our migration created."""
+
+    seconds: float
+    vmi: str
+
+
+@dataclass(frozen=True, slots=True)
 class SlotExhaustion:
     kind: str
 
 
-Metric = HotplugCompleted | MigrationFinished | Failure | Retry | MigrationCreatedMetric | SlotExhaustion
+Metric = (
+    HotplugCompleted
+    | MigrationFinished
+    | Failure
+    | Retry
+    | MigrationCreatedMetric
+    | QueueWait
+    | SlotExhaustion
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +395,7 @@ Result = tuple[Track | None, list[Action]]
 
 def step(track: Track | None, obs: Observation, view: View, ctx: Context) -> Result:
     """Apply one observation to one VMI's track. Pure and total."""
+    tracked = track is not None
     out: list[Action] = []
     match obs:
         case Observed():
@@ -400,7 +419,7 @@ def step(track: Track | None, obs: Observation, view: View, ctx: Context) -> Res
             if track is not None and track.restart is not None and track.restart[0] == generation:
                 track = dataclasses.replace(track, restart=(generation, check))
             track = _observed(track, view, ctx, out)
-    if track is None:
+    if track is None and tracked:
         out.append(Forget())
     return track, out
 
@@ -573,8 +592,10 @@ def _decide(track: Track, d: Detection, view: View, ctx: Context, out: list[Acti
     decision = decide(view.vmi, view.vm, d, _decision_context(track, view, ctx, restart, checking))
     if decision.kind is Kind.MIGRATE:
         out.append(Ready(min(track.first_seen.values(), default=ctx.now)))
-        return _set_state(track, "queued", None)
+        queued_since = track.queued_since if track.queued_since is not None else ctx.now
+        return dataclasses.replace(_set_state(track, "queued", None), queued_since=queued_since)
     out.append(Unready())
+    track = dataclasses.replace(track, queued_since=None)
     if decision.recheck_at is not None:
         out.append(WakeAt(decision.recheck_at))
     blocked = decision.block_reason  # BLOCKED, or OBSERVE where the agent would be blocked
@@ -714,6 +735,9 @@ def _created(track: Track | None, name: str, view: View, ctx: Context, out: list
     if track is None:
         return None
     attempt = track.attempts + 1
+    if track.queued_since is not None:
+        out.append(Count(QueueWait(max(0.0, ctx.now - track.queued_since), _name(view.key))))
+        track = dataclasses.replace(track, queued_since=None)
     if track.phase is Phase.CREATING:
         track = dataclasses.replace(track, request_out=False, expected_since=ctx.now)
         if track.ours is None:
@@ -907,6 +931,7 @@ __all__ = [
     "Observation",
     "Observed",
     "Phase",
+    "QueueWait",
     "Ready",
     "RestartChecked",
     "Retry",

@@ -23,6 +23,7 @@ from agent.lifecycle import (
     Metric,
     MigrationCreatedMetric,
     MigrationFinished,
+    QueueWait,
     Retry,
     SlotExhaustion,
     Track,
@@ -128,6 +129,11 @@ def _failure(m: HotplugMetrics, metric: Metric) -> None:
     m.record_failure(metric.reason)
 
 
+def _queue_wait(m: HotplugMetrics, metric: Metric) -> None:
+    assert isinstance(metric, QueueWait)
+    m.observe_queue_wait(metric.seconds, vmi=metric.vmi)
+
+
 def _slots(m: HotplugMetrics, metric: Metric) -> None:
     assert isinstance(metric, SlotExhaustion)
     m.record_slot_exhaustion(metric.kind)
@@ -138,6 +144,7 @@ _COUNTERS: Final[dict[type, Callable[[HotplugMetrics, Metric], None]]] = {
     HotplugCompleted: _completed,
     Failure: _failure,
     SlotExhaustion: _slots,
+    QueueWait: _queue_wait,
     Retry: lambda m, _metric: m.record_retry(),
     MigrationCreatedMetric: lambda m, _metric: m.record_migration_created(),
 }
