@@ -83,7 +83,7 @@ class Controller:
         self._rng = rng or random.Random()
         self.mirror = Mirror()
         self.reporter = Reporter(metrics, events)
-        self.executor = Executor(api, self.post)
+        self.executor = Executor(api, self.post, on_send=self._create_sent)
         self.dispatcher = Dispatcher(
             TokenBucket(settings.creates_per_second, settings.create_burst, clock()), metrics
         )
@@ -96,6 +96,9 @@ class Controller:
         self.wakeups: Wakeups[Key] = Wakeups(self._on_wakeup, clock=clock)
         self.mode: Mode = "active"
         self.draining = False
+        #: perf_counter of each key's last watch event, and of the one it became ready on (reaction time)
+        self._event_at: dict[Key, float] = {}
+        self._ready_event_at: dict[Key, float] = {}
         self._apply_mode()
 
     # ------------------------------------------------------------------ views
@@ -163,10 +166,12 @@ class Controller:
 
     def on_vm(self, event: str, old: VMRecord | None, new: VMRecord | None) -> None:
         if (key := self.mirror.vm_changed(event, old, new)) is not None:
+            self._event_at[key] = time.perf_counter()
             self.enqueue(key)
 
     def on_vmi(self, event: str, old: VMIRecord | None, new: VMIRecord | None) -> None:
         if (key := self.mirror.vmi_changed(event, old, new)) is not None:
+            self._event_at[key] = time.perf_counter()
             self.enqueue(key)
 
     def on_kubevirt(self, event: str, old: KubeVirtRecord | None, new: KubeVirtRecord | None) -> None:
@@ -226,6 +231,7 @@ class Controller:
         track, actions = lc.step(self.tracks.get(key), obs, view, ctx)
         if track is None:
             self.tracks.pop(key, None)
+            self._event_at.pop(key, None)
         elif self.tracks.get(key) is not track:
             self.tracks[key] = track
             self.reporter.gauges_dirty = True
@@ -251,17 +257,26 @@ class Controller:
                 self.wakeups.schedule(key, at)
             case lc.Ready(since):
                 if self.dispatcher.add(key, since):
+                    self._ready_event_at[key] = self._event_at.get(key, time.perf_counter())
                     self._dispatch_wake.set()
             case lc.Unready():
+                self._ready_event_at.pop(key, None)
                 self.dispatcher.remove(key)
             case lc.Hotplugged(uid, delta):
                 self.mirror.hotplugged[uid] = self.mirror.hotplugged.get(uid, 0) + delta
             case lc.Log(level, event, fields):
                 getattr(log, level)(event, **fields)
             case lc.Forget():
+                self._ready_event_at.pop(key, None)
                 self.dispatcher.remove(key)
                 self.wakeups.cancel(key)
                 self.reporter.gauges_dirty = True
+
+    def _create_sent(self, key: Key) -> None:
+        """The executor is sending our create: the agent's reaction, from the event it became ready on."""
+        ready_at = self._ready_event_at.pop(key, None)
+        if ready_at is not None:
+            self.metrics.observe_reaction(time.perf_counter() - ready_at)
 
     def _on_wakeup(self, key: Key) -> None:
         if key == _DISPATCH:

@@ -47,9 +47,12 @@ Post = Callable[[Key, Observation], None]
 
 
 class Executor:
-    def __init__(self, api: MigrationApi | None, post: Post) -> None:
+    def __init__(
+        self, api: MigrationApi | None, post: Post, on_send: Callable[[Key], None] | None = None
+    ) -> None:
         self.api = api
         self.post = post
+        self.on_send = on_send
         self._tg: asyncio.TaskGroup | None = None
         #: creates in flight by VMI (cancelled when leadership is lost)
         self.creates: dict[Key, asyncio.Task[None]] = {}
@@ -67,6 +70,8 @@ class Executor:
 
     async def _create(self, key: Key) -> None:
         assert self.api is not None
+        if self.on_send is not None:
+            self.on_send(key)
         try:
             obj = await self.api.create_vmim(*key)
         except asyncio.CancelledError:

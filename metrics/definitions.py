@@ -171,6 +171,9 @@ DURATION_BUCKETS: Final = (
 #: client-go's ``rest_client_request_duration_seconds`` buckets (5 ms to 60 s), for comparable quantiles.
 API_DURATION_BUCKETS: Final = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 
+#: The agent's own reaction: sub-millisecond to a second (more means the process is saturated).
+REACTION_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
 #: Queue wait: milliseconds when a slot is free, up to an hour behind the caps in a large drain.
 QUEUE_WAIT_BUCKETS: Final = (
     0.005,
@@ -407,6 +410,15 @@ QUEUE_WAIT = _spec(
     (),
     QUEUE_WAIT_BUCKETS,
 )
+REACTION = _spec(
+    "reaction_seconds",
+    "histogram",
+    "The agent's own reaction time, in the agent process (perf_counter at both ends): from the watch "
+    "event on which a hot plug became ready to migrate to its VirtualMachineInstanceMigration create "
+    "request being sent. Includes the queue wait when the caps hold it back (queue_wait_seconds).",
+    (),
+    REACTION_BUCKETS,
+)
 INVALID_OBJECTS = _spec(
     "invalid_objects_total",
     "counter",
@@ -450,6 +462,7 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
     API_REQUESTS,
     API_REQUEST_DURATION,
     QUEUE_WAIT,
+    REACTION,
     INVALID_OBJECTS,
     CACHE_SYNCED,
     BUILD_INFO,
@@ -598,6 +611,7 @@ class HotplugMetrics:
         self.api_requests = counter(API_REQUESTS)
         self.api_request_duration_seconds = hist(API_REQUEST_DURATION)
         self.queue_wait_seconds = hist(QUEUE_WAIT)
+        self.reaction_seconds = hist(REACTION)
         self.invalid_objects = counter(INVALID_OBJECTS)
         self.cache_synced = gauge(CACHE_SYNCED)
         self.build_info = gauge(BUILD_INFO)
@@ -626,6 +640,7 @@ class HotplugMetrics:
             API_REQUESTS.name: self.api_requests,
             API_REQUEST_DURATION.name: self.api_request_duration_seconds,
             QUEUE_WAIT.name: self.queue_wait_seconds,
+            REACTION.name: self.reaction_seconds,
             INVALID_OBJECTS.name: self.invalid_objects,
             CACHE_SYNCED.name: self.cache_synced,
             BUILD_INFO.name: self.build_info,
@@ -821,6 +836,10 @@ class HotplugMetrics:
         code = str(status) if str(status) in API_CODES else normalise_api_code(status)
         self.api_requests.labels(verb=verb, resource=resource_label, code=code).inc()
         self.api_request_duration_seconds.labels(verb=verb).observe(max(0.0, seconds))
+
+    def observe_reaction(self, seconds: float) -> None:
+        """Record one reaction: the ready-making watch event → the create request sent (seconds)."""
+        self.reaction_seconds.observe(max(0.0, seconds))
 
     def observe_queue_wait(self, seconds: float, vmi: str | None = None) -> None:
         """Record how long a hot plug ready to migrate waited until its VMIM was created.

@@ -3,10 +3,12 @@
 The agent runs end to end against the simulated cluster (``tests/e2e/world.py``) through every kind of
 request it makes: its informers list and watch, it takes and renews and releases the Lease, plugs an
 interface (a migration created, Events written) into a VM whose migrations hang, so it cancels (deletes)
-them past its deadline. Every request it sends is counted where all requests pass (``KubeClient._send``)
-in ``hotplug_agent_rest_client_requests_total{verb,resource,code}``; those (group, resource, verb) —
-groups from the ``Resource`` declarations of ``agent/kube.py`` — must equal what the chart's roles grant,
-in both RBAC layouts. A new call without a grant, or a grant nobody calls, fails here.
+them past its deadline; on KubeVirt v1.5.1, so it also checks a RestartRequired against the VM's
+start revision (get VM, VMI, ControllerRevision). Every request it sends is counted where all
+requests pass (``KubeClient._send``) in
+``hotplug_agent_rest_client_requests_total{verb,resource,code}``; those (group, resource, verb) —
+groups from the ``Resource`` declarations of ``agent/kube.py`` — must equal what the chart's roles
+grant, in both RBAC layouts. A new call without a grant, or a grant nobody calls, fails here.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def granted(rendered: Rendered) -> set[Call]:
 
 
 async def agent_calls() -> set[Call]:
-    async with world(cluster_config(stuck_rate=1.0)) as w:
+    # KubeVirt v1.5.1 sets RestartRequired for the hot plug: the agent reads the VM's start revision too.
+    async with world(cluster_config(stuck_rate=1.0, kubevirt_version="v1.5.1")) as w:
         await w.seed(vm_body("vm-a"))
         agent = await w.start_agent(max_attempts=2, migration_deadline_seconds=1.0, **LEASE)
         await w.wait(lambda: agent.leading, "the agent leads")
@@ -71,15 +74,10 @@ def test_the_run_exercised_every_kind_of_request(calls: set[Call]) -> None:
         ("", "events", "create"),
         ("coordination.k8s.io", "leases", "update"),
         ("kubevirt.io", "kubevirts", "watch"),
+        ("apps", "controllerrevisions", "get"),
     } <= calls
 
 
-@pytest.mark.xfail(
-    "controllerrevisions" not in GROUPS,
-    reason="the RestartRequired check (get controllerrevisions, VMs, VMIs) is not in agent/kube.py yet; "
-    "the chart grants it ahead of the code",
-    strict=True,
-)
 @pytest.mark.parametrize("variant", ["default", "watch-namespaces"])
 def test_granted_verbs_are_exactly_the_verbs_called(helm: Helm, calls: set[Call], variant: str) -> None:
     given = granted(render_variant(helm, variant))
