@@ -1,8 +1,9 @@
 """``hotplug-agent cluster`` and ``hotplug-agent simulate``: argument definitions and runners.
 
-``agent/cli.py`` dispatches here. ``simulate`` runs a simulated cluster, the scenario driver and either
-the agent (``agent_runner``) or, without one, a manual operator who migrates like ``virtctl migrate``;
-it prints live progress and a ground-truth summary, and ``--report FILE`` writes the JSON report.
+:mod:`simulator.cli_args` registers the commands and dispatches here. ``simulate`` runs a simulated
+cluster, the scenario driver and either the agent (``agent_runner``) or, without one, a manual operator
+who migrates like ``virtctl migrate``; it prints live progress and a ground-truth summary, and
+``--report FILE`` writes the JSON report.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
 from agent.aio import wait_event
-from simulator.cli_args import add_cluster_arguments, add_simulate_arguments
+from simulator.cli_args import CLUSTER_VMS, SIMULATE_VMS, add_cluster_arguments, add_simulate_arguments
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.report import Recorder, Report
 from simulator.scenario import ManualOperator, ScenarioConfig, ScenarioDriver, build_plan
@@ -73,7 +74,7 @@ async def run_cluster(args: argparse.Namespace, stop: asyncio.Event | None = Non
         stop = asyncio.Event()
         _install_signals(stop)
     try:
-        n = 20 if args.vms is None else args.vms
+        n = CLUSTER_VMS if args.vms is None else args.vms
         if n:
             await cluster.seed([p.body for p in build_plan(_scenario_config(args, n))])
         print(f"simulated KubeVirt {cfg.kubevirt_version} cluster at {cluster.url}", flush=True)
@@ -110,7 +111,7 @@ async def run_simulate(args: argparse.Namespace, agent_runner: AgentRunner | Non
 
 async def simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = None) -> Report:
     cfg = _cluster_config(args, default_failure=0.05, default_mean=1.0)
-    scen = _scenario_config(args, 200 if args.vms is None else args.vms)
+    scen = _scenario_config(args, SIMULATE_VMS if args.vms is None else args.vms)
     cluster = SimulatedCluster(cfg, kubeconfig_path=args.kubeconfig_out)
     await cluster.start()
     recorder = Recorder(cluster.server.store)
