@@ -137,7 +137,7 @@ def server_of(kube: KubeClient) -> str:
     return str(kube.api_client.configuration.host)
 
 
-async def _group_version(kube: KubeClient, group_version: str) -> dict[str, Any] | None:
+async def discovery_document(kube: KubeClient, group_version: str) -> dict[str, Any] | None:
     """The discovery document of ``/apis/<group_version>``, or ``None`` when it is not served."""
     try:
         doc = await kube.request("get", _DISCOVERY, "GET", f"/apis/{group_version}")
@@ -153,12 +153,12 @@ async def _group_version(kube: KubeClient, group_version: str) -> dict[str, Any]
 async def discover(kube: KubeClient) -> Apis:
     """Ask discovery for ``kubevirt.io/v1`` and ``k8s.cni.cncf.io/v1``; raises :class:`StartupError`
     only when discovery itself cannot be read (no answer, forbidden)."""
-    kubevirt = await _group_version(kube, KUBEVIRT_GROUP_VERSION)
+    kubevirt = await discovery_document(kube, KUBEVIRT_GROUP_VERSION)
     missing: tuple[str, ...] = ()
     if kubevirt is not None:
         served = {r.get("name") for r in kubevirt.get("resources") or () if isinstance(r, dict)}
         missing = tuple(r.plural for r in KUBEVIRT_RESOURCES if r.plural not in served)
-    nad = await _group_version(kube, NAD_GROUP_VERSION)
+    nad = await discovery_document(kube, NAD_GROUP_VERSION)
     return Apis(server_of(kube), kubevirt is not None, missing, nad is not None)
 
 
