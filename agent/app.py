@@ -140,14 +140,15 @@ async def run(
         reported = ""
         while True:
             try:
-                apis: Apis | None = await discover(kube)
-                problem = apis.kubevirt_problem() if apis is not None else ""
-            except StartupError as exc:
-                apis, problem = None, str(exc)
-            if apis is not None and not problem:
-                if reported:
-                    log.info("kubevirt_api_found", server=apis.server)
-                return apis
+                apis = await discover(kube)
+            except StartupError as exc:  # no answer, or discovery itself forbidden
+                problem = str(exc)
+            else:
+                problem = apis.kubevirt_problem()
+                if not problem:
+                    if reported:
+                        log.info("kubevirt_api_found", server=apis.server)
+                    return apis
             if problem != reported:
                 log.error("kubevirt_api_unavailable", error=problem, retry_in=DISCOVERY_RETRY_SECONDS)
                 reported = problem
@@ -155,6 +156,7 @@ async def run(
             await asyncio.sleep(DISCOVERY_RETRY_SECONDS)
 
     async def watch(tg: asyncio.TaskGroup) -> None:
+        """Discovery first; then the informers (an optional NAD informer would depend on ``apis``)."""
         nonlocal watching
         apis = await wait_for_kubevirt()
         if not apis.network_attachment_definitions:
