@@ -107,8 +107,7 @@ class Report:
         lines = [
             f"hot-plug requests: {self.requested}  completed: {self.completed}  "
             f"blocked at admission: {self.blocked_at_admission}  not completed: {self.not_completed}",
-            "not completed by final state: "
-            + (", ".join(f"{k}={v}" for k, v in sorted(self.by_final_state.items())) or "none"),
+            self._not_completed_line(),
             f"migrations: {m.created} created (agent {m.by_creator['agent']}, kubevirt "
             f"{m.by_creator['kubevirt']}, "
             f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, "
@@ -129,6 +128,25 @@ class Report:
         if self.violations:
             lines.append("VIOLATIONS: " + "; ".join(self.violations))
         return lines
+
+    def _not_completed_line(self) -> str:
+        """The accepted requests not completed, by what the cluster shows (sums to ``not_completed``).
+
+        "pending" is what the cluster cannot explain by itself (e.g. a slot shortage the agent predicted
+        and so never migrated for): the agent's Event gives the reason, or none did.
+        """
+        left = [r for r in self.requests if r.accepted and not r.completed]
+        by_state = _count(r.final_state for r in left)
+        parts = []
+        for state, n in sorted(by_state.items(), key=lambda kv: (kv[0] == "pending", kv[0])):
+            part = f"{state}={n}"
+            if state == "pending":
+                said = _count(r.agent_block or "no reason given" for r in left if r.final_state == state)
+                part += (
+                    " (the agent's Event says " + ", ".join(f"{k}={v}" for k, v in sorted(said.items())) + ")"
+                )
+            parts.append(part)
+        return f"not completed ({len(left)}), by the cluster's state: " + (", ".join(parts) or "none")
 
 
 class _Track:
