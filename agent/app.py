@@ -97,7 +97,7 @@ async def run(
         return all(i.has_synced for i in informers)
 
     events = EventRecorder(kube)
-    controller = Controller(config.controller_settings(), kube, metrics, events)
+    controller = Controller(config, kube, metrics, events)
     vms.add_handler(controller.on_vm)
     vmis.add_handler(controller.on_vmi)
     vmims.add_handler(controller.on_vmim)

@@ -20,10 +20,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Final
-
-if TYPE_CHECKING:
-    from agent.controller import ControllerSettings
+from typing import Any, Final
 
 DISTRIBUTION: Final = "kubevirt-hotplug-agent"
 ENV_PREFIX: Final = "HOTPLUG_AGENT_"
@@ -228,7 +225,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--max-attempts",
         "int",
         3,
-        "migration attempts per hot plug before giving up (blocked: gave-up)",
+        "migration attempts per hot plug before giving up (blocked: retries-exhausted)",
         chart="maxAttempts",
         at_least=1,
     ),
@@ -433,29 +430,6 @@ class AgentConfig:
     @property
     def listen_port(self) -> int:
         return split_address(self.listen_address)[1]
-
-    def controller_settings(self) -> ControllerSettings:
-        """The subset the reconcile loop uses."""
-        from agent.controller import ControllerSettings
-
-        return ControllerSettings(
-            mode=self.mode,
-            dry_run=self.dry_run,
-            max_in_flight=self.max_in_flight,
-            max_per_node=self.max_per_node,
-            creates_per_second=self.creates_per_second,
-            create_burst=self.create_burst,
-            settle_seconds=self.settle_seconds,
-            bridge_grace_seconds=self.bridge_grace_seconds,
-            max_attempts=self.max_attempts,
-            backoff_initial_seconds=self.backoff_initial_seconds,
-            backoff_max_seconds=self.backoff_max_seconds,
-            migration_deadline_seconds=self.migration_deadline_seconds,
-            verify_timeout_seconds=self.verify_timeout_seconds,
-            slot_model=self.slot_model,
-            include_namespaces=frozenset(self.namespaces) if self.namespaces else None,
-            exclude_namespaces=frozenset(self.exclude_namespaces),
-        )
 
 
 #: The defaults as a config object, needing no cluster and no environment: the single place other

@@ -20,8 +20,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 
@@ -43,26 +42,19 @@ log = structlog.get_logger(__name__)
 _DISPATCH: Final[Key] = ("", "")  # wake-up key of the dispatcher
 
 
-@dataclass(frozen=True, slots=True)
-class ControllerSettings:
-    """The part of ``AgentConfig`` the controller uses (times in seconds)."""
+class ControllerSettings(lc.Settings, Protocol):
+    """The settings the loop reads besides the lifecycle's (``agent.config.AgentConfig`` has them all)."""
 
-    mode: str = "auto"
-    dry_run: bool = False
-    max_in_flight: int = 0
-    max_per_node: int = 0
-    creates_per_second: float = 10.0
-    create_burst: int = 10
-    settle_seconds: float = 5.0
-    bridge_grace_seconds: float = 15.0
-    max_attempts: int = 3
-    backoff_initial_seconds: float = 5.0
-    backoff_max_seconds: float = 300.0
-    migration_deadline_seconds: float = 900.0
-    verify_timeout_seconds: float = 60.0
-    slot_model: str = "auto"
-    include_namespaces: frozenset[str] | None = None
-    exclude_namespaces: frozenset[str] = frozenset()
+    @property
+    def mode(self) -> str: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def max_per_node(self) -> int: ...
+    @property
+    def creates_per_second(self) -> float: ...
+    @property
+    def create_burst(self) -> int: ...
 
 
 class Controller:

@@ -31,11 +31,12 @@ Order of the rules (first match wins; docs/decisions.md explains each):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Literal
 
+from agent.config import DEFAULTS
 from agent.detect import Detection
 from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
 from agent.restart import RestartCheck
@@ -43,10 +44,6 @@ from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
 
 Mode = Literal["active", "observe"]
 
-#: KubeVirt's ``DynamicNetworkControllerGracePeriod``.
-DEFAULT_BRIDGE_GRACE_SECONDS: Final = 15.0
-DEFAULT_SETTLE_SECONDS: Final = 5.0
-DEFAULT_MIGRATION_DEADLINE_SECONDS: Final = 900.0
 #: How long deliverable changes wait for further template changes to reach the VMI spec.
 DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS: Final = 30.0
 
@@ -109,17 +106,18 @@ class DecisionContext:
 
     now: float
     mode: Mode = "active"
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS
-    bridge_grace_seconds: float = DEFAULT_BRIDGE_GRACE_SECONDS
+    settle_seconds: float = DEFAULTS.settle_seconds
+    bridge_grace_seconds: float = DEFAULTS.bridge_grace_seconds
     kubevirt_sync_wait_seconds: float = DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS
-    include_namespaces: frozenset[str] | None = None
-    exclude_namespaces: frozenset[str] = frozenset()
+    #: the namespaces selected (None: all) and excluded
+    include_namespaces: Collection[str] | None = None
+    exclude_namespaces: Collection[str] = ()
     slot_model: SlotModel = "none"
     known_hotplugged: int = 0
     first_seen: Mapping[str, float] = field(default_factory=dict)
     last_change: float | None = None
     attempts: int = 0
-    max_attempts: int = 3
+    max_attempts: int = DEFAULTS.max_attempts
     next_retry_at: float | None = None
     rejected_message: str | None = None
     #: What the agent found out about the VM's ``RestartRequired`` (None: not checked — the condition is
@@ -128,7 +126,7 @@ class DecisionContext:
     restart_check_pending: bool = False
     #: After this long, a VMI whose status still says "migrating" with no unfinished migration object
     #: is not waited on any more (KubeVirt's admission still refuses a second migration if one exists).
-    migration_deadline_seconds: float = DEFAULT_MIGRATION_DEADLINE_SECONDS
+    migration_deadline_seconds: float = DEFAULTS.migration_deadline_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +144,7 @@ class Decision:
     would: Kind | None = None
 
 
-def namespace_selected(namespace: str, include: frozenset[str] | None, exclude: frozenset[str]) -> bool:
+def namespace_selected(namespace: str, include: Collection[str] | None, exclude: Collection[str]) -> bool:
     return namespace not in exclude and (include is None or namespace in include)
 
 

@@ -435,7 +435,7 @@ class KubeClient:
     @staticmethod
     def _log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        log.info(
+        log.debug(
             "api_retry",
             attempt=state.attempt_number,
             sleep=round(state.upcoming_sleep, 3),

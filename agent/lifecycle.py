@@ -96,9 +96,9 @@ class Settings(Protocol):
     @property
     def slot_model(self) -> str: ...
     @property
-    def include_namespaces(self) -> frozenset[str] | None: ...
+    def namespaces(self) -> tuple[str, ...]: ...
     @property
-    def exclude_namespaces(self) -> frozenset[str]: ...
+    def exclude_namespaces(self) -> tuple[str, ...]: ...
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -635,7 +635,7 @@ def _decision_context(
         mode=ctx.mode,
         settle_seconds=s.settle_seconds,
         bridge_grace_seconds=s.bridge_grace_seconds,
-        include_namespaces=s.include_namespaces,
+        include_namespaces=s.namespaces or None,
         exclude_namespaces=s.exclude_namespaces,
         slot_model=choose_slot_model(s.slot_model, ctx.kubevirt, view.vmi),
         known_hotplugged=view.hotplugged,

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
-from agent.controller import ControllerSettings
 from agent.decide import DecisionContext, Kind, decide, resolve_mode
 from agent.detect import detect
 from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, ApiError, Resource
@@ -63,7 +62,7 @@ def build_plan(
     vmis: Iterable[VMIRecord],
     vmims: Iterable[VMIMRecord],
     kubevirt: KubeVirtRecord | None,
-    settings: ControllerSettings,
+    settings: AgentConfig,
     now: float,
 ) -> tuple[str, list[PlanRow]]:
     """Rows for every VMI with something pending; returns (effective mode, rows in display order)."""
@@ -85,7 +84,7 @@ def build_plan(
             mode=mode,
             settle_seconds=0.0,
             bridge_grace_seconds=settings.bridge_grace_seconds,
-            include_namespaces=settings.include_namespaces,
+            include_namespaces=settings.namespaces or None,
             exclude_namespaces=settings.exclude_namespaces,
             slot_model=choose_slot_model(settings.slot_model, kubevirt, vmi),
             first_seen={c.iface: now - settings.bridge_grace_seconds for c in d.changes},
@@ -237,7 +236,7 @@ async def run_plan(config: AgentConfig, out: TextIO | None = None, *, output: st
         parse_all(raw["vmis"], parse_vmi),
         parse_all(raw["vmims"], parse_vmim),
         kv,
-        config.controller_settings(),
+        config,
         time.time(),
     )
     version = ".".join(map(str, kv.version)) if kv is not None and kv.version else None

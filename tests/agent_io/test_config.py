@@ -137,14 +137,6 @@ def test_docs_configuration_lists_every_setting() -> None:
         assert f"`{s.flag}`" in text and f"`{s.env}`" in text, s.flag
 
 
-def test_controller_settings_view() -> None:
-    cfg = parse("--namespaces", "a", "--exclude-namespaces", "z", "--max-per-node", "3")
-    cs = cfg.controller_settings()
-    assert cs.include_namespaces == frozenset({"a"}) and cs.exclude_namespaces == frozenset({"z"})
-    assert cs.max_per_node == 3
-    assert parse().controller_settings().include_namespaces is None
-
-
 def test_config_object_is_declared_by_the_settings() -> None:
     """AgentConfig has exactly one field per setting, and its defaults are the declared ones."""
     assert [f.name for f in dataclasses.fields(AgentConfig)] == [s.attr for s in SETTINGS]

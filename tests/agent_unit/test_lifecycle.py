@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from agent.controller import ControllerSettings
+from agent.config import DEFAULTS
 from agent.decide import BlockReason
 from agent.lifecycle import (
     OBSERVED,
@@ -52,8 +52,13 @@ from tests.agent_unit.builders import MAX_EXAMPLES, NAME, NS, iface, net, vm, vm
 
 KEY = (NS, NAME)
 BRIDGE = (iface("hp1", "bridge"), net("hp1"))
-SETTINGS = ControllerSettings(
-    settle_seconds=0, bridge_grace_seconds=0, mode="active", max_attempts=3, backoff_initial_seconds=10
+SETTINGS = dataclasses.replace(
+    DEFAULTS,
+    settle_seconds=0,
+    bridge_grace_seconds=0,
+    mode="active",
+    max_attempts=3,
+    backoff_initial_seconds=10,
 )
 T0 = 1_000_000.0
 PENDING = vmi([BRIDGE])

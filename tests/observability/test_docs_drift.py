@@ -58,24 +58,7 @@ def test_metric_names_in_docs_exist(doc: Path) -> None:
     assert set(_METRIC.findall(doc.read_text())) - known == set()
 
 
-@pytest.mark.parametrize(
-    "doc",
-    [
-        pytest.param(
-            d,
-            marks=pytest.mark.xfail(
-                "blocked: gave-up" in (REPO / "agent" / "config.py").read_text(),
-                reason="--max-attempts' help in agent/config.py (another engineer's) still says "
-                "'blocked: gave-up'; the reason is retries-exhausted",
-                strict=True,
-            ),
-        )
-        if d.name == "configuration.md"
-        else d
-        for d in DOCS
-    ],
-    ids=_doc_id,
-)
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
 def test_reasons_in_docs_exist(doc: Path) -> None:
     text = doc.read_text()
     mentioned = {m for pattern in _REASON_MENTIONS for m in pattern.findall(text)}
