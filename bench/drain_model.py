@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 
 from agent.model import Key
 from agent.scheduler import ActiveMigration, Candidate, Order, TokenBucket, plan_dispatch
+from simulator.kubevirt.config import KubeVirtSimConfig
+from simulator.kubevirt.migration import sized_plan
+from simulator.kubevirt.node import MIGRATION_STEPS, NEXT_STEP
 
 
 @dataclass(frozen=True)
@@ -289,9 +292,11 @@ def lognormal_gib(rng: random.Random, median: float, sigma: float, low: float, h
 
 @dataclass(frozen=True)
 class Profile:
-    """A drain's work: guest memory per VM (lognormal, GiB, clipped), migration time ``setup +
-    seconds_per_gib x memory`` (real seconds), failures (each attempt fails with ``failure_rate``
-    after a uniform share of its run time, at most ``max_attempts`` attempts; the last succeeds)."""
+    """A drain's work: guest memory per VM (lognormal ``median_gib``/``sigma``, whole GiB, clipped to
+    [``min_gib``, ``max_gib``]); a migration takes ``setup_seconds + seconds_per_gib x memory`` (real
+    seconds); each attempt fails with ``failure_rate``, per VMI and attempt as the simulator draws it
+    (:func:`simulator.kubevirt.migration.sized_plan`: a failure ends the attempt at the simulator's
+    failing step, 35 % or 100 % of its run)."""
 
     median_gib: float = 4.0
     sigma: float = 1.0
@@ -300,24 +305,34 @@ class Profile:
     setup_seconds: float = 10.0
     seconds_per_gib: float = 2.0
     failure_rate: float = 0.05
-    max_attempts: int = 3
 
     def memory(self, n: int, seed: int) -> list[float]:
         rng = random.Random(seed)
         return [lognormal_gib(rng, self.median_gib, self.sigma, self.min_gib, self.max_gib) for _ in range(n)]
 
-    def seconds(self, gib: float) -> float:
-        return self.setup_seconds + self.seconds_per_gib * gib
+    def sim_config(self, seed: int, scale: float = 1.0) -> KubeVirtSimConfig:
+        """The simulator's migration timing for this work, durations multiplied by ``scale``."""
+        return KubeVirtSimConfig(
+            migration_mean_seconds=self.setup_seconds * scale,
+            migration_seconds_per_gib=self.seconds_per_gib * scale,
+            migration_distribution="fixed",
+            failure_rate=self.failure_rate,
+            seed=seed,
+        )
 
-    def jobs(self, placed: Sequence[tuple[Key, str, float]], seed: int) -> list[Job]:
-        """``placed``: (VM, node, memory GiB). Failures drawn per VM and attempt from ``seed``."""
-        rng = random.Random(seed + 1)
+    def jobs(self, placed: Sequence[tuple[Key, str, float]], seed: int, max_attempts: int = 8) -> list[Job]:
+        """``placed``: (VM, node, memory GiB). The attempts the simulator with ``seed`` will run (a VM
+        that fails ``max_attempts`` times is taken as succeeding at the last)."""
+        config = self.sim_config(seed)
         out = []
         for key, node, gib in placed:
-            full = self.seconds(gib)
             runs: list[float] = []
-            while len(runs) < self.max_attempts - 1 and rng.random() < self.failure_rate:
-                runs.append(full * rng.uniform(0.1, 0.9))
-            runs.append(full)
+            for attempt in range(max_attempts):
+                plan = sized_plan(config, key, attempt, gib, node, [node, "elsewhere"])
+                if plan.fate == "fail" and attempt < max_attempts - 1:
+                    runs.append(plan.deadline(NEXT_STEP[plan.fail_phase]))
+                    continue
+                runs.append(plan.deadline(MIGRATION_STEPS[-1]))
+                break
             out.append(Job(key, node, gib, tuple(runs)))
         return out
