@@ -310,6 +310,10 @@ class Profile:
         rng = random.Random(seed)
         return [lognormal_gib(rng, self.median_gib, self.sigma, self.min_gib, self.max_gib) for _ in range(n)]
 
+    def seconds(self, gib: float) -> float:
+        """A successful migration's run time (real seconds)."""
+        return self.setup_seconds + self.seconds_per_gib * gib
+
     def sim_config(self, seed: int, scale: float = 1.0) -> KubeVirtSimConfig:
         """The simulator's migration timing for this work, durations multiplied by ``scale``."""
         return KubeVirtSimConfig(
