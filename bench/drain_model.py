@@ -9,11 +9,14 @@ and ``pkg/virt-controller/watch/migration/migration.go``):
 * the workload updater's first pass comes ``throttle`` (5 s) after the hot plug (``updateVmi`` →
   ``AddAfter(key, 5s)``); a pass creates up to ``parallelMigrationsPerCluster`` minus the migrations
   that are *running* (``FilterRunningMigrations``: Pending and unset phases do not count), for
-  candidates in random order (``rand.Shuffle``); after a pass that created migrations the next one
-  waits until its creations are observed and the next event's ``AddAfter(key, 5s)`` fires (``throttle``
-  later); a pass that created nothing while candidates remain re-runs at once
-  (``AddAfter(key, 30)``, 30 ns), so it takes a freed slot the moment it frees; with no candidate left
-  it waits for an event (a failed migration makes its VMI a candidate again) plus ``throttle``;
+  candidates in random order (``rand.Shuffle``); a pass that leaves candidates re-runs at once
+  (``AddAfter(key, 30)``, 30 ns) and acts once its creations are observed in the informer: on the real
+  tier that re-run follows a creating pass by about ``rerun`` (60 ms), before the new migrations are
+  admitted (``admission``, 100 ms to a target pod), so it counts them as free budget and creates more,
+  which wait Pending for the migration controller's re-check; a pass that created nothing while
+  candidates remain re-runs without end, so it takes a freed slot the moment it frees; with no
+  candidate left it waits for an event (a failed migration makes its VMI a candidate again) plus
+  ``throttle``;
 * the migration controller admits a Pending migration when fewer than the cluster limit are running
   and its source node has fewer than the per-node limit outbound; over a limit it re-checks it every
   ``pending_requeue`` (5 s); with the ``MigrationPriorityQueue`` gate (v1.7+, off by default) a
@@ -61,6 +64,8 @@ class KubeVirtTiming:
     priority_gate: bool = False
     throttle: float = 5.0
     backoff_initial: float = 20.0
+    rerun: float = 0.06
+    admission: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -273,10 +278,10 @@ def run_peer(
         for key in created:
             failures = attempt[key]
             backoff = timing.backoff_initial * 2 ** (failures - 1) if failures else 0.0
-            pending[key] = max(t, failed_at.get(key, 0.0) + backoff)
-            check(key)
+            pending[key] = max(t + timing.admission, failed_at.get(key, 0.0) + backoff)
+            clock.at(pending[key], "check", key)
         if created:
-            next_pass = t + timing.throttle
+            next_pass = t + timing.rerun
             clock.at(next_pass, "pass")
         elif candidates:
             spin = True
