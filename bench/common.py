@@ -38,7 +38,10 @@ class Figure:
         if self.value is None:
             shown = "n/a"
         elif isinstance(self.value, float) and not self.value.is_integer():
-            shown = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.1f}"
+            if not self.unit and abs(self.value) < 10:
+                shown = f"{self.value:.3f}"  # a ratio: 1.049 and 1.051 differ against a 1.05 target
+            else:
+                shown = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.1f}"
         else:
             shown = f"{self.value:,.0f}"
         verdict = "" if self.ok is None else ("ok" if self.ok else "MISSED")
