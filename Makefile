@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane chart-test helm lock image
+.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane kubevirt-bin chart-test helm lock image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ controlplane-bin:
 controlplane: $(STAMP) controlplane-bin
 	$(BIN)/python -m pytest -q -m controlplane $(PYTEST_ARGS)
 
+## kubevirt-bin: build virt-controller, virt-api, virtctl of every pinned KubeVirt release (no-op when cached)
+kubevirt-bin:
+	hack/kubevirt/build.sh --all
+
 ## helm: build the pinned helm v3 into .cache/bin (once; needs Go)
 helm:
 	hack/tools/install-helm.sh
@@ -54,7 +58,7 @@ image:
 	docker build -t hotplug-agent:0.1.0 .
 
 ## test: lint, then the whole suite (tools it needs must be installed; .ci/run does that)
-test: lint controlplane-bin helm
+test: lint controlplane-bin helm kubevirt-bin
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## bench: every benchmark, figures printed and written to bench/results/
