@@ -98,15 +98,28 @@ async def test_with_evict_kubevirt_restarts_a_non_migratable_vm_for_its_hot_plug
     assert live is not None and live["status"] == "False"
     env.tier.set_kubevirt(KubeVirtSettings(workload_update_methods=("LiveMigrate", "Evict")))
     try:
-        await env.plug("wu-evict", "hp1", "sriov")
+        async with env.agent(mode="auto") as metrics:
+            await env.plug("wu-evict", "hp1", "sriov")
 
-        async def restarted() -> dict[str, Any] | None:
-            vmi = await env.get(VMIS, "wu-evict")
-            fresh = vmi is not None and vmi["metadata"]["uid"] != first["metadata"]["uid"]
-            return vmi if fresh and "domain" in info_sources(vmi, "hp1") else None
+            async def restarted() -> dict[str, Any] | None:
+                vmi = await env.get(VMIS, "wu-evict")
+                fresh = vmi is not None and vmi["metadata"]["uid"] != first["metadata"]["uid"]
+                return vmi if fresh and "domain" in info_sources(vmi, "hp1") else None
 
-        vmi = await wait_for(restarted, "a new VMI with hp1 attached from boot", 150)
+            vmi = await wait_for(restarted, "a new VMI with hp1 attached from boot", 150)
+
+            async def nothing_left() -> bool:
+                return sample(metrics, "hotplug_agent_blocked_vms", reason="not-live-migratable") == 0
+
+            await wait_for(nothing_left, "the agent's block cleared by the restart", 30)
+            assert sample(metrics, "hotplug_agent_mode", mode="observe") == 1
+            assert sample(metrics, "hotplug_agent_migration_creates_total") == 0
     finally:
         env.tier.set_kubevirt(KubeVirtSettings())
     assert condition(vmi, "MigrationRequired") is None
     assert await env.list(VMIMS) == []
+    # before KubeVirt's next pass (it waits 5 s after an event) the agent had said why it cannot migrate
+    events = await env.client_core().list_namespaced_event(env.ns)
+    blocked = [e.message for e in events.items
+               if e.reason == "HotplugBlocked" and e.involved_object.name == "wu-evict"]  # fmt: skip
+    assert any("not-live-migratable" in m for m in blocked), blocked
