@@ -61,6 +61,10 @@ SIMULATOR_DIFFERENCES: dict[str, str] = {
         "the simulated migration controller writes the VMI's migrationState when the migration starts "
         "(Running), KubeVirt at the hand-off (Scheduled), before virt-handler's startTimestamp"
     ),
+    "test_deleting_the_vm_during_a_migration_leaves_no_unfinished_vmim": (
+        "the simulated migration controller is not woken by the VMI's deletion: a migration that would "
+        "run on (stuck) stays Running; KubeVirt fails it once the VMI shuts down"
+    ),
     "test_the_vmim_gets_the_vmis_migration_state_only_once_final": (
         "the simulated migration controller writes source/target node and pods into the VMIM's "
         "migrationState from Scheduling on; KubeVirt copies the VMI's migrationState only once final"

@@ -388,3 +388,28 @@ async def test_with_live_migrate_kubevirt_migrates_a_hot_plug_by_itself(kv_env: 
     assert vmim["metadata"]["name"].startswith("kubevirt-workload-update-")
     assert "kubevirt.io/workloadUpdateMigration" in (vmim["metadata"].get("annotations") or {})
     assert vmim["status"]["phase"] == "Succeeded"
+
+
+async def test_deleting_the_vm_during_a_migration_leaves_no_unfinished_vmim(kv_env: Env) -> None:
+    """A client that counts unfinished VMIMs against the cluster's limits (the agent does) must not see a
+    migration of a deleted VM stay in flight: KubeVirt fails the VMIM when its VMI shuts down, then drops
+    it."""
+    env = kv_env
+    await env.create_vm("gone")
+    async with env.history(VMIMS) as seen:
+        env.backend.timing.stuck_rate = 1.0
+        try:
+            name = (await env.migrate("gone"))["metadata"]["name"]
+            await wait_phase(env, name, "Running")
+        finally:
+            env.backend.timing.stuck_rate = 0.0
+        await env.custom.delete_namespaced_custom_object("kubevirt.io", "v1", env.ns, VMS, "gone")
+        env.vm_names.remove("gone")
+        await env.wait_gone(VMIS, "gone")
+
+        async def ended() -> bool:
+            vmim = await env.get(VMIMS, name)
+            return vmim is None or vmim["status"].get("phase") in ("Succeeded", "Failed")
+
+        await wait_for(ended, "the migration of the deleted VM ended or gone", 30)
+    assert final_phase(seen, name) == "Failed"
