@@ -31,7 +31,7 @@ PLUGS = {"wu-bridge-1": "bridge", "wu-bridge-2": "bridge", "wu-sriov": "sriov"}
 
 
 async def test_auto_mode_stands_down_while_kubevirts_workload_updater_migrates(env: Env) -> None:
-    env.tier.set_kubevirt(KubeVirtSettings(workload_update_methods=("LiveMigrate",)))
+    await env.configure_kubevirt(KubeVirtSettings(workload_update_methods=("LiveMigrate",)))
     try:
         for name in PLUGS:
             await env.create_vm(name, [("net-a", "bridge")])
@@ -70,7 +70,7 @@ async def test_auto_mode_stands_down_while_kubevirts_workload_updater_migrates(e
             durations = "hotplug_agent_migration_duration_seconds_count"
             assert sample(metrics, durations, result="succeeded", initiator="kubevirt") == len(PLUGS)
     finally:
-        env.tier.set_kubevirt(KubeVirtSettings())
+        await env.configure_kubevirt(KubeVirtSettings())
     vmims = await env.list(VMIMS)
     assert [m for m in vmims if (m["metadata"].get("labels") or {}).get(MANAGED_BY)] == []
     by_vmi: dict[str, list[dict[str, Any]]] = {}
@@ -96,7 +96,7 @@ async def test_with_evict_kubevirt_restarts_a_non_migratable_vm_for_its_hot_plug
     first = await env.create_vm("wu-evict", [("net-a", "bridge")], pod_binding="bridge")
     live = condition(first, "LiveMigratable")
     assert live is not None and live["status"] == "False"
-    env.tier.set_kubevirt(KubeVirtSettings(workload_update_methods=("LiveMigrate", "Evict")))
+    await env.configure_kubevirt(KubeVirtSettings(workload_update_methods=("LiveMigrate", "Evict")))
     try:
         async with env.agent(mode="auto") as metrics:
             await env.plug("wu-evict", "hp1", "sriov")
@@ -115,7 +115,7 @@ async def test_with_evict_kubevirt_restarts_a_non_migratable_vm_for_its_hot_plug
             assert sample(metrics, "hotplug_agent_mode", mode="observe") == 1
             assert sample(metrics, "hotplug_agent_migration_creates_total") == 0
     finally:
-        env.tier.set_kubevirt(KubeVirtSettings())
+        await env.configure_kubevirt(KubeVirtSettings())
     assert condition(vmi, "MigrationRequired") is None
     assert await env.list(VMIMS) == []
     # before KubeVirt's next pass (it waits 5 s after an event) the agent had said why it cannot migrate
