@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # `make run` needs only the runtime dependencies; the test extras come with `make test` (same venv).
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane chart-test helm lock image \
+.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane kubevirt-bin chart-test helm lock image \
 	test-pythons
 
 $(RUN_STAMP): pyproject.toml
@@ -46,6 +46,10 @@ controlplane-bin:
 controlplane: $(STAMP) controlplane-bin
 	$(BIN)/python -m pytest -q -m controlplane $(PYTEST_ARGS)
 
+## kubevirt-bin: build virt-controller, virt-api, virtctl of every pinned KubeVirt release (no-op when cached)
+kubevirt-bin:
+	hack/kubevirt/build.sh --all
+
 ## helm: build the pinned helm v3 into .cache/bin (once; needs Go)
 helm:
 	hack/tools/install-helm.sh
@@ -69,7 +73,7 @@ test-pythons:
 
 ## test: lint, the pure-logic tiers on the other Pythons, then the whole suite (tools it needs must be
 ## installed; .ci/run does that)
-test: lint test-pythons controlplane-bin helm
+test: lint test-pythons controlplane-bin helm kubevirt-bin
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## bench: every benchmark, figures printed and written to bench/results/

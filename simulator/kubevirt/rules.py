@@ -404,10 +404,10 @@ def live_migratable(vmi: Mapping[str, Any]) -> tuple[bool, str, str]:
 
 def migration_urgency(vmi_spec: Spec, vmi_status: Mapping[str, Any]) -> Urgency | None:
     """``shouldVMIBeMarkedForAutoMigration``: ``immediate`` (SR-IOV plug), ``pending`` (bridge plug,
-    unplug)."""
+    unplug). The first interface that needs a migration decides, in spec order, as in KubeVirt: a bridge
+    plug listed before an SR-IOV plug makes the pair wait for the grace period."""
     nets = network_by_name(vmi_spec)
     entries = status_entries(vmi_status)
-    result: Urgency | None = None
     for iface in interfaces(vmi_spec):
         name = str(iface.get("name"))
         if not is_secondary_multus(nets.get(name, {})):
@@ -415,11 +415,9 @@ def migration_urgency(vmi_spec: Spec, vmi_status: Mapping[str, Any]) -> Urgency 
         entry = entries.get(name)
         if iface.get("state") != STATE_ABSENT:
             if entry is None:
-                if binding(iface) == "sriov":
-                    return "immediate"
-                result = "pending"
+                return "immediate" if binding(iface) == "sriov" else "pending"
         elif entry is not None:
             sources = info_sources(entry)
             if INFO_SOURCE_MULTUS_STATUS in sources and INFO_SOURCE_DOMAIN not in sources:
-                result = "pending"
-    return result
+                return "pending"
+    return None

@@ -232,6 +232,11 @@ def test_migration_urgency() -> None:
     s = spec(("a", "bridge"), ("s", "sriov"))
     both = {"interfaces": [{"name": "a", "infoSource": "domain, guest-agent, multus-status"}]}
     assert rules.migration_urgency(s, both) == "immediate"
+    # KubeVirt's first match: a bridge plug before the SR-IOV plug → pending, after it → immediate
+    bridge_first = spec(("a", "bridge"), ("b", "bridge"), ("s", "sriov"))
+    assert rules.migration_urgency(bridge_first, both) == "pending"
+    sriov_first = spec(("a", "bridge"), ("s", "sriov"), ("b", "bridge"))
+    assert rules.migration_urgency(sriov_first, both) == "immediate"
     s2 = spec(("a", "bridge"))
     assert rules.migration_urgency(s2, {"interfaces": []}) == "pending"
     s2["domain"]["devices"]["interfaces"][1]["state"] = "absent"
