@@ -297,7 +297,7 @@ class Controller:
             return
         caps = (self.cluster_cap, self.node_cap)
         chosen, skipped, wake_at = self.dispatcher.plan(
-            self.clock(), caps, self.active_migrations(), self.mirror.node_of
+            self.clock(), caps, self.active_migrations(), self.mirror.node_of, self.mirror.memory_of
         )
         for key in skipped:
             self.enqueue(key)

@@ -41,10 +41,12 @@ class Dispatcher:
         caps: tuple[int, int],
         active: Iterable[ActiveMigration],
         node_of: Callable[[Key], str | None],
+        size_of: Callable[[Key], float],
     ) -> tuple[list[Candidate], list[Key], float | None]:
         """``(dispatch now, skipped, wake at)``: the chosen leave the ready set; ``skipped`` (already
-        migrating) too, to be decided again; ``wake at`` when a token is next due, if one held back."""
-        candidates = [Candidate(k, node_of(k) or "", since) for k, since in self.ready.items()]
+        migrating) too, to be decided again; ``wake at`` when a token is next due, if one held back.
+        ``size_of``: a VMI's migration size (guest memory; 0 unknown) for the planner's order."""
+        candidates = [Candidate(k, node_of(k) or "", since, size_of(k)) for k, since in self.ready.items()]
         plan = DispatchPlanner(caps[0], caps[1], self.bucket).plan(candidates, active, now)
         for cand, limit in plan.held:
             if cand.key not in self._held:

@@ -90,6 +90,11 @@ class Mirror:
         m = self.active.get(key)
         return (m.source_node if m is not None else None) or self.node_of(key)
 
+    def memory_of(self, key: Key) -> float:
+        """A VMI's guest memory in bytes (0 unknown): what its live migration copies."""
+        vmi = self.vmis.get(key)
+        return float(vmi.memory_bytes or 0) if vmi is not None else 0.0
+
     def in_flight_counts(self) -> dict[str, int]:
         return {k: v for k, v in self.in_flight.items() if v > 0}
 
