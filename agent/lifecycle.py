@@ -52,6 +52,9 @@ from agent.slots import SlotPrediction, choose_slot_model
 EXPECTATION_TTL_SECONDS: Final = 60.0
 #: After ``in-flight migration detected`` the cache will show the other migration soon; look again then.
 BUSY_RECHECK_SECONDS: Final = 2.0
+#: Waits that end at a known time: entering one is told on the VM (an Event and a log line), so a user
+#: sees why nothing happens yet without running ``plan``.
+TIMED_WAITS: Final = frozenset({WaitReason.SETTLING, WaitReason.BRIDGE_GRACE, WaitReason.RETRY_BACKOFF})
 #: Block reasons that are the agent's own policy; they do not stop KubeVirt's workload updater.
 AGENT_ONLY_BLOCKS: Final = frozenset({BlockReason.OPTED_OUT, BlockReason.NAMESPACE_NOT_SELECTED})
 
@@ -65,6 +68,7 @@ class EventReason(StrEnum):
     GAVE_UP = "HotplugMigrationGaveUp"
     BLOCKED = "HotplugBlocked"
     SLOTS_EXHAUSTED = "HotplugSlotsExhausted"
+    WAITING = "HotplugWaiting"
 
 
 class Phase(StrEnum):
@@ -139,6 +143,8 @@ class Track:
     state: str = ""
     blocked: BlockReason | None = None
     announced: BlockReason | None = None
+    #: the wait the track is in (told once when it begins, see TIMED_WAITS)
+    waiting: WaitReason | None = None
     slot_kind: str | None = None
     dry_run_done: bool = False
     #: (VM generation, what its RestartRequired is — None while being checked), see agent.restart
@@ -590,6 +596,8 @@ def _decide(track: Track, d: Detection, view: View, ctx: Context, out: list[Acti
     track, checking = _restart_check(track, view, ctx, out)
     restart = track.restart[1] if track.restart is not None else None
     decision = decide(view.vmi, view.vm, d, _decision_context(track, view, ctx, restart, checking))
+    if decision.kind is not Kind.WAIT and track.waiting is not None:
+        track = dataclasses.replace(track, waiting=None)
     if decision.kind is Kind.MIGRATE:
         out.append(Ready(min(track.first_seen.values(), default=ctx.now)))
         queued_since = track.queued_since if track.queued_since is not None else ctx.now
@@ -604,7 +612,21 @@ def _decide(track: Track, d: Detection, view: View, ctx: Context, out: list[Acti
         return _set_state(track, "pending-plug", None)
     if blocked is not None:
         return _blocked(track, blocked, decision.message, decision.slots, view, ctx, out)
+    if decision.kind is Kind.WAIT and decision.wait_reason is not track.waiting:
+        track = _start_wait(track, decision, view, ctx, out)
     return _set_state(track, _state_of(decision), None)
+
+
+def _start_wait(track: Track, decision: Decision, view: View, ctx: Context, out: list[Action]) -> Track:
+    """A timed wait begins: say which and until when, once (the leader writes the Event)."""
+    reason = decision.wait_reason
+    if reason in TIMED_WAITS and decision.recheck_at is not None:
+        seconds = max(0.0, decision.recheck_at - ctx.now)
+        text = f"hot plug waiting ({reason}) for {seconds:.0f}s: {decision.message}"
+        _emit(out, view, "Normal", EventReason.WAITING, text, defer=False)
+        fields = {"vmi": _name(view.key), "reason": str(reason), "seconds": round(seconds, 1)}
+        out.append(Log("info", "hotplug_waiting", fields))
+    return dataclasses.replace(track, waiting=reason)
 
 
 def _decide_again(track: Track, view: View, ctx: Context, out: list[Action]) -> Track | None:

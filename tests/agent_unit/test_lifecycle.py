@@ -118,6 +118,20 @@ def test_a_pending_plug_starts_a_track_and_waits_the_settle_window() -> None:
     assert WakeAt(T0 + 5) in actions and Unready() in actions
 
 
+def test_a_timed_wait_is_told_once_when_it_begins() -> None:
+    slow = dataclasses.replace(SETTINGS, settle_seconds=5, bridge_grace_seconds=15)
+    track, actions = step(None, OBSERVED, view(), ctx(settings=slow))
+    (event,) = of(actions, Emit)
+    assert event.reason is EventReason.WAITING and event.message.startswith(
+        "hot plug waiting (settling) for 5s"
+    )
+    track, actions = step(track, OBSERVED, view(), ctx(T0 + 1, settings=slow))
+    assert not of(actions, Emit)  # still the same wait
+    track, actions = step(track, OBSERVED, view(), ctx(T0 + 6, settings=slow))
+    (event,) = of(actions, Emit)
+    assert "(bridge-grace) for 9s" in event.message
+
+
 def test_ready_when_every_window_passed() -> None:
     track = queued()
     assert track.queued_since == T0
@@ -215,7 +229,8 @@ def test_forbidden_answer_backs_off_for_the_maximum() -> None:
 def test_transient_answer_is_a_failed_attempt_with_a_retry_event() -> None:
     track, actions = step(creating(), CreateFailed(Transient("boom", 500)), view(), ctx(jitter=0.0))
     assert track is not None and track.attempts == 1 and track.next_retry_at == T0 + 5
-    assert [e.reason for e in of(actions, Emit)] == [EventReason.MIGRATION_RETRY]
+    reasons = [e.reason for e in of(actions, Emit)]
+    assert reasons == [EventReason.MIGRATION_RETRY, EventReason.WAITING]  # the backoff wait begins
 
 
 def test_abandoned_create_goes_back_to_pending() -> None:
@@ -264,7 +279,7 @@ def test_failed_retries_with_backoff_then_gives_up() -> None:
         assert track is not None and track.attempts == attempt
         reasons = [e.reason for e in of(actions, Emit)]
         if attempt < 3:
-            assert reasons == [EventReason.MIGRATION_RETRY]
+            assert reasons[0] is EventReason.MIGRATION_RETRY
             track = dataclasses.replace(track, phase=Phase.MIGRATING, ours="hotplug-vm1-xyz")
         else:
             assert EventReason.GAVE_UP in reasons and track.blocked is BlockReason.RETRIES_EXHAUSTED

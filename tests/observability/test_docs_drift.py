@@ -36,6 +36,7 @@ _EVENT_REASON = re.compile(r"`(Hotplug(?!Agent)[A-Z][A-Za-z]+)`")
 #: `Hotplug…` names in the docs that are not Event reasons of ours.
 NOT_EVENT_REASONS = {
     "HotplugNICs": "KubeVirt's feature gate",
+    "HotplugNetworkInterfacesEnabled": "KubeVirt's feature-gate check (docs/compatibility.md)",
     "HotplugMetrics": "the metrics class (metrics/definitions.py)",
 }
 
