@@ -184,7 +184,7 @@ def decide(vmi: VMIRecord, vm: VMRecord | None, detection: Detection, ctx: Decis
         return _blocked(
             d,
             BlockReason.OPTED_OUT,
-            'VM has label hotplug-agent.io/auto-migrate="false"; '
+            'VM has hotplug-agent.io/auto-migrate="false" (label or annotation); '
             "migrate it manually to complete the hot plug",
         )
 

@@ -272,10 +272,7 @@ class Recorder:
             self.stats.by_creator[creator] += 1
             vm = self.store.try_get("virtualmachines", *vmi_key)
             vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            if (
-                vm is not None
-                and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-            ):
+            if vm is not None and _opted_out(vm):
                 self.stats.for_opted_out += 1
                 if creator == "agent":
                     self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
@@ -389,10 +386,7 @@ class Recorder:
             return "slots-exhausted"
         if _cond(vm, COND_RESTART_REQUIRED) == "True" and self._restart_really_required(vm, vmi):
             return "restart-required"
-        if (
-            vm is not None
-            and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-        ):
+        if vm is not None and _opted_out(vm):
             return "opted-out"
         return "pending"
 
@@ -425,6 +419,13 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+def _opted_out(vm: dict[str, Any]) -> bool:
+    """The agent's opt-out, as a label or an annotation of the VM."""
+    meta = vm.get("metadata") or {}
+    values = ((meta.get(k) or {}).get(LABEL_AUTO_MIGRATE) for k in ("labels", "annotations"))
+    return any(isinstance(v, str) and v.strip().lower() == OPT_OUT_VALUE for v in values)
 
 
 def _cond_obj(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
