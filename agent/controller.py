@@ -16,24 +16,24 @@ leader, in active mode and not draining, creates or deletes migrations.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import Callable
-from typing import Final, Protocol
+from collections.abc import Callable, Iterable
+from typing import Final
 
 import structlog
 
 from agent import lifecycle as lc
 from agent.aio import wait_event
+from agent.config import AgentConfig
 from agent.decide import Mode, resolve_mode
 from agent.dispatcher import Dispatcher
 from agent.events import EventRecorder
 from agent.executor import Executor, MigrationApi
 from agent.mirror import Mirror
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
-from agent.reporting import GAUGE_REFRESH_SECONDS, Reporter, summary
-from agent.scheduler import ActiveMigration, TokenBucket, WorkQueue
+from agent.reporting import Reporter, summary
+from agent.scheduler import TokenBucket, WorkQueue
 from agent.wakeups import Wakeups
 from metrics.definitions import HotplugMetrics
 
@@ -42,25 +42,10 @@ log = structlog.get_logger(__name__)
 _DISPATCH: Final[Key] = ("", "")  # wake-up key of the dispatcher
 
 
-class ControllerSettings(lc.Settings, Protocol):
-    """The settings the loop reads besides the lifecycle's (``agent.config.AgentConfig`` has them all)."""
-
-    @property
-    def mode(self) -> str: ...
-    @property
-    def max_in_flight(self) -> int: ...
-    @property
-    def max_per_node(self) -> int: ...
-    @property
-    def creates_per_second(self) -> float: ...
-    @property
-    def create_burst(self) -> int: ...
-
-
 class Controller:
     def __init__(
         self,
-        settings: ControllerSettings,
+        settings: AgentConfig,
         api: MigrationApi | None,
         metrics: HotplugMetrics,
         events: EventRecorder,
@@ -75,10 +60,10 @@ class Controller:
         self._rng = rng or random.Random()
         self.mirror = Mirror()
         self.reporter = Reporter(metrics, events)
-        self.executor = Executor(api, self.post, on_send=self._create_sent)
         self.dispatcher = Dispatcher(
             TokenBucket(settings.creates_per_second, settings.create_burst, clock()), metrics
         )
+        self.executor = Executor(api, self.post, on_send=self.dispatcher.create_sent)
         self.tracks: dict[Key, lc.Track] = {}
         self.inbox: dict[Key, list[lc.Observation]] = {}
         self.queue: WorkQueue[Key] = WorkQueue(maxsize=1_000_000)
@@ -88,22 +73,15 @@ class Controller:
         self.wakeups: Wakeups[Key] = Wakeups(self._on_wakeup, clock=clock)
         self.mode: Mode = "active"
         self.draining = False
-        #: perf_counter of each key's last watch event, and of the one it became ready on (reaction time)
+        #: perf_counter of each tracked key's last watch event (the agent's reaction time starts there)
         self._event_at: dict[Key, float] = {}
-        self._ready_event_at: dict[Key, float] = {}
         self._apply_mode()
 
     # ------------------------------------------------------------------ views
 
     @property
-    def cluster_cap(self) -> int:
-        kv = self.mirror.kubevirt
-        return self.settings.max_in_flight or (kv.parallel_per_cluster if kv is not None else 5)
-
-    @property
-    def node_cap(self) -> int:
-        kv = self.mirror.kubevirt
-        return self.settings.max_per_node or (kv.parallel_per_node if kv is not None else 2)
+    def caps(self) -> tuple[int, int]:
+        return self.mirror.caps(self.settings.max_in_flight, self.settings.max_per_node)
 
     @property
     def leading(self) -> bool:
@@ -133,7 +111,7 @@ class Controller:
         changed = new != self.mode
         self.mode = new
         self.metrics.set_mode("dry-run" if self.settings.dry_run and new == "active" else new)
-        self.metrics.set_limits(self.cluster_cap, self.node_cap)
+        self.metrics.set_limits(*self.caps)
         if changed:
             log.info("mode_changed", mode=new)
             self._enqueue_all()
@@ -157,12 +135,13 @@ class Controller:
         self.enqueue(key)
 
     def on_vm(self, event: str, old: VMRecord | None, new: VMRecord | None) -> None:
-        if (key := self.mirror.vm_changed(event, old, new)) is not None:
-            self._event_at[key] = time.perf_counter()
-            self.enqueue(key)
+        self._touched(self.mirror.vm_changed(event, old, new))
 
     def on_vmi(self, event: str, old: VMIRecord | None, new: VMIRecord | None) -> None:
-        if (key := self.mirror.vmi_changed(event, old, new)) is not None:
+        self._touched(self.mirror.vmi_changed(event, old, new))
+
+    def _touched(self, key: Key | None) -> None:
+        if key is not None:
             self._event_at[key] = time.perf_counter()
             self.enqueue(key)
 
@@ -194,7 +173,7 @@ class Controller:
         while True:
             key = self.queue.get()
             if key is None:
-                self._refresh_gauges(force=False)
+                self.reporter.refresh_gauges(*self._gauge_snapshot(), force=False)
                 self._queue_ready.clear()
                 await self._queue_ready.wait()
                 continue
@@ -213,14 +192,11 @@ class Controller:
 
     def _step(self, key: Key, obs: lc.Observation) -> None:
         m = self.mirror
-        vmi = m.vmis.get(key)
-        hotplugged = m.hotplugged.get(vmi.uid, 0) if vmi is not None else 0
-        view = lc.View(key, vmi, m.vms.get(key), m.active.get(key), hotplugged)
         ctx = lc.Context(
             self.clock(), self.settings, self.mode, m.kubevirt, self.leading, self.acting, m.synced,
             self._rng.random(),
         )  # fmt: skip
-        track, actions = lc.step(self.tracks.get(key), obs, view, ctx)
+        track, actions = lc.step(self.tracks.get(key), obs, m.view(key), ctx)
         if track is None:
             self.tracks.pop(key, None)
             self._event_at.pop(key, None)
@@ -248,27 +224,18 @@ class Controller:
             case lc.WakeAt(at):
                 self.wakeups.schedule(key, at)
             case lc.Ready(since):
-                if self.dispatcher.add(key, since):
-                    self._ready_event_at[key] = self._event_at.get(key, time.perf_counter())
+                if self.dispatcher.add(key, since, self._event_at.get(key, time.perf_counter())):
                     self._dispatch_wake.set()
             case lc.Unready():
-                self._ready_event_at.pop(key, None)
                 self.dispatcher.remove(key)
             case lc.Hotplugged(uid, delta):
                 self.mirror.hotplugged[uid] = self.mirror.hotplugged.get(uid, 0) + delta
             case lc.Log(level, event, fields):
                 getattr(log, level)(event, **fields)
             case lc.Forget():
-                self._ready_event_at.pop(key, None)
                 self.dispatcher.remove(key)
                 self.wakeups.cancel(key)
                 self.reporter.gauges_dirty = True
-
-    def _create_sent(self, key: Key) -> None:
-        """The executor is sending our create: the agent's reaction, from the event it became ready on."""
-        ready_at = self._ready_event_at.pop(key, None)
-        if ready_at is not None:
-            self.metrics.observe_reaction(time.perf_counter() - ready_at)
 
     def _on_wakeup(self, key: Key) -> None:
         if key == _DISPATCH:
@@ -285,19 +252,12 @@ class Controller:
             self.dispatch_once()
             await asyncio.sleep(0)
 
-    def active_migrations(self) -> list[ActiveMigration]:
-        """Every unfinished migration (anyone's), plus our creates the cache has not shown yet."""
-        active = self.mirror.active
-        result = [ActiveMigration(k, self.mirror.source_node(k)) for k in active]
-        result.extend(ActiveMigration(k, node) for k, (node, _) in self.expected.items() if k not in active)
-        return result
-
     def dispatch_once(self) -> None:
         if not self.dispatcher.ready or not self.acting:
             return
-        caps = (self.cluster_cap, self.node_cap)
+        active = self.mirror.active_migrations({k: node for k, (node, _) in self.expected.items()})
         chosen, skipped, wake_at = self.dispatcher.plan(
-            self.clock(), caps, self.active_migrations(), self.mirror.node_of, self.mirror.memory_of
+            self.clock(), self.caps, active, self.mirror.node_of, self.mirror.memory_of
         )
         for key in skipped:
             self.enqueue(key)
@@ -340,21 +300,13 @@ class Controller:
             tg.create_task(self.dispatch_loop(), name="dispatch")
             tg.create_task(self.wakeups.run(), name="wakeups")
             tg.create_task(self.events.run(), name="events")
-            tg.create_task(self._gauge_loop(), name="gauges")
+            tg.create_task(self.reporter.run_gauges(self._gauge_snapshot), name="gauges")
 
-    async def _gauge_loop(self) -> None:
-        """Gauges follow the worker; this only makes sure a dirty snapshot is published."""
-        while True:
-            await asyncio.sleep(GAUGE_REFRESH_SECONDS)
-            with contextlib.suppress(Exception):
-                self._refresh_gauges(force=True)
-
-    def _refresh_gauges(self, *, force: bool) -> None:
-        in_flight = self.mirror.in_flight_counts()
-        self.reporter.refresh_gauges(self.tracks.values(), in_flight, self.clock(), force=force)
+    def _gauge_snapshot(self) -> tuple[Iterable[lc.Track], dict[str, int], float]:
+        return self.tracks.values(), self.mirror.in_flight_counts(), self.clock()
 
     def summary(self) -> dict[str, int]:
         return summary(self.tracks.values())
 
 
-__all__ = ["Controller", "ControllerSettings", "MigrationApi"]
+__all__ = ["Controller", "MigrationApi"]

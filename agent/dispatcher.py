@@ -9,6 +9,7 @@ chosen VMI's lifecycle at once, so the next plan already counts it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from agent.model import Key
@@ -23,17 +24,28 @@ class Dispatcher:
         #: candidates: VMI key → ready since (oldest first)
         self.ready: dict[Key, float] = {}
         self._held: set[Key] = set()
+        #: perf_counter of the watch event each candidate became ready on, until its create is sent
+        self._ready_event_at: dict[Key, float] = {}
 
-    def add(self, key: Key, since: float) -> bool:
-        """A new candidate; False when it was one already."""
+    def add(self, key: Key, since: float, event_at: float) -> bool:
+        """A new candidate (ready on the watch event stamped ``event_at``); False when it was one already."""
         if key in self.ready:
             return False
         self.ready[key] = since
+        self._ready_event_at[key] = event_at
         return True
 
     def remove(self, key: Key) -> None:
+        """No candidate any more (decided otherwise, or forgotten)."""
         if self.ready.pop(key, None) is not None:
             self._held.discard(key)
+        self._ready_event_at.pop(key, None)
+
+    def create_sent(self, key: Key) -> None:
+        """Our create for a dispatched candidate is being sent: the agent's reaction time is over."""
+        event_at = self._ready_event_at.pop(key, None)
+        if event_at is not None:
+            self.metrics.observe_reaction(time.perf_counter() - event_at)
 
     def plan(
         self,
@@ -53,8 +65,11 @@ class Dispatcher:
                 self._held.add(cand.key)
                 self.metrics.record_rate_limited(limit)
         skipped = [c.key for c in plan.skipped]
-        for key in (*skipped, *(c.key for c in plan.dispatch)):
+        for key in skipped:
             self.remove(key)
+        for cand in plan.dispatch:  # leaves the ready set, keeps its reaction stamp until the create
+            self.ready.pop(cand.key, None)
+            self._held.discard(cand.key)
         return list(plan.dispatch), skipped, plan.wake_at
 
 

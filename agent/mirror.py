@@ -10,10 +10,22 @@ synchronously, so a watch event costs a dict update.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart
-from agent.model import PHASE_SUCCEEDED, Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord, is_final
+from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
+from agent.model import (
+    DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
+    DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
+    PHASE_SUCCEEDED,
+    Key,
+    KubeVirtRecord,
+    VMIMRecord,
+    VMIRecord,
+    VMRecord,
+    is_final,
+)
+from agent.scheduler import ActiveMigration
 
 
 @dataclass
@@ -81,6 +93,12 @@ class Mirror:
             return rec.vmi_key, SucceededBeforeStart(rec)
         return rec.vmi_key, None
 
+    def view(self, key: Key) -> View:
+        """One VMI as the lifecycle sees it: its records, its unfinished migration, its hot-plug count."""
+        vmi = self.vmis.get(key)
+        hotplugged = self.hotplugged.get(vmi.uid, 0) if vmi is not None else 0
+        return View(key, vmi, self.vms.get(key), self.active.get(key), hotplugged)
+
     def node_of(self, key: Key) -> str | None:
         vmi = self.vmis.get(key)
         return vmi.node if vmi is not None and vmi.node else None
@@ -94,6 +112,21 @@ class Mirror:
         """A VMI's guest memory in bytes (0 unknown): what its live migration copies."""
         vmi = self.vmis.get(key)
         return float(vmi.memory_bytes or 0) if vmi is not None else 0.0
+
+    def caps(self, max_in_flight: int, max_per_node: int) -> tuple[int, int]:
+        """(cluster, per node): the agent's settings where set (> 0), else the KubeVirt CR's limits (and
+        KubeVirt's defaults when the CR does not say)."""
+        kv = self.kubevirt
+        cluster = kv.parallel_per_cluster if kv is not None else DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER
+        node = kv.parallel_per_node if kv is not None else DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE
+        return (max_in_flight or cluster, max_per_node or node)
+
+    def active_migrations(self, creating: Mapping[Key, str]) -> list[ActiveMigration]:
+        """What the caps count: every unfinished migration (anyone's), plus our creates the cache has not
+        shown yet (``creating``: VMI key → source node)."""
+        result = [ActiveMigration(k, self.source_node(k)) for k in self.active]
+        result.extend(ActiveMigration(k, node) for k, node in creating.items() if k not in self.active)
+        return result
 
     def in_flight_counts(self) -> dict[str, int]:
         return {k: v for k, v in self.in_flight.items() if v > 0}

@@ -10,6 +10,8 @@ a resumed leadership or drops it after a takeover (the other leader reported it)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
@@ -71,6 +73,15 @@ class Reporter:
         else:
             _COUNTERS[type(action.metric)](self.metrics, action.metric)
         self.gauges_dirty = True
+
+    async def run_gauges(
+        self, snapshot: Callable[[], tuple[Iterable[Track], Mapping[str, int], float]]
+    ) -> None:
+        """Gauges follow the worker's refreshes; this only makes sure a dirty snapshot gets published."""
+        while True:
+            await asyncio.sleep(GAUGE_REFRESH_SECONDS)
+            with contextlib.suppress(Exception):
+                self.refresh_gauges(*snapshot(), force=True)
 
     def refresh_gauges(
         self, tracks: Iterable[Track], in_flight: Mapping[str, int], now: float, *, force: bool
