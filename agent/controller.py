@@ -34,26 +34,16 @@ import tenacity
 from agent.aio import wait_event
 from agent.decide import BlockReason, Decision, DecisionContext, Kind, Mode, WaitReason, decide, resolve_mode
 from agent.detect import Detection, detect
-from agent.events import (
+from agent.events import EventRecorder, VMEvent
+from agent.kubevirt import MSG_CANNOT_MIGRATE, MSG_IN_FLIGHT, PHASE_SUCCEEDED, is_final
+from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
+from agent.names import (
     REASON_BLOCKED,
     REASON_GAVE_UP,
     REASON_HOTPLUG_COMPLETED,
     REASON_MIGRATION_RETRY,
     REASON_MIGRATION_STARTED,
     REASON_SLOTS_EXHAUSTED,
-    EventRecorder,
-    VMEvent,
-)
-from agent.model import (
-    MSG_CANNOT_MIGRATE,
-    MSG_IN_FLIGHT,
-    PHASE_SUCCEEDED,
-    Key,
-    KubeVirtRecord,
-    VMIMRecord,
-    VMIRecord,
-    VMRecord,
-    is_final,
 )
 from agent.scheduler import ActiveMigration, Candidate, DispatchPlanner, TokenBucket, WorkQueue
 from agent.slots import SlotModel, SlotPrediction, choose_slot_model

@@ -35,7 +35,8 @@ from enum import StrEnum
 from typing import Final, Literal
 
 from agent.detect import Detection
-from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
+from agent.kubevirt import WORKLOAD_UPDATE_LIVE_MIGRATE
+from agent.model import KubeVirtRecord, VMIRecord, VMRecord
 from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
 
 Mode = Literal["active", "observe"]

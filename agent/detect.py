@@ -33,13 +33,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from agent.model import VMI_PHASE_RUNNING, Binding, Interface, VMIMRecord, VMIRecord, VMRecord
+from agent.kubevirt import HOTPLUG_BINDINGS, VMI_PHASE_RUNNING
+from agent.model import Binding, Interface, VMIMRecord, VMIRecord, VMRecord
 
 ChangeKind = Literal["plug", "unplug"]
 Status = Literal["not-running", "in-progress", "pending", "waiting-for-kubevirt", "undeliverable", "done"]
 
 _ORDINAL_POD_IFACE: Final = re.compile(r"net\d+")
-_HOTPLUGGABLE_BINDINGS: Final = frozenset({"bridge", "sriov"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ class Detection:
 
 
 def _hotpluggable(iface: Interface) -> bool:
-    return iface.network.is_secondary_multus and iface.binding in _HOTPLUGGABLE_BINDINGS
+    return iface.network.is_secondary_multus and iface.binding in HOTPLUG_BINDINGS
 
 
 def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord] = ()) -> Detection:

@@ -43,14 +43,13 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from agent import kubevirt as kv
+from agent.names import COMPONENT, GENERATE_NAME_PREFIX, LABEL_MANAGED_BY, MANAGED_BY_VALUE
+
 log = structlog.get_logger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE: Final = "hotplug-agent"
-VMI_NAME_LABEL: Final = "kubevirt.io/vmi-name"
-COMPONENT: Final = "hotplug-agent"
 #: core/v1 Event messages are cut here (events.k8s.io validates ≤ 1 KiB notes; keep both happy).
 EVENT_MESSAGE_MAX: Final = 1024
 
@@ -79,10 +78,10 @@ class Resource:
         return base
 
 
-VMS: Final = Resource("kubevirt.io", "v1", "virtualmachines")
-VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances")
-VMIMS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations")
-KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts")
+VMS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMS)
+VMIS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMIS)
+VMIMS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMIMS)
+KUBEVIRTS: Final = Resource(kv.GROUP, kv.VERSION, kv.KUBEVIRTS)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 EVENTS: Final = Resource("", "v1", "events")
 
@@ -610,7 +609,7 @@ class KubeClient:
             "kind": "Event",
             "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": namespace},
             "involvedObject": {
-                "apiVersion": "kubevirt.io/v1",
+                "apiVersion": kv.API_VERSION,
                 "kind": kind,
                 "namespace": namespace,
                 "name": name,
@@ -679,12 +678,12 @@ def jittered(base: float, factor: float = 1.0) -> float:
 def vmim_body(namespace: str, vmi_name: str) -> dict[str, Any]:
     """The VirtualMachineInstanceMigration the agent creates for ``vmi_name``."""
     return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
+        "apiVersion": kv.API_VERSION,
+        "kind": kv.KIND_VMIM,
         "metadata": {
-            "generateName": f"hotplug-{vmi_name}-",
+            "generateName": f"{GENERATE_NAME_PREFIX}{vmi_name}-",
             "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, VMI_NAME_LABEL: vmi_name},
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY_VALUE, kv.LABEL_VMI_NAME: vmi_name},
         },
         "spec": {"vmiName": vmi_name},
     }

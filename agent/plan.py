@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from agent.controller import ControllerSettings
 from agent.decide import DecisionContext, Kind, decide, resolve_mode
 from agent.detect import detect
-from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord, is_final
+from agent.kubevirt import is_final
+from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
 from agent.slots import choose_slot_model
 
 if TYPE_CHECKING:

@@ -16,23 +16,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_RESTART_REQUIRED,
     COND_SYNCHRONIZED,
     INFO_SOURCE_DOMAIN,
+    VMIMS,
+    is_final,
+    is_running,
+)
+from agent.names import (
+    COMPONENT,
     LABEL_AUTO_MIGRATE,
     LABEL_MANAGED_BY,
     MANAGED_BY_VALUE,
     OPT_OUT_VALUE,
-    is_final,
-    is_running,
+    REASON_BLOCKED,
+    REASON_GAVE_UP,
+    REASON_SLOTS_EXHAUSTED,
 )
 from simulator.kubevirt import rules
 from simulator.scenario import Request
-
-VMIMS = "virtualmachineinstancemigrations"
 
 
 class ObjectReader(Protocol):
@@ -175,7 +180,7 @@ class Recorder:
 
     def _on_event(self, obj: dict[str, Any]) -> None:
         """Record the agent's "blocked" Events: the cluster-visible proof that nothing was dropped."""
-        if obj.get("reportingComponent") != AGENT_COMPONENT or obj.get("type") != "Warning":
+        if obj.get("reportingComponent") != COMPONENT or obj.get("type") != "Warning":
             return
         involved = obj.get("involvedObject") or {}
         if involved.get("kind") != "VirtualMachine":
@@ -183,9 +188,9 @@ class Recorder:
         key = (str(involved.get("namespace", "")), str(involved.get("name", "")))
         reason = str(obj.get("reason", ""))
         message = str(obj.get("message", ""))
-        if reason == "HotplugMigrationGaveUp":
+        if reason == REASON_GAVE_UP:
             self.agent_blocks[key] = "retries-exhausted"
-        elif reason in ("HotplugBlocked", "HotplugSlotsExhausted"):
+        elif reason in (REASON_BLOCKED, REASON_SLOTS_EXHAUSTED):
             match = _BLOCK_REASON.search(message)
             self.agent_blocks[key] = match.group(1) if match else reason
 
@@ -371,8 +376,6 @@ class Recorder:
 
 
 _BLOCK_REASON = re.compile(r"hot plug blocked \(([a-z-]+)\)")
-#: ``reportingComponent`` of the agent's Events (``agent.kube.COMPONENT``).
-AGENT_COMPONENT = "hotplug-agent"
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

@@ -34,7 +34,8 @@ from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.aio import wait_event
-from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE, VIRTCTL_MIGRATE_PREFIX
+from agent.kubevirt import VIRTCTL_MIGRATE_PREFIX
+from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.kubevirt import pci, rules
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
 

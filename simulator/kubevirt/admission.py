@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from agent.model import COND_LIVE_MIGRATABLE, LABEL_VMI_NAME, is_final
+from agent.kubevirt import COND_LIVE_MIGRATABLE, LABEL_VMI_NAME, is_final
 from simulator.apiserver import AdmissionDenied, AdmissionRequest
 from simulator.kubevirt import rules
 from simulator.kubevirt.migration import FINALIZER

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import structlog
 
-from agent.model import STATE_ABSENT
+from agent.kubevirt import STATE_ABSENT
 from simulator.kubevirt import rules
 from simulator.kubevirt.kube import Controller, Key, Obj, key_of
 from simulator.kubevirt.world import World

@@ -22,7 +22,8 @@ from typing import Any, Final
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import (
+from agent.kubevirt import (
+    LABEL_NODE_NAME,
     LABEL_VMI_NAME,
     PHASE_FAILED,
     PHASE_PENDING,
@@ -31,14 +32,17 @@ from agent.model import (
     PHASE_SCHEDULING,
     PHASE_SUCCEEDED,
     STATE_ABSENT,
+    VMIMS,
+    VMIS,
     is_final,
     is_running,
+    parse_timestamp,
 )
 from simulator.kubevirt import rules, status
-from simulator.kubevirt.kube import VMIMS, VMIS, ConflictError, Controller, Key, Obj, key_of
+from simulator.kubevirt.kube import ConflictError, Controller, Key, Obj, key_of
 from simulator.kubevirt.node import NEXT_STEP as NEXT
 from simulator.kubevirt.node import MigrationPlan, plan_migration
-from simulator.kubevirt.world import LABEL_NODE_NAME, World
+from simulator.kubevirt.world import World
 
 log = structlog.get_logger("simulator.kubevirt.migration")
 
@@ -355,7 +359,7 @@ class MigrationController(Controller):
         since = now
         if stamps:
             try:
-                since = status.parse_rfc3339(str(stamps[-1].get("phaseTransitionTimestamp")))
+                since = parse_timestamp(str(stamps[-1].get("phaseTransitionTimestamp")))
             except (ValueError, AttributeError):
                 since = now
         due = plan.deadline(nxt) if plan.started else since + plan.durations.get(nxt, 0.0)

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from agent.model import (
+from agent.kubevirt import (
     COND_LIVE_MIGRATABLE,
     COND_SYNCHRONIZED,
     INFO_SOURCE_DOMAIN,

@@ -28,24 +28,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_PCI_SLOT_COUNT,
     ANNOTATION_PLACE_ON_ROOT_COMPLEX,
     STATE_ABSENT,
+    V1_RESERVED_INTERFACES,
+    V2_LARGE_MEMORY_THRESHOLD,
+    V2_LARGE_MIN_FREE_PORTS,
+    V2_LARGE_TOTAL_PORTS,
+    V2_MIN_FREE_PORTS,
+    V2_TOTAL_PORTS,
     parse_quantity,
     parse_version,
 )
 
 Topology = Literal["v1", "v2"]
-
-V1_RESERVED_INTERFACES: Final = 4
-V2_TOTAL_PORTS: Final = 8
-V2_MIN_FREE_PORTS: Final = 3
-V2_LARGE_TOTAL_PORTS: Final = 16
-V2_LARGE_MIN_FREE_PORTS: Final = 6
-V2_LARGE_MEMORY_THRESHOLD: Final = 2 * 1024**3
 
 
 def topology_for_version(version: str) -> Topology:

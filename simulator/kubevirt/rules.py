@@ -11,10 +11,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from agent.model import INFO_SOURCE_DOMAIN, INFO_SOURCE_MULTUS_STATUS, STATE_ABSENT
+from agent.kubevirt import HOTPLUG_BINDINGS, INFO_SOURCE_DOMAIN, INFO_SOURCE_MULTUS_STATUS, STATE_ABSENT
 
 #: Bindings KubeVirt hot plugs (``applyDynamicIfaceRequestOnVMI``, HEAD:pkg/network/controllers/vm.go).
-HOTPLUG_BINDINGS: Final = frozenset({"bridge", "sriov"})
 _BINDING_KEYS: Final = ("bridge", "sriov", "masquerade", "passt", "slirp", "macvtap", "binding")
 ALLOW_POD_BRIDGE_ANNOTATION: Final = "kubevirt.io/allow-pod-bridge-network-live-migration"
 #: Simulator convention: a PVC whose claim name ends with this suffix is ReadWriteOnce (not shared).

@@ -18,17 +18,18 @@ import asyncio
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_MIGRATION_REQUIRED,
     KUBEVIRT_WORKLOAD_UPDATE_PREFIX,
+    VMIMS,
     WORKLOAD_UPDATE_LIVE_MIGRATE,
     is_final,
     parse_version,
 )
 from simulator.kubevirt import status
-from simulator.kubevirt.kube import VMIMS, Key, Obj, key_of
+from simulator.kubevirt.kube import Key, Obj, key_of
 from simulator.kubevirt.vm_controller import is_migrating
 from simulator.kubevirt.world import World
 

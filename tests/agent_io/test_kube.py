@@ -7,17 +7,9 @@ import time
 
 import pytest
 
-from agent.kube import (
-    EVENTS,
-    MANAGED_BY_LABEL,
-    VMI_NAME_LABEL,
-    VMIMS,
-    VMIS,
-    VMS,
-    ApiError,
-    KubeClient,
-    error_from_response,
-)
+from agent.kube import EVENTS, VMIMS, VMIS, VMS, ApiError, KubeClient, error_from_response
+from agent.kubevirt import LABEL_VMI_NAME
+from agent.names import LABEL_MANAGED_BY
 from simulator.apiserver import ApiServer, FaultRule
 from tests.agent_io.conftest import create_vm
 
@@ -30,9 +22,9 @@ async def test_create_vmim_shape(kube: KubeClient, server: ApiServer) -> None:
     vmim = await kube.create_vmim("default", "vm-1")
     meta = vmim["metadata"]
     assert meta["name"].startswith("hotplug-vm-1-") and len(meta["name"]) > len("hotplug-vm-1-")
-    assert meta["labels"] == {MANAGED_BY_LABEL: "hotplug-agent", VMI_NAME_LABEL: "vm-1"}
+    assert meta["labels"] == {LABEL_MANAGED_BY: "hotplug-agent", LABEL_VMI_NAME: "vm-1"}
     assert vmim["spec"] == {"vmiName": "vm-1"}
-    ours = await kube.list_vmims(f"{MANAGED_BY_LABEL}=hotplug-agent")
+    ours = await kube.list_vmims(f"{LABEL_MANAGED_BY}=hotplug-agent")
     assert [v["metadata"]["name"] for v in ours] == [meta["name"]]
     assert await kube.list_vmims("app.kubernetes.io/managed-by=someone-else") == []
     await kube.delete_vmim("default", meta["name"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
+from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.apiserver import AdmissionDenied, AdmissionRequest
 from simulator.apiserver.errors import ApiError
 from tests.e2e.world import VMIMS, World, agent_vmims, cluster_config, reasons, vm_body, world

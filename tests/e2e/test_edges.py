@@ -4,7 +4,7 @@ a VM deleted while blocked, the KubeVirt CR switched to ``LiveMigrate`` at runti
 
 from __future__ import annotations
 
-from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
+from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from tests.e2e.test_failover import LEASE
 from tests.e2e.world import (
     VMS,

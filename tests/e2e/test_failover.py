@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.model import is_final
+from agent.kubevirt import is_final
 from tests.e2e.world import RunningAgent, World, agent_vmims, cluster_config, vm_body, world
 
 LEASE: dict[str, Any] = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.model import is_final
+from agent.kubevirt import is_final
 from metrics.definitions import PHASES, phase_durations
 from simulator.scenario import ScenarioConfig
 from tests.e2e.world import (

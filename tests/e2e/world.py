@@ -23,7 +23,8 @@ from prometheus_client import generate_latest
 
 from agent import app
 from agent.config import AgentConfig, validate
-from agent.model import ANNOTATION_WORKLOAD_UPDATE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, is_final
+from agent.kubevirt import ANNOTATION_WORKLOAD_UPDATE, is_final
+from agent.names import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.report import Recorder
