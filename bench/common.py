@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import quiet_logs
+from simulator.testing import quiet_logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: The simulated cluster's ``gc_freeze_seconds`` in every benchmark: without it the benchmark process's

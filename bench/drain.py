@@ -34,7 +34,8 @@ from bench.common import (
     write_results,
 )
 from simulator.cluster import ClusterConfig
-from tests.harness import SimHarness, agent_available, vm_body, wait_until
+from simulator.manifests import vm_manifest
+from simulator.testing import SimHarness, agent_available, wait_until
 
 KUBEVIRT = "v1.6.0"
 NAMESPACES = 10
@@ -174,7 +175,9 @@ async def drain_once(
     out: dict[str, Any] = {"side": "kubevirt-workload-updater" if peer else "agent"}
     timeline = SlotTimeline()
     async with SimHarness(cfg) as h:
-        await h.seed([vm_body(f"drain-{i % NAMESPACES}", f"vm-{i:05d}") for i in range(n)])
+        await h.seed(
+            [vm_manifest(f"drain-{i % NAMESPACES}", f"vm-{i:05d}", [("net-a", "bridge")]) for i in range(n)]
+        )
         h.server.add_event_observer(timeline.observe)
         agent = None
         proxy = None
@@ -185,7 +188,7 @@ async def drain_once(
                 kc = proxy.write_kubeconfig(h.workdir / "agent.kubeconfig")
             command = None
             if profile is not None:
-                from tests.harness import agent_command
+                from simulator.testing import agent_command
 
                 command = [
                     str(Path(agent_command()[0]).with_name("pyinstrument")),

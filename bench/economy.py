@@ -17,7 +17,7 @@ from typing import Any
 from bench.common import GC_FREEZE_SECONDS, Figure, base_parser, print_table, run_cli, write_results
 from simulator.cluster import ClusterConfig
 from simulator.scenario import ScenarioConfig
-from tests.harness import SimHarness, agent_available, wait_until
+from simulator.testing import SimHarness, agent_available, wait_until
 
 FLAGS = [
     *("--settle-seconds", "0.5", "--bridge-grace-seconds", "1"),

@@ -38,6 +38,7 @@ from agent.kubevirt import VIRTCTL_MIGRATE_PREFIX
 from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.kubevirt import pci, rules
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
+from simulator.manifests import hotplug_volumes, vm_manifest
 
 log = structlog.get_logger("simulator.scenario")
 
@@ -106,57 +107,6 @@ class Request:
     rejection: str = ""
 
 
-def vm_manifest(
-    ns: str,
-    name: str,
-    secondary: list[tuple[str, str]],
-    *,
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-    pod_binding: str = "masquerade",
-    volumes: list[dict[str, Any]] | None = None,
-    host_devices: bool = False,
-    memory: str = "1Gi",
-) -> dict[str, Any]:
-    """A VirtualMachine as a user writes it (running, a masquerade pod network by default, one
-    container disk), with secondary Multus networks ``(name, binding)`` referring to NADs ``<ns>/<name>``.
-    Valid for KubeVirt's own admission, so the real-KubeVirt tier uses it too."""
-    ifaces: list[dict[str, Any]] = [{"name": "default", pod_binding: {}}]
-    nets: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
-    for net, binding in secondary:
-        ifaces.append({"name": net, binding: {}})
-        nets.append({"name": net, "multus": {"networkName": f"{ns}/{net}"}})
-    disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    vols: list[dict[str, Any]] = [
-        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}
-    ]
-    for vol in volumes or []:
-        disks.append({"name": vol["name"], "disk": {"bus": "scsi"}})
-        vols.append(vol)
-    devices: dict[str, Any] = {"interfaces": ifaces, "disks": disks}
-    if host_devices:
-        devices["hostDevices"] = [{"name": "gpu0", "deviceName": "nvidia.com/GA100_A100_PCIE_40GB"}]
-    tmeta: dict[str, Any] = {"labels": {"kubevirt.io/vm": name}}
-    if annotations:
-        tmeta["annotations"] = annotations
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": tmeta,
-                "spec": {
-                    "domain": {"devices": devices, "memory": {"guest": memory}, "resources": {}},
-                    "networks": nets,
-                    "volumes": vols,
-                },
-            },
-        },
-    }
-
-
 def _free_ports(body: dict[str, Any], version: str) -> int:
     spec = body["spec"]["template"]["spec"]
     free, _ = pci.free_ports_for_new_domain(
@@ -207,14 +157,7 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
         elif cat == "slots-observed":
             body = vm_manifest(ns, name, [("net-a", "bridge")])
             n_hot = _free_ports(body, cfg.kubevirt_version)
-            hot = [
-                {
-                    "name": f"hp-disk-{k}",
-                    "persistentVolumeClaim": {"claimName": f"{name}-hp-{k}", "hotpluggable": True},
-                }
-                for k in range(n_hot)
-            ]
-            body = vm_manifest(ns, name, [("net-a", "bridge")], volumes=hot)
+            body = vm_manifest(ns, name, [("net-a", "bridge")], volumes=hotplug_volumes(name, n_hot))
             actions = [Action("plug", "hp-bridge", "bridge")]
         elif cat == "opted-out":
             body = vm_manifest(ns, name, [("net-a", "bridge")], labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE})

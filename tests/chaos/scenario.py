@@ -11,7 +11,7 @@ from simulator.apiserver import FaultRule
 from simulator.cluster import ClusterConfig
 from simulator.report import Report
 from simulator.scenario import ScenarioConfig
-from tests.harness import BLOCKED_STATES, AgentProcess, Metrics, SimHarness
+from simulator.testing import BLOCKED_STATES, AgentProcess, Metrics, SimHarness
 
 #: Agent timings scaled to a simulated cluster whose migrations take about a second.
 FAST_AGENT: tuple[str, ...] = (

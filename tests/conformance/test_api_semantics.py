@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from simulator.manifests import vm_manifest
 from tests.conformance.backends import (
     JSON_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -37,17 +38,8 @@ def vmis(ns: str, name: str = "", sub: str = "") -> str:
 
 
 def vm(name: str = "", labels: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
-    metadata: dict[str, Any] = {**meta}
-    if name:
-        metadata["name"] = name
-    if labels:
-        metadata["labels"] = labels
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": metadata,
-        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}}}},
-    }
+    """The shared test VM with these labels and other metadata (``generateName``, finalizers …)."""
+    return vm_manifest(None, name or None, labels=labels, metadata=meta)
 
 
 def rv(obj: dict[str, Any]) -> int:

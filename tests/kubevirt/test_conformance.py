@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.kubevirt.helpers import VMIMS, VMIS, VMS, Env, condition, info_sources, wait_for
+from agent.kubevirt import VMIMS, VMIS, VMS
+from tests.kubevirt.helpers import Env, condition, info_sources, wait_for
 
 VMIM_PHASES = ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Succeeded"]
 

@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from agent.kubevirt import VMIS, VMS
 from tests.kubevirt.cluster import TierPool
 from tests.kubevirt.helpers import (
-    VMIS,
-    VMS,
     Env,
     condition,
     info_sources,
