@@ -94,10 +94,6 @@ class Detection:
             or self.detaching
         )
 
-    @property
-    def needs_migration(self) -> bool:
-        return bool(self.changes)
-
 
 def _hotpluggable(iface: Interface) -> bool:
     return iface.network.is_secondary_multus and iface.binding in HOTPLUG_BINDINGS

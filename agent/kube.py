@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -573,24 +572,6 @@ class KubeClient:
 
     # ------------------------------------------------------------------ agent operations
 
-    async def list_vms(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(VMS, namespace)
-
-    async def list_vmis(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(VMIS, namespace)
-
-    async def list_kubevirts(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(KUBEVIRTS, namespace)
-
-    async def list_vmims(
-        self, label_selector: str | None = None, namespace: str | None = None
-    ) -> list[dict[str, Any]]:
-        items, _ = await self.list_objects(VMIMS, namespace, label_selector=label_selector)
-        return items
-
-    async def get_vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self.get(VMIS, namespace, name)
-
     async def create_vmim(self, namespace: str, vmi_name: str) -> dict[str, Any]:
         """Create a migration for ``vmi_name``; see the module docstring for when it is retried."""
         return await self.create(VMIMS, namespace, vmim_body(namespace, vmi_name))
@@ -668,11 +649,6 @@ def _decode_event(line: bytes) -> dict[str, Any]:
     if "type" not in event and "code" in event:  # a bare Status instead of an event
         return {"type": "ERROR", "object": event}
     return event
-
-
-def jittered(base: float, factor: float = 1.0) -> float:
-    """``base`` plus up to ``factor``·``base`` of random jitter (client-go's wait.Jitter)."""
-    return base + random.uniform(0, base * factor)
 
 
 def vmim_body(namespace: str, vmi_name: str) -> dict[str, Any]:

@@ -35,7 +35,6 @@ VMIS: Final = "virtualmachineinstances"
 VMIMS: Final = "virtualmachineinstancemigrations"
 KUBEVIRTS: Final = "kubevirts"
 KIND_VM: Final = "VirtualMachine"
-KIND_VMI: Final = "VirtualMachineInstance"
 KIND_VMIM: Final = "VirtualMachineInstanceMigration"
 
 # --------------------------------------------------------------------------------------------------
@@ -135,19 +134,6 @@ PHASE_FAILED: Final = "Failed"
 PHASE_WAITING_FOR_SYNC: Final = "WaitingForSync"
 PHASE_SYNCHRONIZING: Final = "Synchronizing"
 
-MIGRATION_PHASES: Final = (
-    PHASE_UNSET,
-    PHASE_PENDING,
-    PHASE_SCHEDULING,
-    PHASE_SCHEDULED,
-    PHASE_PREPARING_TARGET,
-    PHASE_TARGET_READY,
-    PHASE_RUNNING,
-    PHASE_SUCCEEDED,
-    PHASE_FAILED,
-    PHASE_WAITING_FOR_SYNC,
-    PHASE_SYNCHRONIZING,
-)
 #: ``IsFinal()``: a VMIM in one of these phases will not change any more.
 FINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
 _NOT_RUNNING_PHASES: Final = frozenset(

@@ -75,12 +75,12 @@ class InvalidObject(Exception):  # noqa: N818 - name fixed by the design brief
 class NetworkRef:
     """The ``spec.networks[]`` entry an interface is connected to.
 
-    ``multus_name`` is the NAD reference (``[ns/]name``); empty for the pod network.
-    ``is_default`` marks a Multus network that replaces the pod network (never hot-plugged).
+    ``is_default`` marks a Multus network that replaces the pod network (never hot-plugged). Which NAD
+    a Multus network refers to does not matter to the agent, so it is checked, not kept: there are only
+    three distinct records, shared by every interface.
     """
 
     kind: NetworkKind
-    multus_name: str = ""
     is_default: bool = False
 
     @property
@@ -179,7 +179,6 @@ class VMIRecord:
     migration_required: MigrationRequired | None = None
     #: Guest memory (``spec.domain.memory.guest``, else ``resources.requests.memory``), bytes.
     memory_bytes: int | None = None
-    disk_count: int = 0
     hotplugged_volume_count: int = 0
     place_on_root_complex: bool = False
     pci_slot_count: int | None = None
@@ -276,9 +275,9 @@ _EMPTY: frozenset[str] = frozenset()
 #: string. Bounded so adversarial input cannot grow it.
 _INFO_SOURCE_CACHE: dict[str, frozenset[str]] = {}
 _INFO_SOURCE_CACHE_MAX = 256
-_NETREF_CACHE: dict[tuple[str, str, bool], NetworkRef] = {}
-_NETREF_CACHE_MAX = 4096
 _POD_NETWORK = NetworkRef(kind="pod")
+_MULTUS_NETWORK = NetworkRef(kind="multus")
+_DEFAULT_MULTUS_NETWORK = NetworkRef(kind="multus", is_default=True)
 
 
 class _Ctx:
@@ -441,16 +440,9 @@ def _binding(iface: Mapping[str, Any]) -> Binding:
 def _network_ref(ctx: _Ctx, net: Mapping[str, Any], where: str) -> NetworkRef:
     if net.get("multus") is not None:
         multus = _dict(ctx, net, "multus", where)
-        nad = _str(ctx, multus, "networkName", f"{where}.multus")
+        _str(ctx, multus, "networkName", f"{where}.multus")
         default = _bool(ctx, multus, "default", f"{where}.multus")
-        cache_key = (nad, "", default)
-        cached = _NETREF_CACHE.get(cache_key)
-        if cached is not None:
-            return cached
-        ref = NetworkRef(kind="multus", multus_name=_intern(nad), is_default=default)
-        if len(_NETREF_CACHE) < _NETREF_CACHE_MAX:
-            _NETREF_CACHE[cache_key] = ref
-        return ref
+        return _DEFAULT_MULTUS_NETWORK if default else _MULTUS_NETWORK
     if net.get("pod") is not None:
         _dict(ctx, net, "pod", where)
         return _POD_NETWORK
@@ -587,7 +579,6 @@ def parse_vmi(obj: object) -> VMIRecord:
     spec = _dict(ctx, obj, "spec", "")
     status = _dict(ctx, obj, "status", "")
     domain = _dict(ctx, spec, "domain", "spec")
-    devices = _dict(ctx, domain, "devices", "spec.domain")
     interfaces = _interfaces(ctx, spec, "spec")
 
     statuses: list[IfaceStatus] = []
@@ -657,7 +648,6 @@ def parse_vmi(obj: object) -> VMIRecord:
         sync_failed_pci=sync_failed_pci,
         migration_required=migration_required,
         memory_bytes=_memory_bytes(ctx, domain),
-        disk_count=len(_items(ctx, devices, "disks", "spec.domain.devices")),
         hotplugged_volume_count=hotplugged,
         place_on_root_complex=root_complex is not None and root_complex.strip().lower() == "true",
         pci_slot_count=_optional_int_annotation(ctx, annotations, ANNOTATION_PCI_SLOT_COUNT),

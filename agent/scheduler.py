@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from agent.model import Key
 
 Limit = Literal["cluster", "node", "token-bucket"]
-LIMITS: tuple[Limit, ...] = ("cluster", "node", "token-bucket")
 
 
 class TokenBucket:
@@ -97,9 +96,6 @@ class Plan:
     held: tuple[tuple[Candidate, Limit], ...]
     skipped: tuple[Candidate, ...]
     wake_at: float | None
-
-    def held_by(self, limit: Limit) -> int:
-        return sum(1 for _, lim in self.held if lim == limit)
 
 
 class DispatchPlanner:
@@ -184,10 +180,6 @@ def plan_dispatch(
 K = TypeVar("K", bound=Hashable)
 
 
-class QueueFull(Exception):  # noqa: N818 - reads as a condition, like asyncio.QueueFull
-    """Raised by :meth:`WorkQueue.add_or_raise` when the queue is at capacity."""
-
-
 class WorkQueue(Generic[K]):
     """client-go workqueue semantics, without the waiting (the async wrapper adds that).
 
@@ -196,13 +188,11 @@ class WorkQueue(Generic[K]):
       when ``done(key)`` is called (client-go's ``dirty``/``processing`` sets);
     * FIFO order of first add (fair);
     * bounded: ``add`` returns ``False`` when ``maxsize`` distinct keys are already waiting and the
-      key is not one of them (never raises; the caller counts the drop and retries later, e.g. via
-      ``add_after``); ``add_or_raise`` raises :class:`QueueFull` instead. A key re-added while
-      processing counts against the bound (it will be queued on ``done``);
-    * after ``shutdown`` adds are ignored (return ``False``) and ``get`` still drains what is queued.
+      key is not one of them (never raises; the caller counts the drop and retries later). A key
+      re-added while processing counts against the bound (it will be queued on ``done``).
     """
 
-    __slots__ = ("_dirty", "_processing", "_queue", "_shutdown", "maxsize")
+    __slots__ = ("_dirty", "_processing", "_queue", "maxsize")
 
     def __init__(self, maxsize: int = 100_000) -> None:
         if maxsize < 1:
@@ -211,12 +201,9 @@ class WorkQueue(Generic[K]):
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
-        self._shutdown = False
 
     def add(self, key: K) -> bool:
         """Queue ``key``; True if it is (now or already) queued or marked for re-queue."""
-        if self._shutdown:
-            return False
         if key in self._dirty:
             return True
         if len(self._dirty) >= self.maxsize:
@@ -225,10 +212,6 @@ class WorkQueue(Generic[K]):
         if key not in self._processing:
             self._queue.append(key)
         return True
-
-    def add_or_raise(self, key: K) -> None:
-        if not self.add(key) and not self._shutdown:
-            raise QueueFull(f"work queue full ({self.maxsize} keys)")
 
     def get(self) -> K | None:
         """Next key to process (marked processing), or None when nothing is queued."""
@@ -245,27 +228,9 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             self._queue.append(key)
 
-    def shutdown(self) -> None:
-        self._shutdown = True
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutdown
-
     def __len__(self) -> int:
         """Keys waiting to be handed out (client-go ``Len``)."""
         return len(self._queue)
 
     def __contains__(self, key: object) -> bool:
         return key in self._dirty
-
-    def is_processing(self, key: K) -> bool:
-        return key in self._processing
-
-    @property
-    def processing_count(self) -> int:
-        return len(self._processing)
-
-    def queued(self) -> Sequence[K]:
-        """Snapshot of the waiting keys in order (for metrics and tests)."""
-        return tuple(self._queue)

@@ -53,7 +53,6 @@ from agent.kubevirt import (
 from agent.model import KubeVirtRecord, VMIRecord
 
 SlotModel = Literal["v1", "v2", "annotation", "none"]
-ConfiguredSlotModel = Literal["auto", "v1", "v2", "none"]
 
 RESTART_HINT: Final = "restart the VM to get a fresh PCI topology"
 

@@ -120,10 +120,6 @@ class Store:
     def resource_version(self) -> int:
         return self._rv
 
-    @property
-    def oldest_resumable_rv(self) -> int:
-        return self._floor
-
     # ------------------------------------------------------------------ reads
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -148,20 +144,6 @@ class Store:
         """Matching stored objects (shared references) sorted like etcd (namespace, name) and the list RV."""
         page = self.list_page(resource, namespace, label_selector, field_selector)
         return page.items, page.rv
-
-    def list_at(
-        self,
-        resource: Resource,
-        rv: int,
-        namespace: str | None = None,
-        label_selector: str | builtins.list[Requirement] | None = None,
-        field_selector: str | builtins.list[FieldRequirement] | None = None,
-    ) -> builtins.list[dict[str, Any]]:
-        """The matching objects as they were at `rv` (resourceVersionMatch=Exact), rebuilt from history.
-
-        410 when `rv` is older than the kept history, like a list at a compacted etcd revision.
-        """
-        return self.list_page(resource, namespace, label_selector, field_selector, at=rv).items
 
     def list_page(
         self,

@@ -214,9 +214,6 @@ class Informer:
         if old is None or rv_of(obj) > rv_of(old):
             self.cache[key] = obj
 
-    def forget(self, key: Key) -> None:
-        self.cache.pop(key, None)
-
     async def _dispatch(self, type_: str, obj: Obj, old: Obj | None) -> None:
         for handler in self.handlers:
             await handler(type_, obj, old)

@@ -23,9 +23,6 @@ FAST_AGENT: tuple[str, ...] = (
     *("--shutdown-grace-seconds", "2", "--log-level", "info"),
 )
 
-#: Final states of the agent's own "gave up" verdicts (the report sees them as ``pending``).
-AGENT_GAVE_UP = ("retries-exhausted", "migration-rejected")
-
 #: Disagreements the harness found that are agent bugs, reported to their owner and not fixed yet:
 #: line prefix → what is wrong. A test that meets only these ends as xfail (and passes once fixed).
 KNOWN_AGENT_BUGS: dict[str, str] = {

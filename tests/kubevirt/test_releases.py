@@ -24,7 +24,6 @@ from tests.kubevirt.helpers import (
 )
 
 RESTART_ON_HOTPLUG = "v1.5.1"
-FIXED = ("v1.5.2", "v1.6.0")
 
 
 @pytest.fixture
