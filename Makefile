@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane chart-test helm lock image
+.PHONY: run test lint bench venv clean cluster controlplane-bin controlplane chart-test helm lock image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,13 @@ run: $(STAMP)
 cluster: $(STAMP)
 	$(BIN)/hotplug-agent cluster --kubeconfig-out hotplug-sim.kubeconfig
 
-## lint: ruff and mypy --strict
+## lint: ruff, mypy --strict, dead code (vulture, hack/deadcode.sh) and the layering (import-linter); pre-commit runs the same
 lint: $(STAMP)
 	$(BIN)/ruff check agent metrics simulator tests bench
 	$(BIN)/ruff format --check agent metrics simulator tests bench
 	$(BIN)/mypy
+	VULTURE=$(BIN)/vulture hack/deadcode.sh
+	$(BIN)/lint-imports
 
 ## controlplane-bin: build kube-apiserver and etcd for the control-plane tier (no-op when cached)
 controlplane-bin:
