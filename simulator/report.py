@@ -22,6 +22,7 @@ from agent.kubevirt import (
     COND_RESTART_REQUIRED,
     COND_SYNCHRONIZED,
     INFO_SOURCE_DOMAIN,
+    PHASE_SUCCEEDED,
     VMIMS,
     is_final,
     is_running,
@@ -215,72 +216,88 @@ class Recorder:
                 track.completed_at = now
 
     def _on_vmim(self, event_type: str, key: tuple[str, str], obj: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
         st = obj.get("status") or {}
         phase = str(st.get("phase", ""))
         vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))
         if event_type == "ADDED":
-            self.stats.created += 1
-            labels = meta.get("labels") or {}
-            annotations = meta.get("annotations") or {}
-            if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
-                creator = "agent"
-            elif ANNOTATION_WORKLOAD_UPDATE in annotations:
-                creator = "kubevirt"
-            else:
-                creator = "manual"
-            self.stats.by_creator[creator] += 1
-            vm = self.store.try_get("virtualmachines", *vmi_key)
-            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            if (
-                vm is not None
-                and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-            ):
-                self.stats.for_opted_out += 1
-                if creator == "agent":
-                    self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
-            if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
-                self.stats.for_not_live_migratable += 1
-            if _cond(vm, COND_RESTART_REQUIRED) == "True":
-                self.stats.for_restart_required += 1
-                if creator == "agent":
-                    self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
-        gone = event_type == "DELETED" or is_final(phase)
-        if gone:
-            if key in self._unfinished:
-                del self._unfinished[key]
-                self._per_vmi[vmi_key] -= 1
-                if self._per_vmi[vmi_key] <= 0:
-                    del self._per_vmi[vmi_key]
-            self._running.pop(key, None)
-            if is_final(phase) and key not in self._final_seen:
-                self._final_seen.add(key)
-                if phase == "Succeeded":
-                    self.stats.succeeded += 1
-                else:
-                    self.stats.failed += 1
+            self._on_vmim_created(obj.get("metadata") or {}, vmi_key)
+        if event_type == "DELETED" or is_final(phase):
+            self._on_vmim_gone(key, vmi_key, phase)
             return
-        if key not in self._unfinished:
-            self._unfinished[key] = vmi_key
-            n = self._per_vmi.get(vmi_key, 0) + 1
-            self._per_vmi[vmi_key] = n
-            if n > 1:
-                self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
-            self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
-            self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
+        self._on_vmim_unfinished(key, vmi_key)
         if is_running(phase):
-            # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
-            # source is where the VMI is.
-            source = str((st.get("migrationState") or {}).get("sourceNode") or "")
-            if not source:
-                vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-                source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
-            self._running[key] = source
-            self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
-            per_node: dict[str, int] = {}
-            for node in self._running.values():
-                per_node[node] = per_node.get(node, 0) + 1
-            self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
+            self._on_vmim_running(key, vmi_key, st)
+
+    def _on_vmim_created(self, meta: dict[str, Any], vmi_key: tuple[str, str]) -> None:
+        """Count the migration by creator, and what it migrates that the agent must leave alone."""
+        self.stats.created += 1
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
+            creator = "agent"
+        elif ANNOTATION_WORKLOAD_UPDATE in annotations:
+            creator = "kubevirt"
+        else:
+            creator = "manual"
+        self.stats.by_creator[creator] += 1
+        vm = self.store.try_get("virtualmachines", *vmi_key)
+        vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+        where = f"{vmi_key[0]}/{vmi_key[1]}"
+        if (
+            vm is not None
+            and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
+        ):
+            self.stats.for_opted_out += 1
+            if creator == "agent":
+                self.violations.append(f"agent migrated opted-out VM {where}")
+        if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
+            self.stats.for_not_live_migratable += 1
+        if _cond(vm, COND_RESTART_REQUIRED) == "True":
+            self.stats.for_restart_required += 1
+            if creator == "agent":
+                self.violations.append(f"agent migrated RestartRequired VM {where}")
+
+    def _on_vmim_gone(self, key: tuple[str, str], vmi_key: tuple[str, str], phase: str) -> None:
+        """Deleted or final: no longer unfinished; a final phase counts once."""
+        if key in self._unfinished:
+            del self._unfinished[key]
+            self._per_vmi[vmi_key] -= 1
+            if self._per_vmi[vmi_key] <= 0:
+                del self._per_vmi[vmi_key]
+        self._running.pop(key, None)
+        if is_final(phase) and key not in self._final_seen:
+            self._final_seen.add(key)
+            if phase == PHASE_SUCCEEDED:
+                self.stats.succeeded += 1
+            else:
+                self.stats.failed += 1
+
+    def _on_vmim_unfinished(self, key: tuple[str, str], vmi_key: tuple[str, str]) -> None:
+        """A migration not final yet: one per VMI at a time, and the cluster-wide high-water mark."""
+        if key in self._unfinished:
+            return
+        self._unfinished[key] = vmi_key
+        n = self._per_vmi.get(vmi_key, 0) + 1
+        self._per_vmi[vmi_key] = n
+        if n > 1:
+            self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
+        self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
+        self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
+
+    def _on_vmim_running(self, key: tuple[str, str], vmi_key: tuple[str, str], st: dict[str, Any]) -> None:
+        """A running migration, by source node: the per-node high-water mark."""
+        # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
+        # source is where the VMI is.
+        source = str((st.get("migrationState") or {}).get("sourceNode") or "")
+        if not source:
+            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+            source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
+        self._running[key] = source
+        self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
+        per_node: dict[str, int] = {}
+        for node in self._running.values():
+            per_node[node] = per_node.get(node, 0) + 1
+        self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
 
     def report(self) -> Report:
         outcomes: list[RequestOutcome] = []

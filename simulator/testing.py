@@ -721,19 +721,26 @@ def metrics_disagreements(report: Report, metrics: Metrics, *, full_history: boo
                 f"blocked[{reason}]: agent {blocked.get(reason, 0):.0f}, cluster {truth.get(reason, 0)}"
             )
     if full_history:
-        m = report.migrations
-        creates = metrics.sum("hotplug_agent_migration_creates_total")
-        if int(creates) != m.by_creator.get("agent", 0):
-            out.append(f"creates: agent {creates:.0f}, cluster {m.by_creator.get('agent', 0)}")
-        ok = metrics.sum("hotplug_agent_migrations_total", result="succeeded", initiator="agent")
-        finished_truth = m.succeeded
-        if int(ok) != finished_truth:
-            out.append(f"succeeded migrations: agent {ok:.0f}, cluster {finished_truth}")
-        done = metrics.by_label("hotplug_agent_hotplugs_completed_total", "operation")
-        for op in ("plug", "unplug"):
-            cluster_n = sum(1 for r in report.requests if r.completed and r.op == op)
-            if int(done.get(op, 0)) != cluster_n:
-                out.append(f"hot plugs completed[{op}]: agent {done.get(op, 0):.0f}, cluster {cluster_n}")
+        out += _counter_disagreements(report, metrics)
+    return out
+
+
+def _counter_disagreements(report: Report, metrics: Metrics) -> list[str]:
+    """The counters against the ground truth: migrations created and succeeded, hot plugs completed."""
+    out: list[str] = []
+    m = report.migrations
+    creates = metrics.sum("hotplug_agent_migration_creates_total")
+    if int(creates) != m.by_creator.get("agent", 0):
+        out.append(f"creates: agent {creates:.0f}, cluster {m.by_creator.get('agent', 0)}")
+    ok = metrics.sum("hotplug_agent_migrations_total", result="succeeded", initiator="agent")
+    finished_truth = m.succeeded
+    if int(ok) != finished_truth:
+        out.append(f"succeeded migrations: agent {ok:.0f}, cluster {finished_truth}")
+    done = metrics.by_label("hotplug_agent_hotplugs_completed_total", "operation")
+    for op in ("plug", "unplug"):
+        cluster_n = sum(1 for r in report.requests if r.completed and r.op == op)
+        if int(done.get(op, 0)) != cluster_n:
+            out.append(f"hot plugs completed[{op}]: agent {done.get(op, 0):.0f}, cluster {cluster_n}")
     return out
 
 
