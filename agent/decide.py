@@ -236,7 +236,7 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             "remove them",
         )
 
-    # DESIGN §2.3: a VM whose template has a non-live-updatable change (RestartRequired) is blocked:
+    # A VM whose template has a non-live-updatable change (RestartRequired) is blocked:
     # the restart it needs applies the pending network change too, so a migration would be wasted.
     restart_required = vm is not None and vm.restart_required
     if restart_required or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):

@@ -2,7 +2,7 @@
 
 Why KubeVirt's rules: the agent must agree with KubeVirt on what "pending" means, or it migrates VMs
 KubeVirt considers done (or misses ones it considers pending). The rules mirror
-``pkg/network/migration/evaluator.go`` (``shouldVMIBeMarkedForAutoMigration``, notes/kubevirt.md §1.4),
+``pkg/network/migration/evaluator.go`` (``shouldVMIBeMarkedForAutoMigration``),
 evaluated only over secondary (non-default) Multus interfaces:
 
 * pending plug: ``state != absent`` and no ``status.interfaces`` entry (the pod lacks the network);
@@ -10,7 +10,7 @@ evaluated only over secondary (non-default) Multus interfaces:
 * pending unplug: ``state == absent`` and a status entry with ``multus-status`` but without ``domain``
   (detached from the guest, still in the pod).
 
-Plus what only the VM shows (``pkg/network/controllers/vm.go``, notes §1.1):
+Plus what only the VM shows (``pkg/network/controllers/vm.go``):
 
 * waiting for KubeVirt: a template interface (bridge/SR-IOV binding, secondary Multus, not absent) not
   yet in the VMI spec, or a template ``absent`` not yet propagated to the VMI;

@@ -10,7 +10,8 @@ The agent cannot see the domain, only the VMI, so every model states whether its
 *certain*. ``decide`` blocks only on certain (or observed) exhaustion; an uncertain "probably
 exhausted" is reported but the migration is tried, and the observation catches it.
 
-Models (KubeVirt sources in notes/kubevirt.md §2, rules in docs/decisions.md):
+Models (KubeVirt's ``pkg/virt-launcher/virtwrap/nichotplug.go`` up to 1.5, ``calculateHotplugPortCount``
+in ``pkg/virt-launcher/virtwrap/manager.go`` from 1.6; the rules in docs/decisions.md):
 
 ``v1`` (KubeVirt ≤ 1.5)
     ``placeholders = max(0, 4 - interfaces at boot)`` (``ReservedInterfaces = 4``); none with annotation

@@ -3,7 +3,7 @@
 The default scenario (200 VMs, the category mix of ``simulator.scenario``, 5 % failed migrations) with
 the agent as a subprocess behind a counting proxy, so only *its* requests are counted (the simulated
 KubeVirt controllers use the same API server). Figures: requests by verb per completed hot plug,
-LIST requests after the caches synced (DESIGN §7: no periodic LISTs, so 0 without faults), VMIM
+LIST requests after the caches synced (the agent never relists on a timer, so 0 without faults), VMIM
 creates per completed hot plug (≤ 1 + retries of failed migrations).
 
     python -m bench.economy [--vms 200] [--failure-rate 0.05] [--quick]

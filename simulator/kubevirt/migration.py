@@ -1,6 +1,6 @@
 """virt-controller's migration controller: the VMIM phase machine, cluster/node limits, cancel, hand-off.
 
-Sources (notes/kubevirt.md §3): phases and transitions
+Sources in KubeVirt: phases and transitions
 HEAD:pkg/virt-controller/watch/migration/migration.go:715-855;
 limits HEAD:…/migration.go:1355-1400 (over a limit a VMIM stays Pending; running = ``IsRunning()``);
 finalizer ``kubevirt.io/migrationJobFinalize``; delete before completion = cancel

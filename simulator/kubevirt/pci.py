@@ -2,10 +2,10 @@
 
 Why: a hot-plugged NIC (or disk) needs a free hot-pluggable ``pcie-root-port`` in the *running*
 domain. The number of free ports is fixed when the domain is defined (VMI start) and travels with the
-guest on live migration, so a migration never adds ports (notes/kubevirt.md §2). Exhaustion shows
+guest on live migration, so a migration never adds ports. Exhaustion shows
 only at attach time: libvirt ``internal error: No more available PCI slots``.
 
-Formulas (KubeVirt sources in notes/kubevirt.md §2):
+Formulas (the KubeVirt source of each is named):
 
 ``v1`` (KubeVirt ≤ 1.5, ``v1.5.0:pkg/virt-launcher/virtwrap/nichotplug.go`` ``ReservedInterfaces = 4``)
     ``free = max(0, 4 - interfaces at definition)``; none when the VMI has no interfaces or carries

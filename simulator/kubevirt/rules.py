@@ -1,8 +1,8 @@
 """KubeVirt's VM → VMI network rules, admission checks and live-migratability, as pure functions.
 
 Why pure: the simulated controllers apply these to raw dicts from their caches; keeping them free of
-I/O makes each rule unit-testable against the KubeVirt source it imitates (paths from
-notes/kubevirt.md). Every function takes and returns plain JSON-like data and never mutates its input.
+I/O makes each rule unit-testable against the KubeVirt source it imitates (named in its docstring).
+Every function takes and returns plain JSON-like data and never mutates its input.
 """
 
 from __future__ import annotations

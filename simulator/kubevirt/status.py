@@ -2,7 +2,7 @@
 
 Why: the agent (and KubeVirt's own evaluator) read pending hot plugs from ``status.interfaces`` and
 its ``infoSource`` strings, so the simulator must write them byte for byte like KubeVirt
-(HEAD:pkg/network/vmispec/infosource.go, HEAD:pkg/network/controllers/vmi.go, notes/kubevirt.md §1.3).
+(HEAD:pkg/network/vmispec/infosource.go, HEAD:pkg/network/controllers/vmi.go).
 Pure module: no I/O.
 """
 

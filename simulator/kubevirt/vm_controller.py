@@ -1,6 +1,6 @@
 """virt-controller's VM controller, network part: VMI lifecycle, hot-plug propagation, cleanup, VM status.
 
-Sources (notes/kubevirt.md §1.1): HEAD:pkg/virt-controller/watch/vm/vm.go (VMI creation,
+Sources in KubeVirt: HEAD:pkg/virt-controller/watch/vm/vm.go (VMI creation,
 ``syncRestartRequired``,
 printable status), HEAD:pkg/network/controllers/vm.go (``applyDynamicIfaceRequestOnVMI`` as a JSON patch
 with ``test`` ops, ``clearDetachedIfacesFromVMI``/``clearDetachedIfacesFromVM``),

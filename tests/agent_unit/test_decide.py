@@ -84,7 +84,7 @@ def test_migrate_after_kubevirt_sync_wait_with_part_still_waiting() -> None:
 
 
 def test_restart_required_blocks_even_a_deliverable_change() -> None:
-    # DESIGN §2.3: RestartRequired is a block reason; the restart applies the change anyway.
+    # RestartRequired is a block reason: the restart applies the change anyway.
     blocked(run(vmi([BR1]), vm([BR1], restart_required=True)), BlockReason.RESTART_REQUIRED)
 
 

@@ -1,4 +1,4 @@
-"""Detection per KubeVirt's evaluator rules (notes/kubevirt.md §1.4, §7)."""
+"""Detection per KubeVirt's evaluator rules (``pkg/network/migration/evaluator.go``)."""
 
 from __future__ import annotations
 
