@@ -147,10 +147,13 @@ def malformed(draw: st.DrawFn, index: int = 0) -> tuple[str, dict[str, Any]]:
             _set(obj, path, draw(junk))
         elif kind == "unbacked-iface":
             iface = {"name": draw(st.text(min_size=1, max_size=30)), draw(bindings): {}}
+            # Earlier mutations may have turned any of these into junk: follow objects only.
             spec = obj.get("spec")
-            if resource == VMS and isinstance(spec, dict):
-                spec = (spec.get("template") or {}).get("spec")
-            devices = ((spec or {}).get("domain") or {}).get("devices") if isinstance(spec, dict) else None
+            if resource == VMS:
+                template = spec.get("template") if isinstance(spec, dict) else None
+                spec = template.get("spec") if isinstance(template, dict) else None
+            domain = spec.get("domain") if isinstance(spec, dict) else None
+            devices = domain.get("devices") if isinstance(domain, dict) else None
             if isinstance(devices, dict) and isinstance(devices.get("interfaces"), list):
                 devices["interfaces"].append(iface)
         elif kind == "duplicate":
