@@ -79,10 +79,10 @@ class WatchEnd:
     retry_after: float | None = None
 
 
-CLOSED = WatchEnd("closed", backoff=False)
-GONE = WatchEnd("gone", relist=True, backoff=False)
-ERROR = WatchEnd("error")
-TIMEOUT = WatchEnd("timeout")
+_CLOSED = WatchEnd("closed", backoff=False)
+_GONE = WatchEnd("gone", relist=True, backoff=False)
+_ERROR = WatchEnd("error")
+_TIMEOUT = WatchEnd("timeout")
 
 
 def _ended_by(exc: ApiError) -> WatchEnd:
@@ -265,10 +265,10 @@ class Informer(Generic[T]):
         except ApiError as exc:
             return _ended_by(exc)
         except TimeoutError:
-            return TIMEOUT
+            return _TIMEOUT
         except (aiohttp.ClientError, OSError) as exc:
             log.info("informer_watch_dropped", resource=self.resource.plural, scope=scope, error=repr(exc))
-            return ERROR
+            return _ERROR
 
     def _count_restart(self, reason: str) -> None:
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
@@ -315,7 +315,7 @@ class Informer(Generic[T]):
                 if etype == "ERROR":
                     code = obj.get("code")
                     if code == 410:
-                        return GONE
+                        return _GONE
                     log.warning(
                         "informer_watch_error_event",
                         resource=self.resource.plural,
@@ -323,7 +323,7 @@ class Informer(Generic[T]):
                         code=code,
                         message=obj.get("message"),
                     )
-                    return ERROR
+                    return _ERROR
                 if etype not in (ADDED, MODIFIED, DELETED):
                     log.warning("informer_unknown_event", resource=self.resource.plural, type=etype)
                     continue
@@ -331,7 +331,7 @@ class Informer(Generic[T]):
                 new_rv = _rv(obj)
                 if new_rv:
                     self.resource_versions[scope] = new_rv
-        return CLOSED
+        return _CLOSED
 
     # ------------------------------------------------------------------ cache updates
 
