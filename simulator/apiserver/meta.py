@@ -120,9 +120,18 @@ def next_generation(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
     return base + 1 if _without(old, ignored) != _without(new, ignored) else base
 
 
+def drop_empty_maps(meta: dict[str, Any]) -> None:
+    """Empty or null ``labels`` and ``annotations`` are not stored: ``ObjectMeta`` marshals them
+    ``omitempty``, so kube-apiserver answers without them (tests/conformance shows it)."""
+    for field in ("labels", "annotations"):
+        if field in meta and (meta[field] is None or meta[field] == {}):
+            del meta[field]
+
+
 def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str, name: str) -> None:
     """Fill the system metadata of a new object (in place)."""
     meta = obj["metadata"]
+    drop_empty_maps(meta)
     meta["name"] = name
     if rtype.namespaced:
         meta["namespace"] = namespace
@@ -164,6 +173,7 @@ def prepare_update(
             new_meta[f] = old_meta[f]
         else:
             new_meta.pop(f, None)
+    drop_empty_maps(new_meta)
     new["metadata"] = new_meta
     if rtype.status_subresource:
         if "status" in old:

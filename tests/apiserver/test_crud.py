@@ -66,7 +66,7 @@ async def test_create_in_missing_namespace_is_404(api: ApiClient) -> None:
 async def test_generation_bumps_on_spec_change_only(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "g"))
-    vm["metadata"]["labels"]["x"] = "y"
+    vm["metadata"]["labels"] = {"x": "y"}
     vm = await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "g", vm)
     assert vm["metadata"]["generation"] == 1  # metadata change
     vm["spec"]["runStrategy"] = "Halted"
@@ -405,7 +405,7 @@ async def test_paged_list_is_a_consistent_snapshot(server: ApiServer, api: ApiCl
         *KV, "default", "virtualmachines", limit=10, _continue=first["metadata"]["continue"]
     )
     assert [o["metadata"]["name"] for o in rest["items"]] == ["c", "d"]
-    assert "changed" not in rest["items"][1]["metadata"]["labels"]
+    assert "changed" not in rest["items"][1]["metadata"].get("labels", {})
     assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     server.compact()
     with pytest.raises(ApiException) as exc:

@@ -53,7 +53,9 @@ async def test_merge_patch_with_stale_rv_conflicts(api: ApiClient) -> None:
 
 async def test_json_patch_ops_and_failed_test_is_422(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "jp"))
+    # With a label: an empty labels map is not stored (ObjectMeta's omitempty), and JSON patch needs the map.
+    body = vm_manifest(None, "jp", labels={"seed": "1"})
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", body)
     path = "/spec/template/spec/domain/devices/interfaces"
     out = await co.patch_namespaced_custom_object(
         *KV,
@@ -73,7 +75,7 @@ async def test_json_patch_ops_and_failed_test_is_422(api: ApiClient) -> None:
         "name": "net1",
         "bridge": {},
     }
-    assert out["metadata"]["labels"] == {"c": "x"}
+    assert out["metadata"]["labels"] == {"seed": "1", "c": "x"}
     before = out["metadata"]["resourceVersion"]
     with pytest.raises(ApiException) as exc:
         await co.patch_namespaced_custom_object(
@@ -168,7 +170,7 @@ async def test_status_patch_on_vm_changes_only_status(api: ApiClient) -> None:
     )
     assert out["status"] == {"ready": True}
     assert out["spec"]["runStrategy"] == "Always"
-    assert "z" not in out["metadata"]["labels"]
+    assert "labels" not in out["metadata"]
     # ... and a main-resource patch cannot touch status.
     out = await co.patch_namespaced_custom_object(
         *KV, "default", "virtualmachines", "st", {"status": {"ready": False}}, _content_type=MERGE

@@ -300,7 +300,7 @@ async def test_merge_patch(kube: KubeHttp, ns: str) -> None:
     ).ok()
     assert patched["metadata"]["labels"] == {"keep": "1", "new": "1"}
     assert patched["spec"]["list"] == [9], "lists are replaced whole"
-    assert patched["spec"]["template"] == {"spec": {"domain": {"devices": {}}}, "extra": True}
+    assert patched["spec"]["template"] == {**created["spec"]["template"], "extra": True}, "maps are merged"
     assert patched["spec"]["runStrategy"] == "Always"
     assert rv(patched) > rv(created)
     assert patched["metadata"]["generation"] == created["metadata"]["generation"] + 1
@@ -370,6 +370,16 @@ async def test_patch_missing_object_is_404(kube: KubeHttp, ns: str) -> None:
 
 
 # ---------------------------------------------------------------------------- status subresource
+
+
+async def test_empty_labels_and_annotations_are_not_stored(kube: KubeHttp, ns: str) -> None:
+    """``ObjectMeta`` marshals its maps ``omitempty``: an empty or null map is gone from the answer."""
+    created = (await kube.post(vms(ns), vm("a", {}, annotations={}))).ok()
+    assert "labels" not in created["metadata"] and "annotations" not in created["metadata"]
+    labelled = (await kube.patch(vms(ns, "a"), {"metadata": {"labels": {"k": "v"}}})).ok()
+    assert labelled["metadata"]["labels"] == {"k": "v"}
+    emptied = (await kube.patch(vms(ns, "a"), {"metadata": {"labels": {"k": None}}})).ok()
+    assert "labels" not in emptied["metadata"]
 
 
 async def test_status_subresource(kube: KubeHttp, ns: str) -> None:
