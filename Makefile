@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # `make run` needs only the runtime dependencies; the test extras come with `make test` (same venv).
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: run test lint unit bench venv clean cluster controlplane-bin controlplane kubevirt-bin chart-test helm lock image \
+.PHONY: run test lint bench venv clean cluster controlplane-bin controlplane kubevirt-bin chart-test helm lock image \
 	test-pythons
 
 $(RUN_STAMP): pyproject.toml
@@ -32,11 +32,13 @@ run: $(RUN_STAMP)
 cluster: $(RUN_STAMP)
 	$(BIN)/hotplug-agent cluster --kubeconfig-out hotplug-sim.kubeconfig
 
-## lint: ruff and mypy --strict
+## lint: ruff, mypy --strict, dead code (vulture, hack/deadcode.sh) and the layering (import-linter); pre-commit runs the same
 lint: $(STAMP)
 	$(BIN)/ruff check agent metrics simulator tests bench
 	$(BIN)/ruff format --check agent metrics simulator tests bench
 	$(BIN)/mypy
+	VULTURE=$(BIN)/vulture hack/deadcode.sh
+	$(BIN)/lint-imports
 
 ## controlplane-bin: build kube-apiserver and etcd for the control-plane tier (no-op when cached)
 controlplane-bin:

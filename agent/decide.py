@@ -38,7 +38,8 @@ from typing import Final, Literal
 
 from agent.config import DEFAULTS
 from agent.detect import Detection
-from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
+from agent.kubevirt import WORKLOAD_UPDATE_LIVE_MIGRATE
+from agent.model import KubeVirtRecord, VMIRecord, VMRecord
 from agent.restart import RestartCheck
 from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -41,19 +40,16 @@ import aiohttp
 import structlog
 import tenacity
 from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from agent import kubevirt as kv
+from agent.names import COMPONENT, GENERATE_NAME_PREFIX, LABEL_MANAGED_BY, MANAGED_BY_VALUE
 from agent.outcomes import Conflict, Forbidden, MigrationInFlight, MigrationRejected, Outcome, Transient
 
 log = structlog.get_logger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE: Final = "hotplug-agent"
-VMI_NAME_LABEL: Final = "kubevirt.io/vmi-name"
-COMPONENT: Final = "hotplug-agent"
 #: core/v1 Event messages are cut here (events.k8s.io validates ≤ 1 KiB notes; keep both happy).
 EVENT_MESSAGE_MAX: Final = 1024
 
@@ -84,10 +80,10 @@ class Resource:
         return base
 
 
-VMS: Final = Resource("kubevirt.io", "v1", "virtualmachines")
-VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances")
-VMIMS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations")
-KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts")
+VMS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMS)
+VMIS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMIS)
+VMIMS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMIMS)
+KUBEVIRTS: Final = Resource(kv.GROUP, kv.VERSION, kv.KUBEVIRTS)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions")
 EVENTS: Final = Resource("", "v1", "events")
@@ -127,19 +123,14 @@ class ApiError(Exception):
         return self.status in (429, 503)
 
 
-#: KubeVirt's migration admission answers (virt-api ``migration-create-admitter.go``); its webhook sets
-#: no machine-readable reason, so the message is all there is — read here, nowhere else.
-KUBEVIRT_IN_FLIGHT: Final = "in-flight migration detected"
-KUBEVIRT_CANNOT_MIGRATE: Final = "Cannot migrate VMI"
-
-
 def classify(exc: BaseException) -> Outcome:
     """What a failed call means (``agent.outcomes``), from the API's Status: KubeVirt's two admission
-    answers, 403, a plain 409, or transient (anything else, no answer included)."""
+    answers (its webhook sets no machine-readable reason, so their texts are read — here, nowhere
+    else), 403, a plain 409, or transient (anything else, no answer included)."""
     err = exc if isinstance(exc, ApiError) else error_from_exception(exc, "", "")
-    if KUBEVIRT_IN_FLIGHT in err.message:
+    if kv.MSG_IN_FLIGHT in err.message:
         return MigrationInFlight(err.message)
-    if KUBEVIRT_CANNOT_MIGRATE in err.message:
+    if kv.MSG_CANNOT_MIGRATE in err.message:
         return MigrationRejected(err.message)
     if err.status == 403:
         return Forbidden(err.message, err.verb or "create", err.resource or VMIMS.plural)
@@ -296,23 +287,6 @@ class KubeClient:
         self.identity = identity
 
     # ------------------------------------------------------------------ construction
-
-    @classmethod
-    async def from_config(cls, kubeconfig: str | None = None, **kwargs: Any) -> KubeClient:
-        """In-cluster config when running in a pod (and no ``kubeconfig``), else the kubeconfig file.
-
-        Without either, ``~/.kube/config`` (kubernetes-asyncio's default) is used.
-        """
-        import os
-
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            cfg = k8s_client.Configuration()
-            # Synchronous but tiny: reads the service-account token and CA paths once.
-            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            api = k8s_client.ApiClient(configuration=cfg)
-        else:
-            api = await k8s_config.new_client_from_config(config_file=kubeconfig)
-        return cls(api, **kwargs)
 
     async def close(self) -> None:
         await self.api_client.close()
@@ -626,24 +600,6 @@ class KubeClient:
 
     # ------------------------------------------------------------------ agent operations
 
-    async def list_vms(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(VMS, namespace)
-
-    async def list_vmis(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(VMIS, namespace)
-
-    async def list_kubevirts(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(KUBEVIRTS, namespace)
-
-    async def list_vmims(
-        self, label_selector: str | None = None, namespace: str | None = None
-    ) -> list[dict[str, Any]]:
-        items, _ = await self.list_objects(VMIMS, namespace, label_selector=label_selector)
-        return items
-
-    async def get_vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self.get(VMIS, namespace, name)
-
     async def restart_inputs(
         self, namespace: str, name: str
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
@@ -677,7 +633,7 @@ class KubeClient:
             "kind": "Event",
             "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": namespace},
             "involvedObject": {
-                "apiVersion": "kubevirt.io/v1",
+                "apiVersion": kv.API_VERSION,
                 "kind": kind,
                 "namespace": namespace,
                 "name": name,
@@ -738,20 +694,15 @@ def _decode_event(line: bytes) -> dict[str, Any]:
     return event
 
 
-def jittered(base: float, factor: float = 1.0) -> float:
-    """``base`` plus up to ``factor``·``base`` of random jitter (client-go's wait.Jitter)."""
-    return base + random.uniform(0, base * factor)
-
-
 def vmim_body(namespace: str, vmi_name: str) -> dict[str, Any]:
     """The VirtualMachineInstanceMigration the agent creates for ``vmi_name``."""
     return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
+        "apiVersion": kv.API_VERSION,
+        "kind": kv.KIND_VMIM,
         "metadata": {
-            "generateName": f"hotplug-{vmi_name}-",
+            "generateName": f"{GENERATE_NAME_PREFIX}{vmi_name}-",
             "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, VMI_NAME_LABEL: vmi_name},
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY_VALUE, kv.LABEL_VMI_NAME: vmi_name},
         },
         "spec": {"vmiName": vmi_name},
     }

@@ -43,7 +43,9 @@ from typing import Any, Final, Literal, Protocol
 
 from agent.decide import BlockReason, Decision, DecisionContext, Kind, Mode, WaitReason, decide
 from agent.detect import Detection, detect
-from agent.model import PHASE_SUCCEEDED, Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
+from agent.kubevirt import PHASE_SUCCEEDED
+from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
+from agent.names import EventReason
 from agent.outcomes import Forbidden, MigrationInFlight, MigrationRejected, Outcome
 from agent.restart import RestartCheck, flags_every_network_edit
 from agent.slots import SlotPrediction, choose_slot_model
@@ -57,18 +59,6 @@ BUSY_RECHECK_SECONDS: Final = 2.0
 TIMED_WAITS: Final = frozenset({WaitReason.SETTLING, WaitReason.BRIDGE_GRACE, WaitReason.RETRY_BACKOFF})
 #: Block reasons that are the agent's own policy; they do not stop KubeVirt's workload updater.
 AGENT_ONLY_BLOCKS: Final = frozenset({BlockReason.OPTED_OUT, BlockReason.NAMESPACE_NOT_SELECTED})
-
-
-class EventReason(StrEnum):
-    """Reasons of the agent's Events on the VM (``kubectl describe vm``, ``kubectl get events``)."""
-
-    MIGRATION_STARTED = "HotplugMigrationStarted"
-    HOTPLUG_COMPLETED = "HotplugCompleted"
-    MIGRATION_RETRY = "HotplugMigrationRetry"
-    GAVE_UP = "HotplugMigrationGaveUp"
-    BLOCKED = "HotplugBlocked"
-    SLOTS_EXHAUSTED = "HotplugSlotsExhausted"
-    WAITING = "HotplugWaiting"
 
 
 class Phase(StrEnum):
@@ -132,9 +122,8 @@ class Track:
     busy_until: float | None = None
     #: since when only the dispatcher's limits (a slot, a token) hold it back: the queue wait
     queued_since: float | None = None
-    #: our migration's name (CREATING once the create answered, MIGRATING) and creation time
+    #: our migration's name (CREATING once the create answered, MIGRATING)
     ours: str | None = None
-    created_at: float | None = None
     cancelled: bool = False
     verify_until: float | None = None
     #: the interfaces our last migration was created for (what VERIFYING checks)
@@ -469,12 +458,7 @@ def _adopt(track: Track | None, view: View, out: list[Action]) -> Track | None:
     track = track or Track()
     if track.ours is None:
         out.append(Log("info", "migration_tracked", {"vmi": _name(view.key), "vmim": m.name}))
-        track = dataclasses.replace(
-            track,
-            ours=m.name,
-            created_at=m.creation_ts,
-            dispatched=track.dispatched or frozenset(track.kinds),
-        )
+        track = dataclasses.replace(track, ours=m.name, dispatched=track.dispatched or frozenset(track.kinds))
     return dataclasses.replace(track, phase=Phase.MIGRATING, expected_since=None, request_out=False)
 
 
@@ -763,7 +747,7 @@ def _created(track: Track | None, name: str, view: View, ctx: Context, out: list
     if track.phase is Phase.CREATING:
         track = dataclasses.replace(track, request_out=False, expected_since=ctx.now)
         if track.ours is None:
-            track = dataclasses.replace(track, ours=name, created_at=ctx.now)
+            track = dataclasses.replace(track, ours=name)
     changes = ", ".join(f"{k} {n}" for n, k in sorted(track.kinds.items()))
     _emit(
         out,
@@ -841,7 +825,7 @@ def _migration_ended(
         return _observed(track, view, ctx, out)
     deadline_hit = track.cancelled
     track = dataclasses.replace(
-        track, phase=Phase.PENDING, ours=None, created_at=None, cancelled=False, expected_since=None,
+        track, phase=Phase.PENDING, ours=None, cancelled=False, expected_since=None,
         request_out=False,
     )  # fmt: skip
     if succeeded:

@@ -13,18 +13,14 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
-from agent.model import (
+from agent.kubevirt import (
     DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
     DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
     PHASE_SUCCEEDED,
-    Key,
-    KubeVirtRecord,
-    VMIMRecord,
-    VMIRecord,
-    VMRecord,
     is_final,
 )
+from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
+from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
 from agent.scheduler import ActiveMigration
 
 

@@ -23,6 +23,7 @@ import yaml
 from agent.decide import DecisionContext, Kind, decide, resolve_mode
 from agent.detect import detect
 from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, ApiError, Resource
+from agent.kubevirt import is_final
 from agent.model import (
     InvalidObject,
     Key,
@@ -30,7 +31,6 @@ from agent.model import (
     VMIMRecord,
     VMIRecord,
     VMRecord,
-    is_final,
     parse_kubevirt,
     parse_vm,
     parse_vmi,

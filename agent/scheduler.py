@@ -19,7 +19,6 @@ from typing import Generic, Literal, TypeVar
 from agent.model import Key
 
 Limit = Literal["cluster", "node", "token-bucket"]
-LIMITS: tuple[Limit, ...] = ("cluster", "node", "token-bucket")
 Order = Literal["fifo", "shortest-first", "longest-first", "balanced"]
 ORDERS: tuple[Order, ...] = ("fifo", "shortest-first", "longest-first", "balanced")
 #: The agent's order (``bench.drain --profile realistic`` measures every order; docs/performance.md).
@@ -110,9 +109,6 @@ class Plan:
     held: tuple[tuple[Candidate, Limit], ...]
     skipped: tuple[Candidate, ...]
     wake_at: float | None
-
-    def held_by(self, limit: Limit) -> int:
-        return sum(1 for _, lim in self.held if lim == limit)
 
 
 class DispatchPlanner:
@@ -214,34 +210,13 @@ def plan_dispatch(
     order: Order = DEFAULT_ORDER,
 ) -> Plan:
     """The planner as a function (see :class:`DispatchPlanner`)."""
-    busy: set[Key] = set()
-    per_node: dict[str, int] = {}
-    for m in active:
-        if m.vmi_key in busy:
-            continue  # two unfinished VMIMs for one VMI still occupy one migration
-        busy.add(m.vmi_key)
-        if m.source_node:
-            per_node[m.source_node] = per_node.get(m.source_node, 0) + 1
+    busy, per_node = _occupied(active)
     in_flight = len(busy)
-
-    skipped: list[Candidate] = []
-    fresh: dict[Key, Candidate] = {}
-    for c in candidates:
-        if c.key in busy:
-            skipped.append(c)
-            continue
-        kept = fresh.get(c.key)
-        if kept is None:
-            fresh[c.key] = c
-        elif (c.ready_since, c.size) < (kept.ready_since, kept.size):  # keep the oldest
-            skipped.append(kept)
-            fresh[c.key] = c
-        else:
-            skipped.append(c)
+    fresh, skipped = _distinct_idle(candidates, busy)
     dispatch: list[Candidate] = []
     held: list[tuple[Candidate, Limit]] = []
     bucket_empty = False
-    for c in order_candidates(list(fresh.values()), order, cluster_cap):
+    for c in order_candidates(fresh, order, cluster_cap):
         if in_flight >= cluster_cap:
             held.append((c, "cluster"))
             continue
@@ -260,11 +235,41 @@ def plan_dispatch(
     return Plan(tuple(dispatch), tuple(held), tuple(skipped), wake_at)
 
 
+def _occupied(active: Iterable[ActiveMigration]) -> tuple[set[Key], dict[str, int]]:
+    """The VMIs with an unfinished migration, and those migrations per source node."""
+    busy: set[Key] = set()
+    per_node: dict[str, int] = {}
+    for m in active:
+        if m.vmi_key in busy:
+            continue  # two unfinished VMIMs for one VMI still occupy one migration
+        busy.add(m.vmi_key)
+        if m.source_node:
+            per_node[m.source_node] = per_node.get(m.source_node, 0) + 1
+    return busy, per_node
+
+
+def _distinct_idle(
+    candidates: Iterable[Candidate], busy: set[Key]
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(one candidate per idle VMI — the oldest —, the rest: already migrating or duplicates)."""
+    skipped: list[Candidate] = []
+    fresh: dict[Key, Candidate] = {}
+    for c in candidates:
+        if c.key in busy:
+            skipped.append(c)
+            continue
+        kept = fresh.get(c.key)
+        if kept is None:
+            fresh[c.key] = c
+        elif (c.ready_since, c.size) < (kept.ready_since, kept.size):  # keep the oldest
+            skipped.append(kept)
+            fresh[c.key] = c
+        else:
+            skipped.append(c)
+    return list(fresh.values()), skipped
+
+
 K = TypeVar("K", bound=Hashable)
-
-
-class QueueFull(Exception):  # noqa: N818 - reads as a condition, like asyncio.QueueFull
-    """Raised by :meth:`WorkQueue.add_or_raise` when the queue is at capacity."""
 
 
 class WorkQueue(Generic[K]):
@@ -275,13 +280,11 @@ class WorkQueue(Generic[K]):
       when ``done(key)`` is called (client-go's ``dirty``/``processing`` sets);
     * FIFO order of first add (fair);
     * bounded: ``add`` returns ``False`` when ``maxsize`` distinct keys are already waiting and the
-      key is not one of them (never raises; the caller counts the drop and retries later, e.g. via
-      ``add_after``); ``add_or_raise`` raises :class:`QueueFull` instead. A key re-added while
-      processing counts against the bound (it will be queued on ``done``);
-    * after ``shutdown`` adds are ignored (return ``False``) and ``get`` still drains what is queued.
+      key is not one of them (never raises; the caller counts the drop and retries later). A key
+      re-added while processing counts against the bound (it will be queued on ``done``).
     """
 
-    __slots__ = ("_dirty", "_processing", "_queue", "_shutdown", "maxsize")
+    __slots__ = ("_dirty", "_processing", "_queue", "maxsize")
 
     def __init__(self, maxsize: int = 100_000) -> None:
         if maxsize < 1:
@@ -290,12 +293,9 @@ class WorkQueue(Generic[K]):
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
-        self._shutdown = False
 
     def add(self, key: K) -> bool:
         """Queue ``key``; True if it is (now or already) queued or marked for re-queue."""
-        if self._shutdown:
-            return False
         if key in self._dirty:
             return True
         if len(self._dirty) >= self.maxsize:
@@ -304,10 +304,6 @@ class WorkQueue(Generic[K]):
         if key not in self._processing:
             self._queue.append(key)
         return True
-
-    def add_or_raise(self, key: K) -> None:
-        if not self.add(key) and not self._shutdown:
-            raise QueueFull(f"work queue full ({self.maxsize} keys)")
 
     def get(self) -> K | None:
         """Next key to process (marked processing), or None when nothing is queued."""
@@ -324,27 +320,9 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             self._queue.append(key)
 
-    def shutdown(self) -> None:
-        self._shutdown = True
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutdown
-
     def __len__(self) -> int:
         """Keys waiting to be handed out (client-go ``Len``)."""
         return len(self._queue)
 
     def __contains__(self, key: object) -> bool:
         return key in self._dirty
-
-    def is_processing(self, key: K) -> bool:
-        return key in self._processing
-
-    @property
-    def processing_count(self) -> int:
-        return len(self._processing)
-
-    def queued(self) -> Sequence[K]:
-        """Snapshot of the waiting keys in order (for metrics and tests)."""
-        return tuple(self._queue)

@@ -53,10 +53,6 @@ class Apis:
     kubevirt_missing: tuple[str, ...]
     network_attachment_definitions: bool
 
-    @property
-    def kubevirt_usable(self) -> bool:
-        return self.kubevirt and not self.kubevirt_missing
-
     def kubevirt_problem(self) -> str:
         """One sentence for the operator, empty when ``kubevirt.io/v1`` is usable."""
         if not self.kubevirt:

@@ -34,7 +34,8 @@ from bench.common import (
     write_results,
 )
 from simulator.cluster import ClusterConfig
-from tests.harness import SimHarness, agent_available, vm_body, wait_until
+from simulator.manifests import vm_manifest
+from simulator.testing import SimHarness, agent_available, wait_until
 
 KUBEVIRT = "v1.6.0"
 NAMESPACES = 10
@@ -177,7 +178,7 @@ async def drain_once(
     count_requests: bool = False,
 ) -> dict[str, Any]:
     cfg = cluster_config(peer=peer, n=n, cap=cap, duration=duration, real=real, nodes=nodes)
-    bodies = [vm_body(f"drain-{i % NAMESPACES}", f"vm-{i:05d}") for i in range(n)]
+    bodies = [vm_manifest(f"drain-{i % NAMESPACES}", f"vm-{i:05d}", [("net-a", "bridge")]) for i in range(n)]
     return await run_drain(
         cfg,
         bodies,
@@ -224,7 +225,7 @@ async def run_drain(
                 kc = proxy.write_kubeconfig(h.workdir / "agent.kubeconfig")
             command = None
             if profile is not None:
-                from tests.harness import agent_command
+                from simulator.testing import agent_command
 
                 command = [
                     str(Path(agent_command()[0]).with_name("pyinstrument")),

@@ -37,11 +37,12 @@ from bench.common import Figure, base_parser, percentile, print_table, run_cli, 
 from bench.drain import run_drain
 from simulator.cluster import ClusterConfig
 from simulator.kubevirt.config import KubeVirtSimConfig
+from simulator.manifests import vm_manifest
 from simulator.real.kubevirt import HANDLER_SA, KubeVirtSettings
 from simulator.real.node import NodeSide, node_specs
-from simulator.scenario import Request, vm_manifest
+from simulator.scenario import Request
+from simulator.testing import AgentProcess, wait_until
 from simulator.watch_recorder import WatchRecorder
-from tests.harness import AgentProcess, vm_body, wait_until
 from tests.kubevirt.cluster import DEFAULT_VERSION, Tier, start_tier
 from tests.kubevirt.helpers import NAD_GROUP, NAD_VERSION, NADS, SRIOV_RESOURCE, VMIS, VMS, G, V
 
@@ -196,7 +197,7 @@ async def run_sim(n: int, cap: int, duration: float, scale: float) -> dict[str, 
             time_scale=scale,
             seed=7,
         )
-        bodies = [vm_body("drain", f"vm-{i:03d}") for i in range(n)]
+        bodies = [vm_manifest("drain", f"vm-{i:03d}", [("net-a", "bridge")]) for i in range(n)]
         flags = ["--settle-seconds", "0", "--bridge-grace-seconds", "0", "--creates-per-second", "100",
                  "--create-burst", "20", "--log-level", "warning"]  # fmt: skip
         res = await run_drain(cfg, bodies, peer=peer, flags=flags, safety=600, cap=cap)

@@ -55,7 +55,8 @@ from bench.common import (
 from bench.drain import run_drain
 from bench.drain_model import AgentTiming, KubeVirtTiming, Profile, lower_bound, run_agent, run_peer
 from simulator.cluster import ClusterConfig
-from tests.harness import SimHarness, agent_available, vm_body
+from simulator.manifests import vm_manifest
+from simulator.testing import SimHarness, agent_available
 
 KUBEVIRT = "v1.7.0"
 NODE_CAP = 2
@@ -70,7 +71,7 @@ BULKY = ("placement", "attach_seconds", "created_vmis")
 def bodies(memory: list[float]) -> list[dict[str, Any]]:
     out = []
     for i, gib in enumerate(memory):
-        body = vm_body(f"drain-{i % NAMESPACES}", f"vm-{i:05d}")
+        body = vm_manifest(f"drain-{i % NAMESPACES}", f"vm-{i:05d}", [("net-a", "bridge")])
         body["spec"]["template"]["spec"]["domain"]["memory"] = {"guest": f"{int(gib)}Gi"}
         out.append(body)
     return out

@@ -41,8 +41,9 @@ from bench.common import Figure, at_most, base_parser, percentile, print_table, 
 from bench.scale import profiled_command
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.controllers import KubeVirtControllers, node_names
+from simulator.manifests import plug_patch, vm_manifest
 from simulator.real.controlplane import ControlPlane
-from tests.harness import AgentProcess, plug_patch, vm_body, wait_until
+from simulator.testing import AgentProcess, wait_until
 
 KUBEVIRT = "v1.7.0"
 MARKERS_NS = "markers"
@@ -202,7 +203,7 @@ async def run(args: Any) -> list[Figure]:
         markers = [f"marker-{i:03d}" for i in range(n_markers)]
         for name in markers:
             await custom.create_namespaced_custom_object(
-                G, V, MARKERS_NS, "virtualmachines", vm_body(MARKERS_NS, name)
+                G, V, MARKERS_NS, "virtualmachines", vm_manifest(MARKERS_NS, name, [("net-a", "bridge")])
             )
 
         async def markers_running() -> bool:
@@ -221,7 +222,7 @@ async def run(args: Any) -> list[Figure]:
         )
         figures.append(Figure("idle agent spawn → ready", baseline["ready_seconds"], "s"))
         loaded = 0
-        prototype = vm_body("scale-00", "proto")
+        prototype = vm_manifest("scale-00", "proto", [("net-a", "bridge")])
         for n in sizes:
             keys = [(f"scale-{i % NAMESPACES:02d}", f"vm-{i:06d}") for i in range(loaded, n)]
             seconds = await load(cp.etcd_url, keys, prototype, node_names(50), KUBEVIRT)

@@ -16,23 +16,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_RESTART_REQUIRED,
     COND_SYNCHRONIZED,
     INFO_SOURCE_DOMAIN,
+    PHASE_SUCCEEDED,
+    VMIMS,
+    is_final,
+    is_running,
+)
+from agent.names import (
+    COMPONENT,
     LABEL_AUTO_MIGRATE,
     LABEL_MANAGED_BY,
     MANAGED_BY_VALUE,
     OPT_OUT_VALUE,
-    is_final,
-    is_running,
+    EventReason,
 )
 from simulator.kubevirt import rules
 from simulator.scenario import Request
 
-VMIMS = "virtualmachineinstancemigrations"
 #: The first release with KubeVirt's network exemption in the RestartRequired rule: the reference for
 #: "this VM really needs a restart" whatever release the run simulates.
 FIXED_RESTART_RULE = (1, 5, 2)
@@ -196,7 +201,7 @@ class Recorder:
 
     def _on_event(self, obj: dict[str, Any]) -> None:
         """Record the agent's "blocked" Events: the cluster-visible proof that nothing was dropped."""
-        if obj.get("reportingComponent") != AGENT_COMPONENT or obj.get("type") != "Warning":
+        if obj.get("reportingComponent") != COMPONENT or obj.get("type") != "Warning":
             return
         involved = obj.get("involvedObject") or {}
         if involved.get("kind") != "VirtualMachine":
@@ -204,9 +209,9 @@ class Recorder:
         key = (str(involved.get("namespace", "")), str(involved.get("name", "")))
         reason = str(obj.get("reason", ""))
         message = str(obj.get("message", ""))
-        if reason == "HotplugMigrationGaveUp":
+        if reason == EventReason.GAVE_UP:
             self.agent_blocks[key] = "retries-exhausted"
-        elif reason in ("HotplugBlocked", "HotplugSlotsExhausted"):
+        elif reason in (EventReason.BLOCKED, EventReason.SLOTS_EXHAUSTED):
             match = _BLOCK_REASON.search(message)
             self.agent_blocks[key] = match.group(1) if match else reason
 
@@ -255,69 +260,85 @@ class Recorder:
         )
 
     def _on_vmim(self, event_type: str, key: tuple[str, str], obj: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
         st = obj.get("status") or {}
         phase = str(st.get("phase", ""))
         vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))
         if event_type == "ADDED":
-            self.stats.created += 1
-            labels = meta.get("labels") or {}
-            annotations = meta.get("annotations") or {}
-            if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
-                creator = "agent"
-            elif ANNOTATION_WORKLOAD_UPDATE in annotations:
-                creator = "kubevirt"
-            else:
-                creator = "manual"
-            self.stats.by_creator[creator] += 1
-            vm = self.store.try_get("virtualmachines", *vmi_key)
-            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            if vm is not None and _opted_out(vm):
-                self.stats.for_opted_out += 1
-                if creator == "agent":
-                    self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
-            if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
-                self.stats.for_not_live_migratable += 1
-            if _cond(vm, COND_RESTART_REQUIRED) == "True":
-                self.stats.for_restart_required += 1
-                if creator == "agent" and self._restart_really_required(vm, vmi):
-                    self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
-        gone = event_type == "DELETED" or is_final(phase)
-        if gone:
-            if key in self._unfinished:
-                del self._unfinished[key]
-                self._per_vmi[vmi_key] -= 1
-                if self._per_vmi[vmi_key] <= 0:
-                    del self._per_vmi[vmi_key]
-            self._running.pop(key, None)
-            if is_final(phase) and key not in self._final_seen:
-                self._final_seen.add(key)
-                if phase == "Succeeded":
-                    self.stats.succeeded += 1
-                else:
-                    self.stats.failed += 1
+            self._on_vmim_created(obj.get("metadata") or {}, vmi_key)
+        if event_type == "DELETED" or is_final(phase):
+            self._on_vmim_gone(key, vmi_key, phase)
             return
-        if key not in self._unfinished:
-            self._unfinished[key] = vmi_key
-            n = self._per_vmi.get(vmi_key, 0) + 1
-            self._per_vmi[vmi_key] = n
-            if n > 1:
-                self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
-            self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
-            self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
+        self._on_vmim_unfinished(key, vmi_key)
         if is_running(phase):
-            # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
-            # source is where the VMI is.
-            source = str((st.get("migrationState") or {}).get("sourceNode") or "")
-            if not source:
-                vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-                source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
-            self._running[key] = source
-            self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
-            per_node: dict[str, int] = {}
-            for node in self._running.values():
-                per_node[node] = per_node.get(node, 0) + 1
-            self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
+            self._on_vmim_running(key, vmi_key, st)
+
+    def _on_vmim_created(self, meta: dict[str, Any], vmi_key: tuple[str, str]) -> None:
+        """Count the migration by creator, and what it migrates that the agent must leave alone."""
+        self.stats.created += 1
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
+            creator = "agent"
+        elif ANNOTATION_WORKLOAD_UPDATE in annotations:
+            creator = "kubevirt"
+        else:
+            creator = "manual"
+        self.stats.by_creator[creator] += 1
+        vm = self.store.try_get("virtualmachines", *vmi_key)
+        vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+        where = f"{vmi_key[0]}/{vmi_key[1]}"
+        if vm is not None and _opted_out(vm):
+            self.stats.for_opted_out += 1
+            if creator == "agent":
+                self.violations.append(f"agent migrated opted-out VM {where}")
+        if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
+            self.stats.for_not_live_migratable += 1
+        if _cond(vm, COND_RESTART_REQUIRED) == "True":
+            self.stats.for_restart_required += 1
+            if creator == "agent" and self._restart_really_required(vm, vmi):
+                self.violations.append(f"agent migrated RestartRequired VM {where}")
+
+    def _on_vmim_gone(self, key: tuple[str, str], vmi_key: tuple[str, str], phase: str) -> None:
+        """Deleted or final: no longer unfinished; a final phase counts once."""
+        if key in self._unfinished:
+            del self._unfinished[key]
+            self._per_vmi[vmi_key] -= 1
+            if self._per_vmi[vmi_key] <= 0:
+                del self._per_vmi[vmi_key]
+        self._running.pop(key, None)
+        if is_final(phase) and key not in self._final_seen:
+            self._final_seen.add(key)
+            if phase == PHASE_SUCCEEDED:
+                self.stats.succeeded += 1
+            else:
+                self.stats.failed += 1
+
+    def _on_vmim_unfinished(self, key: tuple[str, str], vmi_key: tuple[str, str]) -> None:
+        """A migration not final yet: one per VMI at a time, and the cluster-wide high-water mark."""
+        if key in self._unfinished:
+            return
+        self._unfinished[key] = vmi_key
+        n = self._per_vmi.get(vmi_key, 0) + 1
+        self._per_vmi[vmi_key] = n
+        if n > 1:
+            self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
+        self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
+        self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
+
+    def _on_vmim_running(self, key: tuple[str, str], vmi_key: tuple[str, str], st: dict[str, Any]) -> None:
+        """A running migration, by source node: the per-node high-water mark."""
+        # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
+        # source is where the VMI is.
+        source = str((st.get("migrationState") or {}).get("sourceNode") or "")
+        if not source:
+            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+            source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
+        self._running[key] = source
+        self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
+        per_node: dict[str, int] = {}
+        for node in self._running.values():
+            per_node[node] = per_node.get(node, 0) + 1
+        self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
 
     def report(self) -> Report:
         outcomes: list[RequestOutcome] = []
@@ -410,8 +431,6 @@ class Recorder:
 
 
 _BLOCK_REASON = re.compile(r"hot plug blocked \(([a-z-]+)\)")
-#: ``reportingComponent`` of the agent's Events (``agent.kube.COMPONENT``).
-AGENT_COMPONENT = "hotplug-agent"
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

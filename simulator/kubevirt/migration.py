@@ -1,6 +1,6 @@
 """virt-controller's migration controller: the VMIM phase machine, cluster/node limits, cancel, hand-off.
 
-Sources (notes/kubevirt.md §3): phases and transitions
+Sources in KubeVirt: phases and transitions
 HEAD:pkg/virt-controller/watch/migration/migration.go:715-855;
 limits HEAD:…/migration.go:1355-1400 (over a limit a VMIM stays Pending; running = ``IsRunning()``) and
 their timing (v1.7.0 ``handleTargetPodCreation``: a Pending VMIM over a limit is re-checked after
@@ -27,9 +27,10 @@ from typing import Any, Final
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_EVACUATION,
     ANNOTATION_WORKLOAD_UPDATE,
+    LABEL_NODE_NAME,
     LABEL_VMI_NAME,
     PHASE_FAILED,
     PHASE_PENDING,
@@ -38,16 +39,19 @@ from agent.model import (
     PHASE_SCHEDULING,
     PHASE_SUCCEEDED,
     STATE_ABSENT,
+    VMIMS,
+    VMIS,
     is_final,
     is_running,
+    parse_timestamp,
     parse_version,
 )
 from simulator.kubevirt import pci, rules, status
 from simulator.kubevirt.config import KubeVirtSimConfig
-from simulator.kubevirt.kube import VMIMS, VMIS, ConflictError, Controller, Key, Obj, key_of
+from simulator.kubevirt.kube import ConflictError, Controller, Key, Obj, key_of
 from simulator.kubevirt.node import NEXT_STEP as NEXT
 from simulator.kubevirt.node import MigrationPlan, plan_migration
-from simulator.kubevirt.world import LABEL_NODE_NAME, World
+from simulator.kubevirt.world import World
 
 log = structlog.get_logger("simulator.kubevirt.migration")
 
@@ -413,7 +417,7 @@ class MigrationController(Controller):
         since = now
         if stamps:
             try:
-                since = status.parse_rfc3339(str(stamps[-1].get("phaseTransitionTimestamp")))
+                since = parse_timestamp(str(stamps[-1].get("phaseTransitionTimestamp")))
             except (ValueError, AttributeError):
                 since = now
         due = plan.deadline(nxt) if plan.started else since + plan.durations.get(nxt, 0.0)
@@ -556,7 +560,7 @@ def _failed_at(vmim: Obj) -> float:
     for stamp in (vmim.get("status") or {}).get("phaseTransitionTimestamps") or []:
         if stamp.get("phase") == PHASE_FAILED:
             try:
-                return status.parse_rfc3339(str(stamp.get("phaseTransitionTimestamp")))
+                return parse_timestamp(str(stamp.get("phaseTransitionTimestamp")))
             except (ValueError, AttributeError):
                 break
     return 0.0

@@ -38,18 +38,19 @@ import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.aio import wait_event
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_MIGRATION_REQUIRED,
     KUBEVIRT_WORKLOAD_UPDATE_PREFIX,
+    VMIMS,
     WORKLOAD_UPDATE_LIVE_MIGRATE,
     is_final,
     is_running,
     parse_version,
 )
 from simulator.kubevirt import status
-from simulator.kubevirt.kube import VMIMS, Key, Obj, key_of
+from simulator.kubevirt.kube import Key, Obj, key_of
 from simulator.kubevirt.vm_controller import is_migrating
 from simulator.kubevirt.world import World
 

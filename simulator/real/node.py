@@ -46,23 +46,31 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
-from agent.model import COND_MIGRATION_REQUIRED, INFO_SOURCE_MULTUS_STATUS, PHASE_RUNNING, PHASE_SCHEDULED
+from agent.kubevirt import (
+    COND_MIGRATION_REQUIRED,
+    INFO_SOURCE_MULTUS_STATUS,
+    LABEL_APP,
+    LABEL_CREATED_BY,
+    LABEL_NODE_NAME,
+    LAUNCHER_APP,
+    PHASE_RUNNING,
+    PHASE_SCHEDULED,
+    VMIS,
+)
 from simulator.kubevirt import node as node_side
 from simulator.kubevirt import rules, status
 from simulator.kubevirt.config import KubeVirtSimConfig
-from simulator.kubevirt.kube import MERGE_KW, NODES, PODS, VMIS, Controller, Informer, Key, Kube, Obj, key_of
+from simulator.kubevirt.kube import MERGE_KW, NODES, PODS, Controller, Informer, Key, Kube, Obj, key_of
 from simulator.kubevirt.pci import Domain
 
 log = structlog.get_logger("simulator.real.node")
 
-LAUNCHER_SELECTOR: Final = "kubevirt.io=virt-launcher"
+LAUNCHER_SELECTOR: Final = f"{LABEL_APP}={LAUNCHER_APP}"
 #: The CPU model every stand-in node reports (any name works; all nodes share it, so any can be a target).
 HOST_CPU_MODEL: Final = "Skylake-Client-IBRS"
 NETWORKS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/networks"
 NETWORK_STATUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/network-status"
 HEARTBEAT_ANNOTATION: Final = "kubevirt.io/heartbeat"
-NODE_NAME_LABEL: Final = "kubevirt.io/nodeName"
-CREATED_BY_LABEL: Final = "kubevirt.io/created-by"
 HEARTBEAT_SECONDS: Final = 30.0
 STRATEGIC_KW: dict[str, Any] = {"_content_type": "application/strategic-merge-patch+json"}
 #: What a node offers KubeVirt's launcher pods (virt-handler's device plugins).
@@ -422,7 +430,7 @@ class NodeSide:
 
     def launcher_pods_of(self, vmi: Obj) -> list[Obj]:
         uid = str((vmi.get("metadata") or {}).get("uid", ""))
-        return [p for p in self.pods.cache.values() if _labels(p).get(CREATED_BY_LABEL) == uid]
+        return [p for p in self.pods.cache.values() if _labels(p).get(LABEL_CREATED_BY) == uid]
 
     def vmi_of_pod(self, pod: Obj) -> Key:
         meta = pod.get("metadata") or {}
@@ -773,7 +781,7 @@ class _VirtHandler(Controller):
                 list(st.get("conditions") or []), COND_MIGRATION_REQUIRED
             )
             labels = dict((body.get("metadata") or {}).get("labels") or {})
-            labels[NODE_NAME_LABEL] = m.plan.target_node
+            labels[LABEL_NODE_NAME] = m.plan.target_node
             body["metadata"]["labels"] = labels
             return True
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.apiserver import ApiServer
-from tests.apiserver.conftest import vm_manifest
+from simulator.manifests import vm_manifest
 from tests.tooling import require_tool
 
 pytestmark = pytest.mark.tools
@@ -49,9 +49,9 @@ async def _kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[in
 
 async def test_kubectl_get_apply_patch_delete(server: ApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     require_tool("kubectl")
-    await server.store.create("vm", vm_manifest("seeded"), "default")
+    await server.store.create("vm", vm_manifest(None, "seeded"), "default")
     await server.store.create("namespaces", {"metadata": {"name": "tenant"}})
-    await server.store.create("vm", vm_manifest("other"), "tenant")
+    await server.store.create("vm", vm_manifest(None, "other"), "tenant")
     _, out, _ = await _kubectl(kubeconfig, "get", "vm", "-A")
     lines = out.strip().splitlines()
     assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]

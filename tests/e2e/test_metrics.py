@@ -10,20 +10,12 @@ from typing import Any
 
 import pytest
 
-from agent.model import is_final, parse_vmim
+from agent.kubevirt import VMIMS, is_final
+from agent.model import parse_vmim
 from metrics.definitions import PHASES, phase_durations
 from simulator.scenario import ScenarioConfig
-from tests.e2e.world import (
-    NS,
-    VMIMS,
-    World,
-    cluster_config,
-    creator_of,
-    resolved,
-    run_scenario,
-    world,
-)
-from tests.harness import Caps, Metrics, check_invariants, metrics_disagreements
+from simulator.testing import Caps, Metrics, check_invariants, metrics_disagreements
+from tests.e2e.world import NS, World, cluster_config, creator_of, resolved, run_scenario, world
 from tests.observability.prometheus_server import async_prometheus_server
 from tests.observability.promtool import check_metrics_with_promtool
 

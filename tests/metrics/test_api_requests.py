@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.kube import EVENTS, LEASES, VMIMS, VMS, ApiError, KubeClient
+from agent.startup import connect
 from metrics.definitions import HotplugMetrics
 from simulator.apiserver import ApiServer, FaultRule
 from tests.apiserver_fixtures import kubeconfig, server  # noqa: F401 - fixtures
@@ -33,7 +34,7 @@ def requests(m: HotplugMetrics) -> dict[tuple[str, str, str], float]:
 @pytest.fixture
 async def measured(kubeconfig: Path) -> AsyncIterator[tuple[KubeClient, HotplugMetrics]]:  # noqa: F811
     metrics = HotplugMetrics()
-    client = await KubeClient.from_config(
+    client = await connect(
         str(kubeconfig),
         request_timeout=5.0,
         retry_initial=0.01,
@@ -99,7 +100,7 @@ async def test_no_answer_is_code_network(tmp_path: Path) -> None:
     text = path.read_text()
     path.write_text(text.replace(srv.url, f"http://127.0.0.1:{port}"))
     m = HotplugMetrics()
-    kube = await KubeClient.from_config(
+    kube = await connect(
         str(path), request_timeout=2.0, retry_attempts=2, retry_initial=0.01, on_request=m.observe_api_request
     )
     try:
