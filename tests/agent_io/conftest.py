@@ -12,6 +12,7 @@ import pytest
 
 from agent.kube import VMS, KubeClient
 from agent.model import InvalidObject
+from agent.startup import connect
 from simulator.manifests import vm_manifest
 from tests.apiserver_fixtures import kubeconfig, server  # noqa: F401 - fixtures
 
@@ -19,7 +20,7 @@ from tests.apiserver_fixtures import kubeconfig, server  # noqa: F401 - fixtures
 @pytest.fixture
 async def kube(kubeconfig: Path) -> AsyncIterator[KubeClient]:
     errors: list[tuple[str, int]] = []
-    client = await KubeClient.from_config(
+    client = await connect(
         str(kubeconfig),
         request_timeout=5.0,
         retry_initial=0.01,

@@ -13,6 +13,7 @@ import pytest
 
 from agent.kube import KubeClient
 from agent.leader import LeaderElector
+from agent.startup import connect
 from simulator.apiserver import ApiServer, FaultRule
 from tests.agent_io.conftest import eventually
 
@@ -32,9 +33,7 @@ class Tracker:
 
 @contextlib.asynccontextmanager
 async def clients(kubeconfig: Path, n: int) -> AsyncIterator[list[KubeClient]]:
-    made = [
-        await KubeClient.from_config(str(kubeconfig), request_timeout=5.0, retry_attempts=1) for _ in range(n)
-    ]
+    made = [await connect(str(kubeconfig), request_timeout=5.0, retry_attempts=1) for _ in range(n)]
     try:
         yield made
     finally:

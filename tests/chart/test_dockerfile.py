@@ -23,6 +23,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from agent.cli import SIMULATOR_MISSING
 from tests.chart.helm import CHART
 from tests.chart.test_deployment import contract_rows
 from tests.tooling import require_tool
@@ -299,7 +300,7 @@ def test_simulator_commands_say_it_is_not_installed(image_venv: Path) -> None:
     for command in ("simulate", "cluster"):
         proc = agent(image_venv, command)
         assert proc.returncode == 3, proc.stdout + proc.stderr
-        assert "the simulator is not available" in proc.stderr
+        assert SIMULATOR_MISSING in proc.stderr  # names the extra that brings it
 
 
 def test_image_runs_hotplug_agent_help(image_venv: Path) -> None:
