@@ -24,6 +24,7 @@ it prints why and n/a.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -184,6 +185,7 @@ async def run_real(args: Any, n: int, cap: int, duration: float) -> dict[str, An
     finally:
         await side.stop()
         tier.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
