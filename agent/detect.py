@@ -65,6 +65,9 @@ class Detection:
     waiting_for_kubevirt: tuple[str, ...] = ()
     #: Template changes KubeVirt cannot apply live (name, why).
     undeliverable: tuple[tuple[str, str], ...] = ()
+    #: Of those, interfaces removed from the template instead of set ``absent``: KubeVirt sets
+    #: ``RestartRequired`` for them whatever else is pending (``IsRestartRequired``).
+    removed: tuple[str, ...] = ()
     sriov_unplugs: tuple[str, ...] = ()
     #: In the pod, not (yet) in the guest: virt-handler attaches these in place (bridge).
     attaching: tuple[str, ...] = ()
@@ -142,6 +145,7 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
 
     waiting: list[str] = []
     undeliverable: list[tuple[str, str]] = []
+    removed: list[str] = []
     if vm is not None:
         ordinal = any(_ORDINAL_POD_IFACE.fullmatch(s.pod_interface_name) for s in vmi.statuses)
         template_names = {t.name for t in vm.template_interfaces}
@@ -174,6 +178,7 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
             if iface.binding == "sriov":
                 sriov_unplugs.append(iface.name)
             else:
+                removed.append(iface.name)
                 undeliverable.append(
                     (iface.name, "removed from the VM template instead of being set to state absent")
                 )
@@ -194,6 +199,7 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
         changes=tuple(changes),
         waiting_for_kubevirt=tuple(waiting),
         undeliverable=tuple(undeliverable),
+        removed=tuple(removed),
         sriov_unplugs=tuple(dict.fromkeys(sriov_unplugs)),
         attaching=tuple(attaching),
         detaching=tuple(detaching),

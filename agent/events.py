@@ -15,14 +15,6 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-#: Reasons the agent uses; they show in ``kubectl describe vm`` and ``kubectl get events``.
-REASON_MIGRATION_STARTED = "HotplugMigrationStarted"
-REASON_HOTPLUG_COMPLETED = "HotplugCompleted"
-REASON_MIGRATION_RETRY = "HotplugMigrationRetry"
-REASON_GAVE_UP = "HotplugMigrationGaveUp"
-REASON_BLOCKED = "HotplugBlocked"
-REASON_SLOTS_EXHAUSTED = "HotplugSlotsExhausted"
-
 
 @dataclass(frozen=True, slots=True)
 class VMEvent:

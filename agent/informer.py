@@ -34,6 +34,7 @@ import aiohttp
 import structlog
 
 from agent.kube import ApiError, KubeClient, Resource, no_gc
+from agent.startup import forbidden_hint
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +173,7 @@ class Informer(Generic[T]):
                         "informer_list_failed",
                         resource=self.resource.plural,
                         scope=scope,
-                        error=str(exc),
+                        error=self._explain(exc, namespace),
                         retry_in=round(wait, 2),
                     )
                     await asyncio.sleep(wait)
@@ -180,12 +181,14 @@ class Informer(Generic[T]):
                     continue
             started = time.monotonic()
             rv_before = rv
+            error = ""
             try:
                 rv = await self._watch(scope, namespace, rv)
                 raise _Restart("closed", backoff=False)
             except _Restart as restart:
                 reason, relist, backoff = restart.reason, restart.relist, restart.backoff
             except ApiError as exc:
+                error = self._explain(exc, namespace)
                 if exc.status == 410:
                     reason, relist, backoff = "gone", True, False
                 elif exc.status == 0 and exc.reason == "Timeout":
@@ -196,11 +199,10 @@ class Informer(Generic[T]):
                     delay = max(delay, exc.retry_after)
             except TimeoutError:
                 reason, relist, backoff = "timeout", False, True
+                error = f"no event or bookmark for {self.inactivity_timeout:g} s"
             except (aiohttp.ClientError, OSError) as exc:
-                log.info(
-                    "informer_watch_dropped", resource=self.resource.plural, scope=scope, error=repr(exc)
-                )
                 reason, relist, backoff = "error", False, True
+                error = repr(exc)
             rv = self.resource_versions.get(scope, rv)
             if relist:
                 rv = ""
@@ -214,11 +216,14 @@ class Informer(Generic[T]):
                 # Jittered, and never above backoff_max: a watch that keeps being cut (a flaky proxy, an
                 # API server shedding load) must not leave the cache blind for minutes.
                 wait = min(self.backoff_max, delay * random.uniform(1.0, 2.0))
-                log.info(
+                # A failed watch is worth one warning per backoff step (not one per attempt: the
+                # steps grow, so a long outage stays readable); a watch closed early is routine.
+                (log.warning if error else log.info)(
                     "informer_rewatch",
                     resource=self.resource.plural,
                     scope=scope,
                     reason=reason,
+                    error=error or None,
                     retry_in=round(wait, 2),
                     relist=relist,
                 )
@@ -232,6 +237,10 @@ class Informer(Generic[T]):
                     reason=reason,
                     relist=relist,
                 )
+
+    def _explain(self, exc: ApiError, namespace: str | None) -> str:
+        """The error as the operator needs it: a 403 names the missing permission and the chart's RBAC."""
+        return forbidden_hint(exc, self.resource, namespace) if exc.status == 403 else str(exc)
 
     def _count_restart(self, reason: str) -> None:
         self.restarts[reason] = self.restarts.get(reason, 0) + 1

@@ -29,6 +29,7 @@ import gc
 import json
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from agent.outcomes import Conflict, Forbidden, MigrationInFlight, MigrationRejected, Outcome, Transient
+
 log = structlog.get_logger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -56,6 +59,8 @@ EVENT_MESSAGE_MAX: Final = 1024
 
 #: ``(verb, status)`` — ``status`` 0 means no HTTP answer (connection error or timeout).
 ApiErrorCallback = Callable[[str, int], None]
+#: ``(verb, resource plural, status, seconds)`` for every request sent; status 0: no HTTP answer.
+RequestCallback = Callable[[str, str, int, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,7 @@ VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances")
 VMIMS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations")
 KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts")
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
+CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions")
 EVENTS: Final = Resource("", "v1", "events")
 
 
@@ -119,6 +125,27 @@ class ApiError(Exception):
     def nothing_done(self) -> bool:
         """The server guarantees the request had no effect (safe to retry even a create)."""
         return self.status in (429, 503)
+
+
+#: KubeVirt's migration admission answers (virt-api ``migration-create-admitter.go``); its webhook sets
+#: no machine-readable reason, so the message is all there is — read here, nowhere else.
+KUBEVIRT_IN_FLIGHT: Final = "in-flight migration detected"
+KUBEVIRT_CANNOT_MIGRATE: Final = "Cannot migrate VMI"
+
+
+def classify(exc: BaseException) -> Outcome:
+    """What a failed call means (``agent.outcomes``), from the API's Status: KubeVirt's two admission
+    answers, 403, a plain 409, or transient (anything else, no answer included)."""
+    err = exc if isinstance(exc, ApiError) else error_from_exception(exc, "", "")
+    if KUBEVIRT_IN_FLIGHT in err.message:
+        return MigrationInFlight(err.message)
+    if KUBEVIRT_CANNOT_MIGRATE in err.message:
+        return MigrationRejected(err.message)
+    if err.status == 403:
+        return Forbidden(err.message, err.verb or "create", err.resource or VMIMS.plural)
+    if err.status == 409:
+        return Conflict(err.message)
+    return Transient(err.message, err.status)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -242,7 +269,9 @@ class KubeClient:
 
     ``request_timeout`` bounds every non-watch call (total time). Watches use a read-inactivity
     timeout instead (see :meth:`watch`). ``on_api_error(verb, status)`` is called once per failed
-    HTTP attempt (metrics ``api_errors_total{verb,code}``).
+    HTTP attempt (metrics ``api_errors_total{verb,code}``); ``on_request(verb, resource, status,
+    seconds)`` once per request sent, watches included (``rest_client_requests_total`` and
+    ``rest_client_request_duration_seconds``), measured in :meth:`_send`, which every request passes.
     """
 
     def __init__(
@@ -251,6 +280,7 @@ class KubeClient:
         *,
         request_timeout: float = 30.0,
         on_api_error: ApiErrorCallback | None = None,
+        on_request: RequestCallback | None = None,
         retry_attempts: int = 5,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
@@ -259,6 +289,7 @@ class KubeClient:
         self.api_client = api_client
         self.request_timeout = request_timeout
         self.on_api_error = on_api_error
+        self.on_request = on_request
         self.retry_attempts = retry_attempts
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -303,6 +334,8 @@ class KubeClient:
 
     async def _send(
         self,
+        verb: str,
+        resource: str,
         method: str,
         path: str,
         *,
@@ -312,18 +345,32 @@ class KubeClient:
         client_timeout: aiohttp.ClientTimeout | float | None = None,
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        resp: Any = await self.api_client.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=client_timeout if client_timeout is not None else self.request_timeout,
-        )
+        started = time.monotonic()
+        try:
+            resp: Any = await self.api_client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=client_timeout if client_timeout is not None else self.request_timeout,
+            )
+        except Exception as exc:
+            status = exc.status if isinstance(exc, ApiException) and exc.status else 0
+            self._observe(verb, resource, int(status), time.monotonic() - started)
+            raise
         assert isinstance(resp, aiohttp.ClientResponse)
+        self._observe(verb, resource, resp.status, time.monotonic() - started)
         return resp
+
+    def _observe(self, verb: str, resource: str, status: int, seconds: float) -> None:
+        if self.on_request is not None:
+            try:
+                self.on_request(verb, resource, status, seconds)
+            except Exception:  # metrics must never break an API call
+                log.exception("request_callback_failed")
 
     async def _once(
         self,
@@ -337,7 +384,9 @@ class KubeClient:
     ) -> Any:
         try:
             async with asyncio.timeout(self.request_timeout):
-                resp = await self._send(method, path, query=query, body=body, content_type=content_type)
+                resp = await self._send(
+                    verb, resource, method, path, query=query, body=body, content_type=content_type
+                )
                 try:
                     data = await resp.read()
                 finally:
@@ -386,7 +435,7 @@ class KubeClient:
     @staticmethod
     def _log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        log.info(
+        log.debug(
             "api_retry",
             attempt=state.attempt_number,
             sleep=round(state.upcoming_sleep, 3),
@@ -557,7 +606,10 @@ class KubeClient:
         )
         try:
             async with asyncio.timeout(connect_timeout + inactivity_timeout):
-                resp = await self._send("GET", resource.path(namespace), query=query, client_timeout=timeout)
+                path = resource.path(namespace)
+                resp = await self._send(
+                    "watch", resource.plural, "GET", path, query=query, client_timeout=timeout
+                )
         except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
             err = error_from_exception(exc, "watch", resource.plural)
             self._count("watch", err.status)
@@ -591,6 +643,21 @@ class KubeClient:
 
     async def get_vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(VMIS, namespace, name)
+
+    async def restart_inputs(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        """``(start spec, VM, VMI)`` for :func:`agent.restart.check_restart`: the VM spec its VMI started
+        from is in the ControllerRevision the VMI's ``status.virtualMachineRevisionName`` names (KubeVirt
+        writes ``{"spec": <VM spec>}`` there at start). None when one of the three is missing."""
+        vm = await self.get(VMS, namespace, name)
+        vmi = await self.get(VMIS, namespace, name)
+        revision_name = ((vmi or {}).get("status") or {}).get("virtualMachineRevisionName")
+        if vm is None or vmi is None or not isinstance(revision_name, str) or not revision_name:
+            return None
+        revision = await self.get(CONTROLLER_REVISIONS, namespace, revision_name)
+        spec = ((revision or {}).get("data") or {}).get("spec")
+        return (spec, vm, vmi) if isinstance(spec, dict) else None
 
     async def create_vmim(self, namespace: str, vmi_name: str) -> dict[str, Any]:
         """Create a migration for ``vmi_name``; see the module docstring for when it is retried."""

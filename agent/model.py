@@ -715,7 +715,9 @@ def parse_vm(obj: object) -> VMRecord:
     tannotations = _string_map(ctx, tmeta, "annotations", "spec.template.metadata")
     tspec = _dict(ctx, template, "spec", "spec.template")
 
+    # The opt-out is a label (selectable) or, the way users also write it, an annotation: both count.
     opt = _map_value(ctx, labels, LABEL_AUTO_MIGRATE, "metadata.labels")
+    opt_annotation = _map_value(ctx, annotations, LABEL_AUTO_MIGRATE, "metadata.annotations")
     running_raw = spec.get("running")
     running: bool | None
     if running_raw is not None:
@@ -734,7 +736,7 @@ def parse_vm(obj: object) -> VMRecord:
         uid=_str(ctx, meta, "uid", "metadata"),
         resource_version=_str(ctx, meta, "resourceVersion", "metadata"),
         generation=_int(ctx, meta, "generation", "metadata", 0),
-        opted_out=opt is not None and opt.strip().lower() == OPT_OUT_VALUE,
+        opted_out=any(v is not None and v.strip().lower() == OPT_OUT_VALUE for v in (opt, opt_annotation)),
         template_interfaces=_interfaces(ctx, tspec, "spec.template.spec"),
         restart_required=_cond_status(conds.get(COND_RESTART_REQUIRED)) is True,
         running=running,

@@ -37,7 +37,7 @@ from simulator.kubevirt.subresources import VirtApiSubresources
 from simulator.kubevirt.vm_controller import VMController
 from simulator.kubevirt.vmi_controller import VMIController
 from simulator.kubevirt.workload_updater import WorkloadUpdater
-from simulator.kubevirt.world import World, vmi_from_vm
+from simulator.kubevirt.world import World, start_revision, vmi_from_vm
 
 log = structlog.get_logger("simulator.cluster")
 
@@ -256,6 +256,7 @@ class SimulatedCluster:
             meta = created["metadata"]
             key = (str(meta["namespace"]), str(meta["name"]))
             node = self.nodes[_node_index(key, len(self.nodes))]
+            await store.create("controllerrevisions", start_revision(created))
             vmi = vmi_from_vm(created, node, version)
             vmi_obj = await store.create("virtualmachineinstances", vmi, admission=False)
             ready = {

@@ -33,6 +33,9 @@ from simulator.kubevirt import rules
 from simulator.scenario import Request
 
 VMIMS = "virtualmachineinstancemigrations"
+#: The first release with KubeVirt's network exemption in the RestartRequired rule: the reference for
+#: "this VM really needs a restart" whatever release the run simulates.
+FIXED_RESTART_RULE = (1, 5, 2)
 
 
 class ObjectReader(Protocol):
@@ -104,8 +107,7 @@ class Report:
         lines = [
             f"hot-plug requests: {self.requested}  completed: {self.completed}  "
             f"blocked at admission: {self.blocked_at_admission}  not completed: {self.not_completed}",
-            "not completed by final state: "
-            + (", ".join(f"{k}={v}" for k, v in sorted(self.by_final_state.items())) or "none"),
+            self._not_completed_line(),
             f"migrations: {m.created} created (agent {m.by_creator['agent']}, kubevirt "
             f"{m.by_creator['kubevirt']}, "
             f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, "
@@ -126,6 +128,25 @@ class Report:
         if self.violations:
             lines.append("VIOLATIONS: " + "; ".join(self.violations))
         return lines
+
+    def _not_completed_line(self) -> str:
+        """The accepted requests not completed, by what the cluster shows (sums to ``not_completed``).
+
+        "pending" is what the cluster cannot explain by itself (e.g. a slot shortage the agent predicted
+        and so never migrated for): the agent's Event gives the reason, or none did.
+        """
+        left = [r for r in self.requests if r.accepted and not r.completed]
+        by_state = _count(r.final_state for r in left)
+        parts = []
+        for state, n in sorted(by_state.items(), key=lambda kv: (kv[0] == "pending", kv[0])):
+            part = f"{state}={n}"
+            if state == "pending":
+                said = _count(r.agent_block or "no reason given" for r in left if r.final_state == state)
+                part += (
+                    " (the agent's Event says " + ", ".join(f"{k}={v}" for k, v in sorted(said.items())) + ")"
+                )
+            parts.append(part)
+        return f"not completed ({len(left)}), by the cluster's state: " + (", ".join(parts) or "none")
 
 
 class _Track:
@@ -209,6 +230,30 @@ class Recorder:
             elif req.interface not in in_template and vm is not None:
                 track.completed_at = now
 
+    def _restart_really_required(self, vm: dict[str, Any] | None, vmi: dict[str, Any] | None) -> bool:
+        """Whether a VM with ``RestartRequired=True`` really needs a restart: KubeVirt's fixed rule (v1.5.2,
+        with its network exemption) applied to the VM spec its VMI started from, when that revision is
+        readable; else the condition itself. KubeVirt v1.5.1 and earlier set the condition on every hot
+        plug, so the condition alone would call a correct migration a violation there."""
+        vmi_status = (vmi or {}).get("status") or {}
+        name = vmi_status.get("virtualMachineRevisionName")
+        ns = str(((vm or {}).get("metadata") or {}).get("namespace", ""))
+        revision = self.store.try_get("controllerrevisions", ns, name) if isinstance(name, str) else None
+        start = (((revision or {}).get("data") or {}).get("spec") or {}).get("template") or {}
+        if not isinstance(start.get("spec"), dict):
+            return True
+        kubevirt = self.store.try_get("kubevirts", "kubevirt", "kubevirt") or {}
+        strategy = ((kubevirt.get("spec") or {}).get("configuration") or {}).get("vmRolloutStrategy")
+        template = (((vm or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        return rules.restart_required(
+            FIXED_RESTART_RULE,
+            start["spec"],
+            template,
+            (vmi or {}).get("spec") or {},
+            vmi_migratable=_cond(vmi, COND_LIVE_MIGRATABLE) == "True",
+            live_update=strategy in (None, "LiveUpdate"),
+        )
+
     def _on_vmim(self, event_type: str, key: tuple[str, str], obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         st = obj.get("status") or {}
@@ -227,10 +272,7 @@ class Recorder:
             self.stats.by_creator[creator] += 1
             vm = self.store.try_get("virtualmachines", *vmi_key)
             vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            if (
-                vm is not None
-                and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-            ):
+            if vm is not None and _opted_out(vm):
                 self.stats.for_opted_out += 1
                 if creator == "agent":
                     self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
@@ -238,7 +280,7 @@ class Recorder:
                 self.stats.for_not_live_migratable += 1
             if _cond(vm, COND_RESTART_REQUIRED) == "True":
                 self.stats.for_restart_required += 1
-                if creator == "agent":
+                if creator == "agent" and self._restart_really_required(vm, vmi):
                     self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
         gone = event_type == "DELETED" or is_final(phase)
         if gone:
@@ -342,12 +384,9 @@ class Recorder:
         sync = _cond_obj(vmi, COND_SYNCHRONIZED)
         if sync is not None and "No more available PCI slots" in str(sync.get("message", "")):
             return "slots-exhausted"
-        if _cond(vm, COND_RESTART_REQUIRED) == "True":
+        if _cond(vm, COND_RESTART_REQUIRED) == "True" and self._restart_really_required(vm, vmi):
             return "restart-required"
-        if (
-            vm is not None
-            and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-        ):
+        if vm is not None and _opted_out(vm):
             return "opted-out"
         return "pending"
 
@@ -380,6 +419,13 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+def _opted_out(vm: dict[str, Any]) -> bool:
+    """The agent's opt-out, as a label or an annotation of the VM."""
+    meta = vm.get("metadata") or {}
+    values = ((meta.get(k) or {}).get(LABEL_AUTO_MIGRATE) for k in ("labels", "annotations"))
+    return any(isinstance(v, str) and v.strip().lower() == OPT_OUT_VALUE for v in values)
 
 
 def _cond_obj(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from agent.aio import wait_event
 from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE, VIRTCTL_MIGRATE_PREFIX
 from simulator.kubevirt import pci, rules
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
+from simulator.mix import DEFAULT_MIX
 
 log = structlog.get_logger("simulator.scenario")
 
@@ -44,22 +45,6 @@ Op = Literal["plug", "unplug"]
 G, V = "kubevirt.io", "v1"
 MERGE = "application/merge-patch+json"
 MERGE_KW: dict[str, Any] = {"_content_type": MERGE}
-
-#: Category → weight in the default mix.
-DEFAULT_MIX: dict[str, float] = {
-    "bridge-plug": 0.34,
-    "sriov-plug": 0.14,
-    "bridge-unplug": 0.15,
-    "sriov-unplug": 0.03,
-    "not-migratable-interface": 0.02,
-    "not-migratable-hostdevice": 0.02,
-    "not-migratable-disk": 0.02,
-    "slots-predictable": 0.03,
-    "slots-observed": 0.03,
-    "opted-out": 0.04,
-    "restart-required": 0.04,
-    "idle": 0.14,
-}
 
 
 @dataclass

@@ -31,6 +31,7 @@ from simulator.apiserver.httputil import (
 )
 from simulator.apiserver.listing import Page, decode_continue, encode_continue, list_body
 from simulator.apiserver.meta import as_version
+from simulator.apiserver.protobuf import PROTOBUF, UnreadableProtobuf, decode_object
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
 from simulator.apiserver.selectors import parse_field_selector, parse_label_selector
 from simulator.apiserver.store import APPLY_PATCH, Store
@@ -156,6 +157,16 @@ class Handlers:
     # ------------------------------------------------------------------ CRUD
 
     async def _body(self, request: web.Request) -> Any:
+        if request.content_type == PROTOBUF:
+            try:
+                return decode_object(await request.read())
+            except UnreadableProtobuf as exc:
+                raise ApiError(
+                    415,
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"application/json, application/yaml, {PROTOBUF} ({exc})",
+                    "UnsupportedMediaType",
+                ) from exc
         require_json(request)
         raw: bytes = await request.read()
         if not raw:

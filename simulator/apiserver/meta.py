@@ -137,9 +137,18 @@ def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str, nam
     if rtype.status_subresource and not rtype.builtin:
         # CRDs with a status subresource drop status on create (customresource strategy).
         obj.pop("status", None)
-    if rtype.plural == "namespaces":
+    if rtype.plural == "namespaces" and not rtype.group:
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = {"phase": "Active"}
+        _label_namespace(meta)
+
+
+#: The label kube-apiserver keeps on every Namespace (its name), so selectors can pick namespaces.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _label_namespace(meta: dict[str, Any]) -> None:
+    meta["labels"] = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: meta["name"]}
 
 
 def prepare_update(
@@ -165,6 +174,8 @@ def prepare_update(
         else:
             new_meta.pop(f, None)
     new["metadata"] = new_meta
+    if rtype.plural == "namespaces" and not rtype.group:
+        _label_namespace(new_meta)
     if rtype.status_subresource:
         if "status" in old:
             new["status"] = old["status"]

@@ -125,6 +125,16 @@ BUILTINS: tuple[ResourceType, ...] = (
         columns=(Column("Holder", ".spec.holderIdentity"), AGE),
     ),
     ResourceType("events.k8s.io", "v1", "events", "event", "Event", True, ("ev",)),
+    # KubeVirt keeps the VM spec a VMI started from in one (read by the RestartRequired rule).
+    ResourceType(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "controllerrevision",
+        "ControllerRevision",
+        True,
+        columns=(Column("Revision", ".revision", "integer"), AGE),
+    ),
 )
 
 

@@ -30,6 +30,9 @@ class KubeVirtSimConfig:
     """
 
     kubevirt_version: str = "v1.5.2"
+    #: ``spec.configuration.vmRolloutStrategy`` of the KubeVirt CR (KubeVirt's default is ``Stage``;
+    #: live updates of CPU, memory, volumes and placement need ``LiveUpdate``).
+    vm_rollout_strategy: str = "LiveUpdate"
     workload_update_methods: tuple[str, ...] = ()
     nodes: int = 4
     migration_mean_seconds: float = 2.0

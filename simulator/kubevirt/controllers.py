@@ -45,12 +45,15 @@ def kubevirt_cr(config: KubeVirtSimConfig) -> dict[str, Any]:
     if config.parallel_outbound_migrations_per_node is not None:
         migrations["parallelOutboundMigrationsPerNode"] = config.parallel_outbound_migrations_per_node
     methods = list(config.workload_update_methods)
+    configuration: dict[str, Any] = {"vmRolloutStrategy": config.vm_rollout_strategy}
+    if migrations:
+        configuration["migrations"] = migrations
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "KubeVirt",
         "metadata": {"name": "kubevirt", "namespace": KUBEVIRT_NAMESPACE},
         "spec": {
-            "configuration": {"migrations": migrations} if migrations else {},
+            "configuration": configuration,
             "workloadUpdateStrategy": {"workloadUpdateMethods": methods} if methods else {},
         },
     }

@@ -72,6 +72,7 @@ class Kube:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
 
     async def get(self, plural: str, namespace: str, name: str) -> Obj | None:
         try:
@@ -106,6 +107,29 @@ class Kube:
         out: Obj = await self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, name, ops, **JSON_PATCH_KW
         )
+        return out
+
+    async def create_revision(self, body: Obj) -> None:
+        """Create an apps/v1 ControllerRevision; one that exists already (a retried sync) is fine."""
+        ns = str((body.get("metadata") or {}).get("namespace", ""))
+        untyped: Any = body  # the client serialises dicts as they are
+        try:
+            await self.apps.create_namespaced_controller_revision(ns, untyped)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def get_revision(self, namespace: str, name: str) -> Obj | None:
+        """An apps/v1 ControllerRevision as a dict, None when missing."""
+        try:
+            resp: Any = await self.apps.read_namespaced_controller_revision(
+                name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        out: Obj = json.loads(await resp.read())
         return out
 
     async def delete(self, plural: str, namespace: str, name: str) -> None:

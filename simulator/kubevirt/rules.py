@@ -232,35 +232,129 @@ def _without_state(iface: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in iface.items() if k != "state"}
 
 
-def restart_required(vm_template_spec: Spec, vmi_spec: Spec, vmi_migratable: bool) -> bool:
-    """``IsRestartRequired`` (HEAD:pkg/network/vmliveupdate/restart.go), network part.
+# ------------------------------------------------------------------------------------------------
+# RestartRequired (vX:pkg/virt-controller/watch/vm/vm.go addRestartRequiredIfNeeded,
+# vX:pkg/network/vmliveupdate/restart.go IsRestartRequired)
+# ------------------------------------------------------------------------------------------------
 
-    True when an interface or network was removed from the VM instead of being set ``absent``, an
-    existing interface changed other than ``state``, the pod network was added, or (VMI not
-    migratable) an existing network changed.
+
+def flags_every_network_edit(version: tuple[int, int, int] | None) -> bool:
+    """KubeVirt v1.2.0 to v1.4.0, v1.5.0 and v1.5.1 compare the whole template with the one the VMI started
+    from, interfaces and networks included, so every hot plug or ``state: absent`` sets RestartRequired
+    (fixed in v1.4.1, v1.5.2 and v1.6.0 by an ``IsRestartRequired`` network exemption)."""
+    if version is None:
+        return False
+    return (1, 2, 0) <= version <= (1, 4, 0) or (1, 5, 0) <= version <= (1, 5, 1)
+
+
+def network_restart_required(
+    version: tuple[int, int, int] | None, template_spec: Spec, vmi_spec: Spec, vmi_migratable: bool
+) -> bool:
+    """``IsRestartRequired``: the network edits a restart is needed for, by release.
+
+    v1.4.1 and v1.5.2 to v1.7: an interface or network removed from the VM instead of being set ``absent``, an
+    existing interface changed other than ``state``, or any existing network changed. v1.8 adds "the pod
+    network was added". v1.9 exempts a changed NAD reference when the VMI is migratable.
     """
-    vm_ifaces = {str(i.get("name")): i for i in interfaces(vm_template_spec)}
-    vm_nets = network_by_name(vm_template_spec)
+    vm_ifaces = {str(i.get("name")): i for i in interfaces(template_spec)}
+    vm_nets = network_by_name(template_spec)
     vmi_nets = network_by_name(vmi_spec)
     for iface in interfaces(vmi_spec):
-        name = str(iface.get("name"))
-        other = vm_ifaces.get(name)
-        if other is None:
+        other = vm_ifaces.get(str(iface.get("name")))
+        if other is None or _pruned(_without_state(other)) != _pruned(_without_state(iface)):
             return True
-        if _without_state(other) != _without_state(iface):
-            return True
-    for name in vmi_nets:
-        if name not in vm_nets:
-            return True
-    if any(is_pod_network(n) for n in vm_nets.values()) and not any(
-        is_pod_network(n) for n in vmi_nets.values()
+    if any(name not in vm_nets for name in vmi_nets):
+        return True
+    v = version or (0, 0, 0)
+    if (
+        v >= (1, 8, 0)
+        and any(is_pod_network(n) for n in vm_nets.values())
+        and not any(is_pod_network(n) for n in vmi_nets.values())
     ):
         return True
-    if not vmi_migratable:
-        for name, net in vmi_nets.items():
-            if name in vm_nets and vm_nets[name] != net:
-                return True
-    return False
+    if v >= (1, 9, 0) and vmi_migratable:
+        return False  # a changed NAD reference is applied by a migration
+    return any(_pruned(vm_nets[name]) != _pruned(net) for name, net in vmi_nets.items())
+
+
+def _live_updatable_copied(start: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The start template spec with the fields KubeVirt live-updates (rollout strategy ``LiveUpdate``)
+    taken from the current one: volumes, disks, CPU sockets, guest memory, node selector, affinity,
+    tolerations."""
+    out = copy.deepcopy(dict(start))
+    for key in ("volumes", "nodeSelector", "affinity", "tolerations"):
+        out.pop(key, None)
+        if key in current:
+            out[key] = copy.deepcopy(current[key])
+    domain = out.setdefault("domain", {})
+    cur_domain = _dict(current, "domain")
+    devices = domain.setdefault("devices", {})
+    devices.pop("disks", None)
+    if "disks" in _dict(cur_domain, "devices"):
+        devices["disks"] = copy.deepcopy(_dict(cur_domain, "devices")["disks"])
+    if isinstance(domain.get("cpu"), dict) and "cpu" in cur_domain:
+        domain["cpu"].pop("sockets", None)
+        if "sockets" in _dict(cur_domain, "cpu"):
+            domain["cpu"]["sockets"] = _dict(cur_domain, "cpu")["sockets"]
+    guest = _dict(cur_domain, "memory").get("guest")
+    if guest is not None:
+        domain.setdefault("memory", {})["guest"] = guest
+    return out
+
+
+def restart_required(
+    version: tuple[int, int, int] | None,
+    start_spec: Spec | None,
+    template_spec: Spec,
+    vmi_spec: Spec,
+    *,
+    vmi_migratable: bool,
+    live_update: bool,
+) -> bool:
+    """``addRestartRequiredIfNeeded``: the VM template differs from the one the VMI started from
+    (``start_spec``, KubeVirt's start ControllerRevision) in a field that cannot be updated live.
+
+    No start revision → False, as in KubeVirt. Without ``LiveUpdate`` volumes and disks are exempt only
+    when the VMI already has them (volume hot plug). Before v1.2 there is no such condition.
+    """
+    if start_spec is None or (version is not None and version < (1, 2, 0)):
+        return False
+    if live_update:
+        start: dict[str, Any] = _live_updatable_copied(start_spec, template_spec)
+    else:
+        start = copy.deepcopy(dict(start_spec))
+        cur_devices = _dict(_dict(template_spec, "domain"), "devices")
+        vmi_devices = _dict(_dict(vmi_spec, "domain"), "devices")
+        if template_spec.get("volumes") == vmi_spec.get("volumes") and cur_devices.get(
+            "disks"
+        ) == vmi_devices.get("disks"):
+            start.pop("volumes", None)
+            start.setdefault("domain", {}).setdefault("devices", {}).pop("disks", None)
+            if "volumes" in template_spec:
+                start["volumes"] = copy.deepcopy(template_spec["volumes"])
+            if "disks" in cur_devices:
+                start["domain"]["devices"]["disks"] = copy.deepcopy(cur_devices["disks"])
+    if not flags_every_network_edit(version) and not network_restart_required(
+        version, template_spec, vmi_spec, vmi_migratable
+    ):
+        devices = start.setdefault("domain", {}).setdefault("devices", {})
+        devices.pop("interfaces", None)
+        start.pop("networks", None)
+        if "interfaces" in _dict(_dict(template_spec, "domain"), "devices"):
+            devices["interfaces"] = copy.deepcopy(template_spec["domain"]["devices"]["interfaces"])
+        if "networks" in template_spec:
+            start["networks"] = copy.deepcopy(template_spec["networks"])
+    return bool(_pruned(start) != _pruned(template_spec))
+
+
+def _pruned(value: Any) -> Any:
+    """JSON with empty objects, lists and nulls dropped: Go's ``omitempty`` makes them equal to absent."""
+    if isinstance(value, Mapping):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,10 +404,10 @@ def live_migratable(vmi: Mapping[str, Any]) -> tuple[bool, str, str]:
 
 def migration_urgency(vmi_spec: Spec, vmi_status: Mapping[str, Any]) -> Urgency | None:
     """``shouldVMIBeMarkedForAutoMigration``: ``immediate`` (SR-IOV plug), ``pending`` (bridge plug,
-    unplug)."""
+    unplug). The first interface that needs a migration decides, in spec order, as in KubeVirt: a bridge
+    plug listed before an SR-IOV plug makes the pair wait for the grace period."""
     nets = network_by_name(vmi_spec)
     entries = status_entries(vmi_status)
-    result: Urgency | None = None
     for iface in interfaces(vmi_spec):
         name = str(iface.get("name"))
         if not is_secondary_multus(nets.get(name, {})):
@@ -321,11 +415,9 @@ def migration_urgency(vmi_spec: Spec, vmi_status: Mapping[str, Any]) -> Urgency 
         entry = entries.get(name)
         if iface.get("state") != STATE_ABSENT:
             if entry is None:
-                if binding(iface) == "sriov":
-                    return "immediate"
-                result = "pending"
+                return "immediate" if binding(iface) == "sriov" else "pending"
         elif entry is not None:
             sources = info_sources(entry)
             if INFO_SOURCE_MULTUS_STATUS in sources and INFO_SOURCE_DOMAIN not in sources:
-                result = "pending"
-    return result
+                return "pending"
+    return None

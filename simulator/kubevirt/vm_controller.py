@@ -1,10 +1,10 @@
 """virt-controller's VM controller, network part: VMI lifecycle, hot-plug propagation, cleanup, VM status.
 
-Sources (notes/kubevirt.md §1.1): HEAD:pkg/virt-controller/watch/vm/vm.go (VMI creation,
-``syncRestartRequired``,
-printable status), HEAD:pkg/network/controllers/vm.go (``applyDynamicIfaceRequestOnVMI`` as a JSON patch
-with ``test`` ops, ``clearDetachedIfacesFromVMI``/``clearDetachedIfacesFromVM``),
-HEAD:pkg/network/vmliveupdate/restart.go (``IsRestartRequired``).
+Sources: pkg/virt-controller/watch/vm/vm.go (VMI creation with its start ControllerRevision,
+``addRestartRequiredIfNeeded`` per release, printable status), pkg/network/controllers/vm.go
+(``applyDynamicIfaceRequestOnVMI`` as a JSON patch with ``test`` ops,
+``clearDetachedIfacesFromVMI``/``clearDetachedIfacesFromVM``), pkg/network/vmliveupdate/restart.go
+(``IsRestartRequired``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import COND_LIVE_MIGRATABLE, COND_RESTART_REQUIRED
+from agent.model import COND_LIVE_MIGRATABLE, COND_RESTART_REQUIRED, parse_version
 from simulator.kubevirt import rules, status
 from simulator.kubevirt.kube import VMIS, VMS, Controller, Key, Obj, key_of
-from simulator.kubevirt.world import World, vmi_from_vm
+from simulator.kubevirt.world import World, start_revision, vmi_from_vm
 
 log = structlog.get_logger("simulator.kubevirt.vm")
 
@@ -48,11 +48,17 @@ class VMController(Controller):
         world.vmis.add_handler(self._on_vmi)
         #: VMI uids whose VM got RestartRequired: sticky until the VMI is recreated (restart).
         self._restart_required: set[str] = set()
+        #: VMI uid → the VM spec it started from (its start ControllerRevision's data), None if it has none.
+        self._start_specs: dict[str, Obj | None] = {}
 
     async def _on_vm(self, type_: str, obj: Obj, old: Obj | None) -> None:
         await self.enqueue(key_of(obj))
 
     async def _on_vmi(self, type_: str, obj: Obj, old: Obj | None) -> None:
+        if type_ == "DELETED":
+            uid = str((obj.get("metadata") or {}).get("uid", ""))
+            self._restart_required.discard(uid)
+            self._start_specs.pop(uid, None)
         await self.enqueue(key_of(obj))
 
     async def sync(self, key: Key) -> None:
@@ -75,6 +81,7 @@ class VMController(Controller):
             return
         if vmi is None:
             node = self.world.pick_node(key)
+            await kube.create_revision(start_revision(vm))
             try:
                 created = await kube.create(VMIS, ns, vmi_from_vm(vm, node, self.world.version()))
             except ApiException as exc:
@@ -160,10 +167,7 @@ class VMController(Controller):
                         now,
                     )
             uid = str((vmi.get("metadata") or {}).get("uid", ""))
-            template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
-            if uid not in self._restart_required and rules.restart_required(
-                template_spec, vmi.get("spec") or {}, bool(migratable and migratable.get("status") == "True")
-            ):
+            if uid not in self._restart_required and await self._needs_restart(vm, vmi, migratable):
                 self._restart_required.add(uid)
             if uid in self._restart_required:
                 conds = status.set_condition(
@@ -176,6 +180,28 @@ class VMController(Controller):
             return
         out = await self.world.kube.merge_patch(VMS, ns, name, {"status": new}, status=True)
         self.world.vms.write_through(out)
+
+    async def _needs_restart(self, vm: Obj, vmi: Obj, migratable: Obj | None) -> bool:
+        uid = str((vmi.get("metadata") or {}).get("uid", ""))
+        name = str((vmi.get("status") or {}).get("virtualMachineRevisionName") or "")
+        if name.endswith(f"-{(vm.get('metadata') or {}).get('generation', '')}"):
+            return False  # the template is the one the VMI started from (the name ends in its generation)
+        if uid not in self._start_specs:
+            revision = await self.world.kube.get_revision(key_of(vmi)[0], name) if name else None
+            data = (revision or {}).get("data")
+            spec = data.get("spec") if isinstance(data, dict) else None
+            self._start_specs[uid] = spec if isinstance(spec, dict) else None
+        start = self._start_specs[uid]
+        template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+        start_template = ((start or {}).get("template") or {}).get("spec") if start is not None else None
+        return rules.restart_required(
+            parse_version(self.world.version()),
+            start_template if isinstance(start_template, dict) else None,
+            template_spec,
+            vmi.get("spec") or {},
+            vmi_migratable=bool(migratable and migratable.get("status") == "True"),
+            live_update=self.world.live_update(),
+        )
 
 
 def _owned_by_vm(vmi: Obj) -> bool:

@@ -81,6 +81,11 @@ class World:
             int(per_node) if isinstance(per_node, int) else DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
         )
 
+    def live_update(self) -> bool:
+        """``vmRolloutStrategy: LiveUpdate`` in the KubeVirt CR (else KubeVirt's default ``Stage``)."""
+        kv = self.kubevirt() or {}
+        return ((kv.get("spec") or {}).get("configuration") or {}).get("vmRolloutStrategy") == "LiveUpdate"
+
     def workload_update_methods(self) -> list[str]:
         kv = self.kubevirt() or {}
         methods = ((kv.get("spec") or {}).get("workloadUpdateStrategy") or {}).get("workloadUpdateMethods")
@@ -103,11 +108,44 @@ class World:
         return self.nodes[zlib.crc32("/".join(key).encode()) % len(self.nodes)] if self.nodes else "node-1"
 
 
+def start_revision_name(vm: Obj) -> str:
+    """``revision-start-vm-<uid>-<generation>``: the ControllerRevision holding the VM spec a VMI started
+    from (vm.go ``getVMRevisionName``); KubeVirt compares the template with it for RestartRequired."""
+    meta = vm.get("metadata") or {}
+    return f"revision-start-vm-{meta.get('uid', '')}-{meta.get('generation', 1)}"
+
+
+def start_revision(vm: Obj) -> Obj:
+    """The ControllerRevision KubeVirt writes when it starts a VM (vm.go ``createVMRevision``): data is
+    ``{"spec": <the VM's spec>}``, owned by the VM."""
+    meta = vm.get("metadata") or {}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": start_revision_name(vm),
+            "namespace": meta.get("namespace"),
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": "VirtualMachine",
+                    "name": meta.get("name"),
+                    "uid": meta.get("uid", ""),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": {"spec": copy.deepcopy(vm.get("spec") or {})},
+        "revision": int(meta.get("generation", 1) or 1),
+    }
+
+
 def vmi_from_vm(vm: Obj, node_name: str, version: str, now: float | None = None) -> Obj:
     """The VMI KubeVirt creates for a running VM, already Running on ``node_name`` (the simulator skips
     scheduling/booting): spec from the template without ``absent`` interfaces, owner reference,
-    label ``kubevirt.io/nodeName``, and the status virt-handler writes once the domain is up
-    (:func:`simulator.kubevirt.node.boot_status`)."""
+    label ``kubevirt.io/nodeName``, the name of its start revision (:func:`start_revision`), and the
+    status virt-handler writes once the domain is up (:func:`simulator.kubevirt.node.boot_status`)."""
     now = time.time() if now is None else now
     meta = vm.get("metadata") or {}
     template = (vm.get("spec") or {}).get("template") or {}
@@ -147,7 +185,11 @@ def vmi_from_vm(vm: Obj, node_name: str, version: str, now: float | None = None)
         {"phase": p, "phaseTransitionTimestamp": status.rfc3339(now)}
         for p in ("Pending", "Scheduling", "Scheduled")
     ]
-    vmi["status"] = {"phaseTransitionTimestamps": stamps, "qosClass": "Burstable"}
+    vmi["status"] = {
+        "phaseTransitionTimestamps": stamps,
+        "qosClass": "Burstable",
+        "virtualMachineRevisionName": start_revision_name(vm),
+    }
     vmi["status"] = node.boot_status(
         vmi, node.new_domain(vmi, version), node=node_name, version=version, now=now
     )

@@ -5,8 +5,8 @@ they read. Everything here is emulated because it cannot run on this machine (no
 kubelet, no QEMU), and nothing more is emulated:
 
 * **Nodes**: Ready, with the labels virt-handler's node labeller sets (``kubevirt.io/schedulable``,
-  ``machine-type.node.kubevirt.io/q35``), allocatable KubeVirt devices and extended resources (SR-IOV
-  VFs), and virt-handler's heartbeat annotation.
+  ``machine-type.node.kubevirt.io/q35``, the host CPU model), allocatable KubeVirt devices and extended
+  resources (SR-IOV VFs), and virt-handler's heartbeat annotation.
 * **Scheduler**: binds each ``virt-launcher`` pod to a node that fits: Ready and not cordoned, node
   selector and required node affinity, required pod anti-affinity (a migration's target pod avoids the
   source's node), extended resources still free. An unschedulable pod stays Pending with
@@ -56,6 +56,8 @@ from simulator.kubevirt.pci import Domain
 log = structlog.get_logger("simulator.real.node")
 
 LAUNCHER_SELECTOR: Final = "kubevirt.io=virt-launcher"
+#: The CPU model every stand-in node reports (any name works; all nodes share it, so any can be a target).
+HOST_CPU_MODEL: Final = "Skylake-Client-IBRS"
 NETWORKS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/networks"
 NETWORK_STATUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/network-status"
 HEARTBEAT_ANNOTATION: Final = "kubevirt.io/heartbeat"
@@ -98,6 +100,12 @@ def node_object(spec: NodeSpec) -> Obj:
                 "kubernetes.io/os": "linux",
                 "kubevirt.io/schedulable": "true",
                 "machine-type.node.kubevirt.io/q35": "true",
+                # virt-handler's node labeller: the host CPU model. virt-controller v1.5 refuses to render
+                # a migration target pod of a host-model VMI without it ("node does not contain label
+                # host-model-cpu.node.kubevirt.io/"), and selects target nodes by the migration label.
+                f"host-model-cpu.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+                f"cpu-model-migration.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+                f"cpu-model.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
             },
         },
     }

@@ -185,6 +185,16 @@ def test_parse_vm() -> None:
     assert not rec.opted_out and rec.running is False and rec.template_interfaces == ()
 
 
+def test_the_opt_out_is_a_label_or_an_annotation() -> None:
+    obj = vm_obj()
+    obj["metadata"]["labels"] = {}
+    assert not parse_vm(obj).opted_out
+    obj["metadata"]["annotations"] = {model.LABEL_AUTO_MIGRATE: "False"}
+    assert parse_vm(obj).opted_out
+    obj["metadata"]["annotations"] = {model.LABEL_AUTO_MIGRATE: "yes"}
+    assert not parse_vm(obj).opted_out
+
+
 def vmim_obj(**meta: Any) -> dict[str, Any]:
     return {
         "metadata": {

@@ -55,6 +55,20 @@ async def test_opted_out() -> None:
         assert not w.recorder.report().violations
 
 
+async def test_opted_out_by_annotation() -> None:
+    """The way users also write it: the same key as an annotation opts the VM out too."""
+    async with world() as w:
+        body = vm_body("vm-optout-ann")
+        body["metadata"]["annotations"] = {LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}
+        await w.seed(body)
+        await w.start_agent()
+        await w.plug("vm-optout-ann")
+        ev = await assert_blocked(w, "vm-optout-ann", "opted-out")
+        assert "label or annotation" in ev["message"]
+        assert w.observer.created == []
+        assert not w.recorder.report().violations
+
+
 async def test_restart_required() -> None:
     """An interface removed instead of set absent (plus a plug): KubeVirt sets RestartRequired."""
     async with world() as w:

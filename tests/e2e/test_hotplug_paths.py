@@ -25,7 +25,9 @@ async def test_bridge_plug_one_migration_attached_and_event() -> None:
         assert vmim["status"]["phase"] == "Succeeded"
         assert vmim["metadata"]["generateName"] == "hotplug-vm-bridge-"
         assert vmim["metadata"]["labels"]["kubevirt.io/vmi-name"] == "vm-bridge"
-        assert reasons(w.events("vm-bridge")) == ["HotplugMigrationStarted", "HotplugCompleted"]
+        told = reasons(w.events("vm-bridge"))
+        assert told[0] == "HotplugWaiting"  # the settle window began
+        assert [r for r in told if r != "HotplugWaiting"] == ["HotplugMigrationStarted", "HotplugCompleted"]
         assert "hp-bridge" in w.events("vm-bridge", reason="HotplugCompleted")[0]["message"]
         assert agent.sample("hotplug_agent_hotplugs_completed_total", operation="plug") == 1
         assert agent.sample("hotplug_agent_migrations_total", result="succeeded", initiator="agent") == 1
@@ -92,6 +94,8 @@ async def test_bridge_unplug_completes_once() -> None:
         await w.wait(lambda: w.events("vm-unplug", reason="HotplugCompleted"), "HotplugCompleted")
         # Let the agent settle: its gauge of pending work drops to 0 once it forgot the VMI.
         await w.wait(lambda: agent.parsed().sum("hotplug_agent_pending_hotplugs") == 0, "agent idle")
-        assert reasons(w.events("vm-unplug")) == ["HotplugMigrationStarted", "HotplugCompleted"]
+        told = reasons(w.events("vm-unplug"))
+        assert told[0] == "HotplugWaiting"  # the settle window began
+        assert [r for r in told if r != "HotplugWaiting"] == ["HotplugMigrationStarted", "HotplugCompleted"]
         assert agent.sample("hotplug_agent_hotplugs_completed_total", operation="unplug") == 1
         assert agent.sample("hotplug_agent_hotplug_latency_seconds_count", operation="unplug") == 1

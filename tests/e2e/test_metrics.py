@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.model import is_final
+from agent.model import is_final, parse_vmim
 from metrics.definitions import PHASES, phase_durations
 from simulator.scenario import ScenarioConfig
 from tests.e2e.world import (
@@ -43,9 +43,9 @@ def agent_phase_counts(w: World) -> Counter[str]:
         st = m.get("status") or {}
         if creator_of(m) != "agent" or not is_final(str(st.get("phase", ""))):
             continue
-        for phase, _seconds in phase_durations(
-            st.get("phaseTransitionTimestamps"), m["metadata"].get("creationTimestamp")
-        ):
+        rec = parse_vmim(m)
+        points = [(stamp, phase) for phase, stamp in rec.phase_transitions]
+        for phase, _seconds in phase_durations(points, rec.creation_ts):
             counts[phase] += 1
     return counts
 

@@ -53,9 +53,31 @@ BACKENDS = [
 ]
 
 
+#: What the conformance suite shows the simulated KubeVirt does differently, test → reason (docs/simulator.md
+#: lists the same). Strict xfail on ``[simulated]`` only: a simulator that is fixed turns it into XPASS,
+#: a failure, until the entry goes.
+SIMULATOR_DIFFERENCES: dict[str, str] = {
+    "test_the_vmi_reads_migrating_from_the_hand_off_before_the_migration_starts": (
+        "the simulated migration controller writes the VMI's migrationState when the migration starts "
+        "(Running), KubeVirt at the hand-off (Scheduled), before virt-handler's startTimestamp"
+    ),
+    "test_deleting_the_vm_during_a_migration_leaves_no_unfinished_vmim": (
+        "the simulated migration controller is not woken by the VMI's deletion: a migration that would "
+        "run on (stuck) stays Running; KubeVirt fails it once the VMI shuts down"
+    ),
+    "test_the_vmim_gets_the_vmis_migration_state_only_once_final": (
+        "the simulated migration controller writes source/target node and pods into the VMIM's "
+        "migrationState from Scheduling on; KubeVirt copies the VMI's migrationState only once final"
+    ),
+}
+
+
 @pytest.fixture(params=BACKENDS)
 async def kv_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """The same world on the simulated KubeVirt and on the real one (the default release)."""
+    reason = SIMULATOR_DIFFERENCES.get(request.node.originalname)
+    if request.param == "simulated" and reason is not None:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     if request.param == "real":
         tier: Tier = request.getfixturevalue("kubevirt_tier")
         async with real_backend(tier) as backend, Env.open(backend) as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import time
 import uuid
@@ -25,8 +26,8 @@ from agent.config import AgentConfig, validate
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.kubevirt.config import KubeVirtSimConfig
-from simulator.kubevirt.kube import JSON_PATCH_KW, MERGE_KW
-from simulator.real.kubevirt import HANDLER_SA
+from simulator.kubevirt.kube import JSON_PATCH_KW, MERGE_KW, Informer, Kube, Obj
+from simulator.real.kubevirt import HANDLER_SA, NAMESPACE, KubeVirtSettings
 from simulator.real.node import NodeSide, node_specs
 from simulator.scenario import vm_manifest
 from tests.kubevirt.cluster import Tier
@@ -144,6 +145,21 @@ async def simulated_backend(version: str, workdir: Path, **config: Any) -> Async
 
 
 @dataclass
+class History:
+    """Watch events ``(type, object)`` in arrival order (:meth:`Env.history`)."""
+
+    events: list[tuple[str, Obj]] = field(default_factory=list)
+
+    def versions(self, name: str) -> list[Obj]:
+        """Every version of object ``name`` seen, oldest first (its DELETED event's last one included)."""
+        return [obj for _, obj in self.events if obj["metadata"]["name"] == name]
+
+    def last(self, name: str) -> Obj | None:
+        versions = self.versions(name)
+        return versions[-1] if versions else None
+
+
+@dataclass
 class Env:
     """One test's world: a backend, a fresh namespace and an admin client."""
 
@@ -239,14 +255,20 @@ class Env:
 
     async def plug(self, vm: str, iface: str, binding: str = "bridge") -> None:
         """Hot plug the way the docs say: add an interface and its Multus network to the VM template."""
-        with contextlib.suppress(ApiException):
-            await self.create_nad(iface, sriov=binding == "sriov")
-        await self.patch_vm(vm, [
-            {"op": "add", "path": "/spec/template/spec/domain/devices/interfaces/-",
-             "value": {"name": iface, binding: {}}},
-            {"op": "add", "path": "/spec/template/spec/networks/-",
-             "value": {"name": iface, "multus": {"networkName": f"{self.ns}/{iface}"}}},
-        ])  # fmt: skip
+        await self.plug_all(vm, [(iface, binding)])
+
+    async def plug_all(self, vm: str, plugs: Sequence[tuple[str, str]]) -> None:
+        """Hot plug several interfaces ``(name, binding)`` in one edit of the VM template, in that order."""
+        ops: list[dict[str, Any]] = []
+        for iface, binding in plugs:
+            with contextlib.suppress(ApiException):
+                await self.create_nad(iface, sriov=binding == "sriov")
+            ops.append({"op": "add", "path": "/spec/template/spec/domain/devices/interfaces/-",
+                        "value": {"name": iface, binding: {}}})  # fmt: skip
+        for iface, _ in plugs:
+            network = {"name": iface, "multus": {"networkName": f"{self.ns}/{iface}"}}
+            ops.append({"op": "add", "path": "/spec/template/spec/networks/-", "value": network})
+        await self.patch_vm(vm, ops)
 
     async def unplug(self, vm: str, iface: str) -> None:
         """Hot unplug: set the interface's ``state: absent`` in the VM template."""
@@ -274,6 +296,43 @@ class Env:
 
         vmim: dict[str, Any] = await wait_for(final, f"VMIM {self.ns}/{name} final", seconds)
         return vmim
+
+    async def delete_vmim(self, name: str) -> None:
+        """Cancel a migration the documented way: delete its VMIM."""
+        await self.custom.delete_namespaced_custom_object(G, V, self.ns, VMIMS, name)
+
+    async def wait_gone(self, plural: str, name: str, seconds: float = 60.0) -> None:
+        async def gone() -> bool:
+            return await self.get(plural, name) is None
+
+        await wait_for(gone, f"{plural} {self.ns}/{name} deleted", seconds)
+
+    async def configure_kubevirt(self, settings: KubeVirtSettings) -> None:
+        """Replace the KubeVirt CR's spec (both KubeVirts read it live: virt-controller's cluster config
+        and workload updater, the simulator's controllers on every decision)."""
+        path = (G, V, NAMESPACE, "kubevirts", "kubevirt")
+        current = await self.custom.get_namespaced_custom_object(*path)
+        current["spec"] = settings.spec()
+        await self.custom.replace_namespaced_custom_object(*path, current)
+
+    @contextlib.asynccontextmanager
+    async def history(self, plural: str) -> AsyncIterator[History]:
+        """Every version of this namespace's ``plural`` objects the watch delivers while the block runs."""
+        informer = Informer(Kube(self.client), plural, namespace=self.ns)
+        recorded = History()
+
+        async def record(type_: str, obj: Obj, old: Obj | None) -> None:
+            recorded.events.append((type_, copy.deepcopy(obj)))
+
+        informer.add_handler(record)
+        task = asyncio.create_task(informer.run())
+        try:
+            await informer.synced.wait()
+            yield recorded
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def delete_vms(self) -> None:
         for name in self.vm_names:

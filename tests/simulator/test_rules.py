@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -145,21 +146,53 @@ def test_interface_state_admission_texts() -> None:
 # -- RestartRequired -----------------------------------------------------------------------------------
 
 
-def test_restart_required_rules() -> None:
+V151, V152, V18, V19 = (1, 5, 1), (1, 5, 2), (1, 8, 0), (1, 9, 0)
+
+
+def test_network_edits_that_need_a_restart_per_release() -> None:
     vmi = spec(("a", "bridge"))
-    assert not rules.restart_required(spec(("a", "bridge"), ("b", "bridge")), vmi, True)  # plug
-    removed = spec()
-    assert rules.restart_required(removed, vmi, True)  # removed instead of absent
+
+    def needs(version: tuple[int, int, int], template: dict[str, Any], migratable: bool = True) -> bool:
+        return rules.network_restart_required(version, template, vmi, migratable)
+
+    assert not needs(V152, spec(("a", "bridge"), ("b", "bridge")))  # plug
+    assert needs(V152, spec())  # removed instead of absent
     absent = spec(("a", "bridge"))
     absent["domain"]["devices"]["interfaces"][1]["state"] = "absent"
-    assert not rules.restart_required(absent, vmi, True)
+    assert not needs(V152, absent)
     changed = spec(("a", "bridge"))
     changed["domain"]["devices"]["interfaces"][1]["macAddress"] = "02:00:00:00:00:01"
-    assert rules.restart_required(changed, vmi, True)
+    assert needs(V152, changed)
     nad = spec(("a", "bridge"))
     nad["networks"][1]["multus"]["networkName"] = "other"
-    assert not rules.restart_required(nad, vmi, True)
-    assert rules.restart_required(nad, vmi, False)
+    assert needs(V152, nad) and needs(V18, nad)  # any network change before v1.9
+    assert not needs(V19, nad) and needs(V19, nad, migratable=False)
+
+
+def test_restart_required_compares_with_the_start_revision() -> None:
+    start = spec(("a", "bridge"))
+    vmi = spec(("a", "bridge"))
+    plugged = spec(("a", "bridge"), ("b", "bridge"))
+
+    def required(version: tuple[int, int, int], template: dict[str, Any], *, live: bool = True) -> bool:
+        return rules.restart_required(version, start, template, vmi, vmi_migratable=True, live_update=live)
+
+    # v1.5.1 has no network exemption: the hot plug itself asks for a restart; v1.5.2 fixed it.
+    assert required(V151, plugged) and not required(V152, plugged)
+    assert not required(V151, spec(("a", "bridge")))  # nothing changed
+    cores = spec(("a", "bridge"), ("b", "bridge"))
+    cores["domain"]["cpu"] = {"cores": 2}
+    assert required(V152, cores)  # not live-updatable
+    sockets = copy.deepcopy(start)
+    sockets["domain"]["cpu"] = {"sockets": 2}
+    start_with_cpu = copy.deepcopy(start)
+    start_with_cpu["domain"]["cpu"] = {"sockets": 1}
+    assert not rules.restart_required(
+        V152, start_with_cpu, sockets, vmi, vmi_migratable=True, live_update=True
+    )  # CPU sockets are live-updatable with LiveUpdate …
+    assert rules.restart_required(V152, start_with_cpu, sockets, vmi, vmi_migratable=True, live_update=False)
+    assert not rules.restart_required(V151, None, plugged, vmi, vmi_migratable=True, live_update=True)
+    assert not required((1, 1, 0), cores)  # no RestartRequired before v1.2
 
 
 # -- LiveMigratable ---------------------------------------------------------------------------------
@@ -199,6 +232,11 @@ def test_migration_urgency() -> None:
     s = spec(("a", "bridge"), ("s", "sriov"))
     both = {"interfaces": [{"name": "a", "infoSource": "domain, guest-agent, multus-status"}]}
     assert rules.migration_urgency(s, both) == "immediate"
+    # KubeVirt's first match: a bridge plug before the SR-IOV plug → pending, after it → immediate
+    bridge_first = spec(("a", "bridge"), ("b", "bridge"), ("s", "sriov"))
+    assert rules.migration_urgency(bridge_first, both) == "pending"
+    sriov_first = spec(("a", "bridge"), ("s", "sriov"), ("b", "bridge"))
+    assert rules.migration_urgency(sriov_first, both) == "immediate"
     s2 = spec(("a", "bridge"))
     assert rules.migration_urgency(s2, {"interfaces": []}) == "pending"
     s2["domain"]["devices"]["interfaces"][1]["state"] = "absent"
