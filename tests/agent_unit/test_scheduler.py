@@ -12,9 +12,7 @@ from agent.scheduler import (
     Candidate,
     DispatchPlanner,
     Order,
-    QueueFull,
     TokenBucket,
-    WorkQueue,
     order_candidates,
     plan_dispatch,
 )
