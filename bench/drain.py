@@ -264,6 +264,11 @@ async def run_drain(
         }
         out["slots"] = timeline.summary(cap)
         out["created_vmis"] = list(timeline.vmi_of.values())
+        out["runs"] = [
+            (timeline.vmi_of.get(name, ""), timeline.ended[name] - started)
+            for name, started in timeline.started.items()
+            if name in timeline.ended
+        ]
         if agent is not None:
             metrics = await agent.scrape()
             out["agent_metrics"] = {
