@@ -70,6 +70,18 @@ KUBEVIRT_DEVICES: Final = {"devices.kubevirt.io/kvm": "1k", "devices.kubevirt.io
 
 _ts = status.rfc3339_seconds
 
+#: What virt-handler's node labeller writes for the host's CPU model
+#: (``pkg/virt-handler/node-labeller/node_labeller.go``). A migration of a ``host-model`` VMI copies the
+#: source node's model into the target pod's node selector, and virt-controller refuses to create the
+#: target pod while the source node lacks it (v1.5.2 logged "node does not contain labal
+#: host-model-cpu.node.kubevirt.io/" and kept the migration Pending).
+HOST_CPU_MODEL: Final = "Skylake-Client-IBRS"
+HOST_CPU_LABELS: Final = {
+    f"cpu-model.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+    f"cpu-model-migration.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+    f"host-model-cpu.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+}
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -98,6 +110,7 @@ def node_object(spec: NodeSpec) -> Obj:
                 "kubernetes.io/os": "linux",
                 "kubevirt.io/schedulable": "true",
                 "machine-type.node.kubevirt.io/q35": "true",
+                **HOST_CPU_LABELS,
             },
         },
     }
