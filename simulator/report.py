@@ -290,13 +290,19 @@ class Recorder:
                 self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
             self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
             self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
-        if is_running(phase):
+        if is_running(phase) and key not in self._running:
             # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
-            # source is where the VMI is.
+            # source is in the VMI's migrationState (from the hand-off), else where the VMI is. Taken
+            # once: the VMI moves to the target before the VMIM's Succeeded arrives.
             source = str((st.get("migrationState") or {}).get("sourceNode") or "")
             if not source:
-                vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-                source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
+                vmi = self.store.try_get("virtualmachineinstances", *vmi_key) or {}
+                vmi_status = vmi.get("status") or {}
+                state = vmi_status.get("migrationState") or {}
+                if state.get("migrationUid") == meta.get("uid") and state.get("sourceNode"):
+                    source = str(state["sourceNode"])
+                else:
+                    source = str(vmi_status.get("nodeName") or "")
             self._running[key] = source
             self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
             per_node: dict[str, int] = {}
