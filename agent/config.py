@@ -1,10 +1,13 @@
-"""``AgentConfig``: every setting of ``hotplug-agent run``: flags, then ``HOTPLUG_AGENT_*``, then defaults.
+"""Every setting of the agent, declared once: flags, then ``HOTPLUG_AGENT_*``, then defaults.
 
-Why one table (:data:`SETTINGS`): the flag, the environment variable, the chart value, the default
-and the help text of a setting are one fact; the CLI (argparse), the validation and
-``docs/configuration.md`` read it from here, so they cannot drift apart (docs/architecture.md holds
-the contract). Flags override the environment, which overrides defaults; validation errors name the
-setting the way the user wrote it.
+Why one table (:data:`SETTINGS`): the flag, the environment variable, the chart value, the type, the
+default, the bounds and the help text of a setting are one fact. Everything else is derived from it:
+the command line of ``run`` and ``plan`` (:func:`add_arguments`), the :class:`AgentConfig` defaults
+(:data:`DEFAULTS`, usable without a cluster), the validation (:func:`load_config`), the table in
+``docs/configuration.md`` (:func:`markdown_table`; ``python -m agent.config`` prints it) and — checked
+by ``tests/agent_io/test_config.py`` — the chart's ``values.yaml`` defaults and ``values.schema.json``
+types, enums and bounds. Flags override the environment, which overrides defaults; errors name the
+setting the way the user wrote it, all of them at once.
 """
 
 from __future__ import annotations
@@ -14,38 +17,70 @@ import ipaddress
 import math
 import os
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from agent.controller import ControllerSettings
-
+DISTRIBUTION: Final = "kubevirt-hotplug-agent"
 ENV_PREFIX: Final = "HOTPLUG_AGENT_"
 MODES: Final = ("auto", "active", "observe")
 SLOT_MODELS: Final = ("auto", "v1", "v2", "none")
 LOG_FORMATS: Final = ("auto", "json", "console")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
+RUN: Final = frozenset({"run"})
+RUN_AND_PLAN: Final = frozenset({"run", "plan"})
+
 
 class ConfigError(ValueError):
     """A setting has an invalid value; the message names the flag and the environment variable."""
 
 
+def agent_version() -> str:
+    """The installed distribution's version (``--version``, the start-up log line)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_SAME: Final[Any] = object()
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One setting. ``kind`` is ``str``, ``int``, ``float``, ``bool`` or ``list`` (comma-separated).
+
+    ``chart`` is the dotted ``values.yaml`` path, or ``None`` when the chart does not expose the setting
+    as a value (``chart_text`` then says why, e.g. the chart fills it from the release namespace).
+    ``at_least`` / ``above`` are inclusive / exclusive lower bounds, checked here and against the chart's
+    schema. ``commands`` are the subcommands that take the setting as a flag.
+    """
+
     attr: str
     flag: str
-    kind: str  # str | int | float | bool | list
+    kind: str
     default: Any
-    chart: str
     help: str
+    chart: str | None = None
+    chart_text: str = "-"
     choices: tuple[str, ...] = ()
     default_text: str = ""
+    at_least: float | None = None
+    above: float | None = None
+    commands: frozenset[str] = RUN
+    #: The default as the chart writes it, when its value has another shape (``metrics.port``).
+    chart_default: Any = _SAME
+    metavar: str = ""
 
     @property
     def env(self) -> str:
         return ENV_PREFIX + self.attr.upper()
+
+    @property
+    def chart_shown(self) -> str:
+        return self.chart if self.chart is not None else self.chart_text
 
     @property
     def shown_default(self) -> str:
@@ -57,9 +92,15 @@ class Setting:
             return ",".join(self.default) or "none"
         return str(self.default)
 
+    @property
+    def expected_chart_default(self) -> Any:
+        if self.chart_default is not _SAME:
+            return self.chart_default
+        return list(self.default) if self.kind == "list" else self.default
+
 
 def _default_identity() -> str:
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 SETTINGS: Final[tuple[Setting, ...]] = (
@@ -68,268 +109,319 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "--kubeconfig",
         "str",
         None,
-        "-",
         "kubeconfig file; without it the in-cluster service account is used when running in a pod, "
-        "else ~/.kube/config",
+        "else $KUBECONFIG or ~/.kube/config",
+        chart_text="- (in-cluster)",
         default_text="in-cluster, else ~/.kube/config",
+        commands=RUN_AND_PLAN,
+        metavar="FILE",
+    ),
+    Setting(
+        "context",
+        "--context",
+        "str",
+        None,
+        "kubeconfig context to use",
+        chart_text="- (in-cluster)",
+        default_text="the kubeconfig's current-context",
+        commands=RUN_AND_PLAN,
+        metavar="NAME",
     ),
     Setting(
         "namespaces",
         "--namespaces",
         "list",
         (),
-        "watchNamespaces",
         "comma-separated namespaces to watch (one watch per namespace); empty = all namespaces",
+        chart="watchNamespaces",
         default_text="all",
+        commands=RUN_AND_PLAN,
     ),
     Setting(
         "exclude_namespaces",
         "--exclude-namespaces",
         "list",
         (),
-        "excludeNamespaces",
         "comma-separated namespaces whose VMs are never migrated (blocked: namespace-not-selected)",
+        chart="excludeNamespaces",
+        commands=RUN_AND_PLAN,
     ),
     Setting(
         "mode",
         "--mode",
         "str",
         "auto",
-        "mode",
         "auto: stand down (observe) where KubeVirt migrates by itself (1.6+ with LiveMigrate), else "
         "active; active: always migrate; observe: never migrate, metrics and events only",
+        chart="mode",
         choices=MODES,
+        commands=RUN_AND_PLAN,
     ),
     Setting(
         "dry_run",
         "--dry-run",
         "bool",
         False,
-        "dryRun",
         "decide and report (logs, metrics, events) but create no migrations",
+        chart="dryRun",
     ),
     Setting(
         "max_in_flight",
         "--max-in-flight",
         "int",
         0,
-        "maxInFlight",
         "cluster-wide cap of unfinished migrations; 0 = KubeVirt CR parallelMigrationsPerCluster (5)",
+        chart="maxInFlight",
+        at_least=0,
     ),
     Setting(
         "max_per_node",
         "--max-per-node",
         "int",
         0,
-        "maxPerNode",
         "cap of outbound migrations per source node; 0 = KubeVirt CR parallelOutboundMigrationsPerNode (2)",
+        chart="maxPerNode",
+        at_least=0,
     ),
     Setting(
         "creates_per_second",
         "--creates-per-second",
         "float",
         10.0,
-        "createsPerSecond",
         "token-bucket rate of migration creates",
+        chart="createsPerSecond",
+        above=0,
     ),
     Setting(
-        "create_burst", "--create-burst", "int", 10, "createBurst", "token-bucket burst of migration creates"
+        "create_burst",
+        "--create-burst",
+        "int",
+        10,
+        "token-bucket burst of migration creates",
+        chart="createBurst",
+        at_least=1,
     ),
     Setting(
         "settle_seconds",
         "--settle-seconds",
         "float",
         5.0,
-        "settleSeconds",
         "wait this long after the last interface change of a VM before migrating it (coalesces edits)",
+        chart="settleSeconds",
+        at_least=0,
     ),
     Setting(
         "bridge_grace_seconds",
         "--bridge-grace-seconds",
         "float",
         15.0,
-        "bridgeGraceSeconds",
-        "grace for the dynamic networks controller to hot plug a bridge interface in place",
+        "grace for the dynamic networks controller to hot plug a bridge interface in place "
+        "(KubeVirt's DynamicNetworkControllerGracePeriod)",
+        chart="bridgeGraceSeconds",
+        at_least=0,
     ),
     Setting(
         "max_attempts",
         "--max-attempts",
         "int",
         3,
-        "maxAttempts",
-        "migration attempts per hot plug before giving up (blocked: gave-up)",
+        "migration attempts per hot plug before giving up (blocked: retries-exhausted)",
+        chart="maxAttempts",
+        at_least=1,
     ),
     Setting(
         "backoff_initial_seconds",
         "--backoff-initial-seconds",
         "float",
         5.0,
-        "backoffInitialSeconds",
         "first retry delay after a failed migration (exponential, jittered)",
+        chart="backoffInitialSeconds",
+        above=0,
     ),
     Setting(
         "backoff_max_seconds",
         "--backoff-max-seconds",
         "float",
         300.0,
-        "backoffMaxSeconds",
         "longest retry delay",
+        chart="backoffMaxSeconds",
+        at_least=0,
     ),
     Setting(
         "migration_deadline_seconds",
         "--migration-deadline-seconds",
         "float",
         900.0,
-        "migrationDeadlineSeconds",
         "cancel (delete) our migration if unfinished after this long; also how long a VMI status that "
         "says 'migrating' with no migration object is waited on",
+        chart="migrationDeadlineSeconds",
+        above=0,
     ),
     Setting(
         "verify_timeout_seconds",
         "--verify-timeout-seconds",
         "float",
         60.0,
-        "verifyTimeoutSeconds",
         "after a successful migration, how long to wait for the interface to show up in (or leave) "
         "the VMI status",
+        chart="verifyTimeoutSeconds",
+        at_least=0,
     ),
     Setting(
         "slot_model",
         "--slot-model",
         "str",
         "auto",
-        "slotModel",
         "PCI hot-plug slot model: auto (by KubeVirt version), v1 (<=1.5), v2 (1.6+), none (no prediction)",
+        chart="slotModel",
         choices=SLOT_MODELS,
+        commands=RUN_AND_PLAN,
     ),
     Setting(
         "listen_address",
         "--listen-address",
         "str",
         "0.0.0.0:8080",
-        "metrics.port",
         "host:port of the HTTP server (/metrics, /livez, /readyz)",
+        chart="metrics.port",
+        chart_default=8080,
+        metavar="HOST:PORT",
     ),
     Setting(
         "leader_elect",
         "--leader-elect",
         "bool",
         True,
-        "leaderElection.enabled",
         "elect a leader through a Lease (only the leader migrates); --no-leader-elect to disable",
+        chart="leaderElection.enabled",
     ),
     Setting(
         "lease_name",
         "--lease-name",
         "str",
         "hotplug-agent",
-        "leaderElection.leaseName",
         "name of the leader-election Lease",
+        chart="leaderElection.leaseName",
+        metavar="NAME",
     ),
     Setting(
         "lease_namespace",
         "--lease-namespace",
         "str",
-        None,
-        "(release namespace)",
+        "default",
         "namespace of the Lease",
+        chart_text="(release namespace)",
         default_text="$POD_NAMESPACE, else default",
+        metavar="NAMESPACE",
     ),
     Setting(
         "lease_duration_seconds",
         "--lease-duration-seconds",
         "float",
         15.0,
-        "leaderElection.leaseDurationSeconds",
         "how long a Lease is valid without renewal",
+        chart="leaderElection.leaseDurationSeconds",
     ),
     Setting(
         "renew_deadline_seconds",
         "--renew-deadline-seconds",
         "float",
         10.0,
-        "leaderElection.renewDeadlineSeconds",
         "the leader steps down if it cannot renew within this",
+        chart="leaderElection.renewDeadlineSeconds",
     ),
     Setting(
         "retry_period_seconds",
         "--retry-period-seconds",
         "float",
         2.0,
-        "leaderElection.retryPeriodSeconds",
         "interval between acquire/renew attempts",
+        chart="leaderElection.retryPeriodSeconds",
     ),
     Setting(
         "shutdown_grace_seconds",
         "--shutdown-grace-seconds",
         "float",
         30.0,
-        "shutdownGraceSeconds",
         "on SIGTERM, how long in-flight work may take before the agent exits",
+        chart="shutdownGraceSeconds",
+        at_least=0,
     ),
     Setting(
         "log_format",
         "--log-format",
         "str",
         "auto",
-        "logFormat",
         "auto (JSON when stderr is not a terminal), json or console",
+        chart="logFormat",
         choices=LOG_FORMATS,
+        commands=RUN_AND_PLAN,
     ),
     Setting(
         "log_level",
         "--log-level",
         "str",
         "info",
-        "logLevel",
         "debug, info, warning or error",
+        chart="logLevel",
         choices=LOG_LEVELS,
+        commands=RUN_AND_PLAN,
     ),
     Setting(
         "identity",
         "--identity",
         "str",
-        None,
-        "(pod name)",
+        "",
         "leader-election identity",
+        chart_text="(pod name)",
         default_text="$POD_NAME, else hostname-pid",
+        metavar="NAME",
     ),
 )
 SETTINGS_BY_ATTR: Final = {s.attr: s for s in SETTINGS}
 
 
+def _default(attr: str) -> Any:
+    return SETTINGS_BY_ATTR[attr].default
+
+
 @dataclass(frozen=True)
 class AgentConfig:
-    """Every setting of the agent (times in seconds); build with :func:`load_config`."""
+    """Every setting of the agent (times in seconds); defaults from :data:`SETTINGS`.
 
-    kubeconfig: str | None = None
-    namespaces: tuple[str, ...] = ()
-    exclude_namespaces: tuple[str, ...] = ()
-    mode: str = "auto"
-    dry_run: bool = False
-    max_in_flight: int = 0
-    max_per_node: int = 0
-    creates_per_second: float = 10.0
-    create_burst: int = 10
-    settle_seconds: float = 5.0
-    bridge_grace_seconds: float = 15.0
-    max_attempts: int = 3
-    backoff_initial_seconds: float = 5.0
-    backoff_max_seconds: float = 300.0
-    migration_deadline_seconds: float = 900.0
-    verify_timeout_seconds: float = 60.0
-    slot_model: str = "auto"
-    listen_address: str = "0.0.0.0:8080"
-    leader_elect: bool = True
-    lease_name: str = "hotplug-agent"
-    lease_namespace: str = "default"
-    lease_duration_seconds: float = 15.0
-    renew_deadline_seconds: float = 10.0
-    retry_period_seconds: float = 2.0
-    shutdown_grace_seconds: float = 30.0
-    log_format: str = "auto"
-    log_level: str = "info"
-    identity: str = ""
+    Build it with :func:`load_config` (flags, environment, validation); ``AgentConfig(**overrides)`` is
+    for programs that embed the agent (they call :func:`validate` themselves).
+    """
+
+    kubeconfig: str | None = _default("kubeconfig")
+    context: str | None = _default("context")
+    namespaces: tuple[str, ...] = _default("namespaces")
+    exclude_namespaces: tuple[str, ...] = _default("exclude_namespaces")
+    mode: str = _default("mode")
+    dry_run: bool = _default("dry_run")
+    max_in_flight: int = _default("max_in_flight")
+    max_per_node: int = _default("max_per_node")
+    creates_per_second: float = _default("creates_per_second")
+    create_burst: int = _default("create_burst")
+    settle_seconds: float = _default("settle_seconds")
+    bridge_grace_seconds: float = _default("bridge_grace_seconds")
+    max_attempts: int = _default("max_attempts")
+    backoff_initial_seconds: float = _default("backoff_initial_seconds")
+    backoff_max_seconds: float = _default("backoff_max_seconds")
+    migration_deadline_seconds: float = _default("migration_deadline_seconds")
+    verify_timeout_seconds: float = _default("verify_timeout_seconds")
+    slot_model: str = _default("slot_model")
+    listen_address: str = _default("listen_address")
+    leader_elect: bool = _default("leader_elect")
+    lease_name: str = _default("lease_name")
+    lease_namespace: str = _default("lease_namespace")
+    lease_duration_seconds: float = _default("lease_duration_seconds")
+    renew_deadline_seconds: float = _default("renew_deadline_seconds")
+    retry_period_seconds: float = _default("retry_period_seconds")
+    shutdown_grace_seconds: float = _default("shutdown_grace_seconds")
+    log_format: str = _default("log_format")
+    log_level: str = _default("log_level")
+    identity: str = _default("identity")
 
     @property
     def listen_host(self) -> str:
@@ -339,28 +431,10 @@ class AgentConfig:
     def listen_port(self) -> int:
         return split_address(self.listen_address)[1]
 
-    def controller_settings(self) -> ControllerSettings:
-        """The subset the reconcile loop uses."""
-        from agent.controller import ControllerSettings
 
-        return ControllerSettings(
-            mode=self.mode,
-            dry_run=self.dry_run,
-            max_in_flight=self.max_in_flight,
-            max_per_node=self.max_per_node,
-            creates_per_second=self.creates_per_second,
-            create_burst=self.create_burst,
-            settle_seconds=self.settle_seconds,
-            bridge_grace_seconds=self.bridge_grace_seconds,
-            max_attempts=self.max_attempts,
-            backoff_initial_seconds=self.backoff_initial_seconds,
-            backoff_max_seconds=self.backoff_max_seconds,
-            migration_deadline_seconds=self.migration_deadline_seconds,
-            verify_timeout_seconds=self.verify_timeout_seconds,
-            slot_model=self.slot_model,
-            include_namespaces=frozenset(self.namespaces) if self.namespaces else None,
-            exclude_namespaces=frozenset(self.exclude_namespaces),
-        )
+#: The defaults as a config object, needing no cluster and no environment: the single place other
+#: modules take a default from (``DEFAULTS.settle_seconds``), never a literal of their own.
+DEFAULTS: Final = AgentConfig()
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -404,6 +478,8 @@ def _convert(setting: Setting, value: Any, source: str) -> Any:
             items = [v.strip() for v in str(value).split(",")]
         return tuple(dict.fromkeys(v for v in items if v))
     if setting.kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not a number")
         conv: Callable[[str], Any] = int if setting.kind == "int" else float
         try:
             number = conv(str(value).strip())
@@ -420,66 +496,85 @@ def _convert(setting: Setting, value: Any, source: str) -> Any:
     return text
 
 
+def settings_of(command: str) -> tuple[Setting, ...]:
+    """The settings ``command`` (``run`` or ``plan``) takes as flags and environment variables."""
+    return tuple(s for s in SETTINGS if command in s.commands)
+
+
 def load_config(
     flags: argparse.Namespace | Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    command: str = "run",
 ) -> AgentConfig:
-    """Flags (non-``None`` attributes named like the dataclass fields) > ``HOTPLUG_AGENT_*`` > defaults."""
+    """Flags (non-``None`` attributes named like the fields) > ``HOTPLUG_AGENT_*`` > defaults.
+
+    Only the settings of ``command`` are read; the others keep their defaults. Raises one
+    :class:`ConfigError` that lists every unreadable and every invalid value.
+    """
     env = os.environ if env is None else env
     given = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
     values: dict[str, Any] = {}
-    for setting in SETTINGS:
+    problems: list[str] = []
+    unreadable: set[str] = set()
+    for setting in settings_of(command):
         flag_value = given.get(setting.attr)
-        if flag_value is not None:
-            values[setting.attr] = _convert(setting, flag_value, "flag")
-        elif env.get(setting.env, "") != "" or (setting.kind == "list" and setting.env in env):
-            values[setting.attr] = _convert(setting, env[setting.env], "environment")
-    if values.get("lease_namespace") is None:
-        values["lease_namespace"] = env.get("POD_NAMESPACE") or "default"
-    if values.get("identity") is None:
+        try:
+            if flag_value is not None:
+                values[setting.attr] = _convert(setting, flag_value, "flag")
+            elif env.get(setting.env, "") != "" or (setting.kind == "list" and setting.env in env):
+                values[setting.attr] = _convert(setting, env[setting.env], "environment")
+        except ConfigError as exc:
+            problems.append(str(exc))
+            unreadable.add(setting.attr)
+    if "lease_namespace" not in values:
+        values["lease_namespace"] = env.get("POD_NAMESPACE") or DEFAULTS.lease_namespace
+    if "identity" not in values:
         values["identity"] = env.get("POD_NAME") or _default_identity()
-    known = {f.name for f in fields(AgentConfig)}
-    config = AgentConfig(**{k: v for k, v in values.items() if k in known})
-    validate(config)
+    config = AgentConfig(**values)
+    problems += _problems(config, skip=unreadable)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
 
 
 def validate(config: AgentConfig) -> None:
     """Raise :class:`ConfigError` listing every problem (not just the first)."""
+    problems = _problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _problems(config: AgentConfig, skip: Iterable[str] = ()) -> list[str]:
+    """Every invalid value; a rule is not checked when a value it reads could not be read at all."""
+    skipped = set(skip)
     problems: list[str] = []
 
-    def need(ok: bool, attr: str, what: str) -> None:
-        if not ok:
-            s = SETTINGS_BY_ATTR[attr]
-            problems.append(f"{s.flag} / {s.env} = {getattr(config, attr)!r}: {what}")
+    def need(ok: bool, attr: str, what: str, *reads: str) -> None:
+        if ok or skipped & {attr, *reads}:
+            return
+        s = SETTINGS_BY_ATTR[attr]
+        problems.append(f"{s.flag} / {s.env} = {getattr(config, attr)!r}: {what}")
 
-    for attr in ("max_in_flight", "max_per_node"):
-        need(getattr(config, attr) >= 0, attr, "must be >= 0 (0 = from the KubeVirt CR)")
-    need(config.creates_per_second > 0, "creates_per_second", "must be > 0")
-    need(config.create_burst >= 1, "create_burst", "must be >= 1")
-    for attr in (
-        "settle_seconds",
-        "bridge_grace_seconds",
-        "verify_timeout_seconds",
-        "shutdown_grace_seconds",
-    ):
-        need(getattr(config, attr) >= 0, attr, "must be >= 0")
-    need(config.max_attempts >= 1, "max_attempts", "must be >= 1")
-    need(config.backoff_initial_seconds > 0, "backoff_initial_seconds", "must be > 0")
+    for s in SETTINGS:
+        value = getattr(config, s.attr)
+        if s.at_least is not None:
+            need(value >= s.at_least, s.attr, f"must be >= {s.at_least:g}")
+        if s.above is not None:
+            need(value > s.above, s.attr, f"must be > {s.above:g}")
+        if s.choices:
+            need(value in s.choices, s.attr, f"must be one of {', '.join(s.choices)}")
     need(
         config.backoff_max_seconds >= config.backoff_initial_seconds,
         "backoff_max_seconds",
         "must be >= --backoff-initial-seconds",
+        "backoff_initial_seconds",
     )
-    need(config.migration_deadline_seconds > 0, "migration_deadline_seconds", "must be > 0")
-    need(config.mode in MODES, "mode", f"must be one of {', '.join(MODES)}")
-    need(config.slot_model in SLOT_MODELS, "slot_model", f"must be one of {', '.join(SLOT_MODELS)}")
-    need(config.log_format in LOG_FORMATS, "log_format", f"must be one of {', '.join(LOG_FORMATS)}")
-    need(config.log_level in LOG_LEVELS, "log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-    try:
-        split_address(config.listen_address)
-    except ConfigError as exc:
-        problems.append(f"--listen-address / {ENV_PREFIX}LISTEN_ADDRESS: {exc}")
+    if "listen_address" not in skipped:
+        try:
+            split_address(config.listen_address)
+        except ConfigError as exc:
+            problems.append(f"--listen-address / {ENV_PREFIX}LISTEN_ADDRESS: {exc}")
     need(bool(config.lease_name), "lease_name", "must not be empty")
     need(bool(config.lease_namespace), "lease_namespace", "must not be empty")
     need(bool(config.identity), "identity", "must not be empty")
@@ -489,30 +584,34 @@ def validate(config: AgentConfig) -> None:
             config.renew_deadline_seconds > 1.2 * config.retry_period_seconds,
             "renew_deadline_seconds",
             "must be > 1.2 x --retry-period-seconds (client-go rule)",
+            "retry_period_seconds",
         )
         need(
             config.lease_duration_seconds > config.renew_deadline_seconds,
             "lease_duration_seconds",
             "must be > --renew-deadline-seconds",
+            "renew_deadline_seconds",
         )
     overlap = set(config.namespaces) & set(config.exclude_namespaces)
     if overlap:
         problems.append(f"namespaces both watched and excluded: {', '.join(sorted(overlap))}")
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return problems
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per setting; defaults are ``None`` so :func:`load_config` can tell "not given"."""
-    group = parser.add_argument_group("agent settings (flag > environment > default)")
-    for s in SETTINGS:
-        text = f"{s.help} [env {s.env}; default {s.shown_default}]"
+def flag_help(s: Setting) -> str:
+    return f"{s.help} [env {s.env}; default {s.shown_default}]"
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str = "run") -> None:
+    """One flag per setting of ``command``; defaults are ``None`` so :func:`load_config` sees "not given"."""
+    group = parser.add_argument_group("settings (flag > environment > default)")
+    for s in settings_of(command):
         if s.kind == "bool":
             group.add_argument(
-                s.flag, dest=s.attr, action=argparse.BooleanOptionalAction, default=None, help=text
+                s.flag, dest=s.attr, action=argparse.BooleanOptionalAction, default=None, help=flag_help(s)
             )
             continue
-        metavar = {
+        metavar = s.metavar or {
             "int": "N",
             "float": "SECONDS" if s.attr.endswith("seconds") else "N",
             "list": "NS,...",
@@ -522,5 +621,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             dest=s.attr,
             default=None,
             metavar="{" + ",".join(s.choices) + "}" if s.choices else metavar,
-            help=text,
+            help=flag_help(s),
         )
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def markdown_table() -> str:
+    """The settings table of ``docs/configuration.md`` (a test keeps the page equal to this)."""
+    lines = [
+        "| flag | environment | chart value | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        flag = f"`{s.flag}` / `--no-{s.flag[2:]}`" if s.kind == "bool" else f"`{s.flag}`"
+        chart = f"`{s.chart}`" if s.chart is not None else s.chart_text
+        meaning = _sentence(s.help)
+        if s.choices:
+            meaning += " One of: " + ", ".join(f"`{c}`" for c in s.choices) + "."
+        if s.commands != RUN:
+            meaning += " Also for `plan`."
+        lines.append(f"| {flag} | `{s.env}` | {chart} | {s.shown_default} | {meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m agent.config` regenerates the docs table
+    print(markdown_table())

@@ -13,9 +13,10 @@ Order of the rules (first match wins; docs/decisions.md explains each):
 5. a migration of this VMI is in flight (any initiator) → WAIT ``in-flight`` (the VMI's status alone:
    until the migration deadline past its start)
 6. SR-IOV unplug → BLOCKED ``sriov-unplug``
-7. only undeliverable template changes, or ``RestartRequired`` — unless the agent showed it comes only
-   from the hot plug (KubeVirt releases that flag every network edit, ``agent.restart``; while that
-   check runs → WAIT ``waiting-for-kubevirt``) → BLOCKED ``restart-required``
+7. only undeliverable template changes, an interface removed instead of set ``absent``, or
+   ``RestartRequired`` (unless the agent showed it comes only from the hot plug, on KubeVirt releases
+   that flag every network edit: ``agent.restart``; while that check runs → WAIT
+   ``waiting-for-kubevirt``) → BLOCKED ``restart-required``
 8. only template changes KubeVirt has not copied to the VMI yet → WAIT ``waiting-for-kubevirt``
    (bounded by ``kubevirt_sync_wait_seconds`` when ``RestartRequired`` is set, then BLOCKED
    ``restart-required``)
@@ -30,22 +31,20 @@ Order of the rules (first match wins; docs/decisions.md explains each):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Literal
 
+from agent.config import DEFAULTS
 from agent.detect import Detection
-from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
+from agent.kubevirt import WORKLOAD_UPDATE_LIVE_MIGRATE
+from agent.model import KubeVirtRecord, VMIRecord, VMRecord
 from agent.restart import RestartCheck
 from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
 
 Mode = Literal["active", "observe"]
 
-#: KubeVirt's ``DynamicNetworkControllerGracePeriod``.
-DEFAULT_BRIDGE_GRACE_SECONDS: Final = 15.0
-DEFAULT_SETTLE_SECONDS: Final = 5.0
-DEFAULT_MIGRATION_DEADLINE_SECONDS: Final = 900.0
 #: How long deliverable changes wait for further template changes to reach the VMI spec.
 DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS: Final = 30.0
 
@@ -108,17 +107,18 @@ class DecisionContext:
 
     now: float
     mode: Mode = "active"
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS
-    bridge_grace_seconds: float = DEFAULT_BRIDGE_GRACE_SECONDS
+    settle_seconds: float = DEFAULTS.settle_seconds
+    bridge_grace_seconds: float = DEFAULTS.bridge_grace_seconds
     kubevirt_sync_wait_seconds: float = DEFAULT_KUBEVIRT_SYNC_WAIT_SECONDS
-    include_namespaces: frozenset[str] | None = None
-    exclude_namespaces: frozenset[str] = frozenset()
+    #: the namespaces selected (None: all) and excluded
+    include_namespaces: Collection[str] | None = None
+    exclude_namespaces: Collection[str] = ()
     slot_model: SlotModel = "none"
     known_hotplugged: int = 0
     first_seen: Mapping[str, float] = field(default_factory=dict)
     last_change: float | None = None
     attempts: int = 0
-    max_attempts: int = 3
+    max_attempts: int = DEFAULTS.max_attempts
     next_retry_at: float | None = None
     rejected_message: str | None = None
     #: What the agent found out about the VM's ``RestartRequired`` (None: not checked — the condition is
@@ -127,7 +127,7 @@ class DecisionContext:
     restart_check_pending: bool = False
     #: After this long, a VMI whose status still says "migrating" with no unfinished migration object
     #: is not waited on any more (KubeVirt's admission still refuses a second migration if one exists).
-    migration_deadline_seconds: float = DEFAULT_MIGRATION_DEADLINE_SECONDS
+    migration_deadline_seconds: float = DEFAULTS.migration_deadline_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +141,11 @@ class Decision:
     #: When to evaluate again (absolute, same clock as ``now``); None = on the next event only.
     recheck_at: float | None = None
     slots: SlotPrediction | None = None
-    #: In OBSERVE: what the agent would have done in active mode (for metrics and logs).
-    would: str = ""
+    #: In OBSERVE: what the agent would have done in active mode (its wait or block reason is set too).
+    would: Kind | None = None
 
 
-def namespace_selected(namespace: str, include: frozenset[str] | None, exclude: frozenset[str]) -> bool:
+def namespace_selected(namespace: str, include: Collection[str] | None, exclude: Collection[str]) -> bool:
     return namespace not in exclude and (include is None or namespace in include)
 
 
@@ -185,24 +185,21 @@ def decide(vmi: VMIRecord, vm: VMRecord | None, detection: Detection, ctx: Decis
         return _blocked(
             d,
             BlockReason.OPTED_OUT,
-            'VM has label hotplug-agent.io/auto-migrate="false"; '
+            'VM has hotplug-agent.io/auto-migrate="false" (label or annotation); '
             "migrate it manually to complete the hot plug",
         )
 
     inner = _active(vmi, vm, d, ctx)
     if ctx.mode == "observe":
-        would = inner.kind.value
-        if inner.block_reason is not None:
-            would = f"blocked:{inner.block_reason.value}"
-        elif inner.wait_reason is not None:
-            would = f"wait:{inner.wait_reason.value}"
         return Decision(
             Kind.OBSERVE,
             d,
+            wait_reason=inner.wait_reason,
+            block_reason=inner.block_reason,
             message="KubeVirt migrates for hot plugs itself (workload updater with LiveMigrate)"
             + (f"; {inner.message}" if inner.message else ""),
             slots=inner.slots,
-            would=would,
+            would=inner.kind,
         )
     return inner
 
@@ -255,7 +252,9 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
     check = ctx.restart_check if restart_required else None
     if check is not None and not check.needed:
         restart_required = False
-    if restart_required or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
+    # An interface removed instead of set absent makes KubeVirt set RestartRequired too: block at once
+    # rather than race the condition (a migration now would deliver the rest and still need a restart).
+    if restart_required or d.removed or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
         details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
         if not details:
             details = check.reason if check is not None else "VM condition RestartRequired"

@@ -2,7 +2,7 @@
 
 Why KubeVirt's rules: the agent must agree with KubeVirt on what "pending" means, or it migrates VMs
 KubeVirt considers done (or misses ones it considers pending). The rules mirror
-``pkg/network/migration/evaluator.go`` (``shouldVMIBeMarkedForAutoMigration``, notes/kubevirt.md §1.4),
+``pkg/network/migration/evaluator.go`` (``shouldVMIBeMarkedForAutoMigration``),
 evaluated only over secondary (non-default) Multus interfaces:
 
 * pending plug: ``state != absent`` and no ``status.interfaces`` entry (the pod lacks the network);
@@ -10,7 +10,7 @@ evaluated only over secondary (non-default) Multus interfaces:
 * pending unplug: ``state == absent`` and a status entry with ``multus-status`` but without ``domain``
   (detached from the guest, still in the pod).
 
-Plus what only the VM shows (``pkg/network/controllers/vm.go``, notes §1.1):
+Plus what only the VM shows (``pkg/network/controllers/vm.go``):
 
 * waiting for KubeVirt: a template interface (bridge/SR-IOV binding, secondary Multus, not absent) not
   yet in the VMI spec, or a template ``absent`` not yet propagated to the VMI;
@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from agent.model import VMI_PHASE_RUNNING, Binding, Interface, VMIMRecord, VMIRecord, VMRecord
+from agent.kubevirt import HOTPLUG_BINDINGS, VMI_PHASE_RUNNING
+from agent.model import Binding, Interface, VMIMRecord, VMIRecord, VMRecord
 
 ChangeKind = Literal["plug", "unplug"]
 Status = Literal["not-running", "in-progress", "pending", "waiting-for-kubevirt", "undeliverable", "done"]
 
 _ORDINAL_POD_IFACE: Final = re.compile(r"net\d+")
-_HOTPLUGGABLE_BINDINGS: Final = frozenset({"bridge", "sriov"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,9 @@ class Detection:
     waiting_for_kubevirt: tuple[str, ...] = ()
     #: Template changes KubeVirt cannot apply live (name, why).
     undeliverable: tuple[tuple[str, str], ...] = ()
+    #: Of those, interfaces removed from the template instead of set ``absent``: KubeVirt sets
+    #: ``RestartRequired`` for them whatever else is pending (``IsRestartRequired``).
+    removed: tuple[str, ...] = ()
     sriov_unplugs: tuple[str, ...] = ()
     #: In the pod, not (yet) in the guest: virt-handler attaches these in place (bridge).
     attaching: tuple[str, ...] = ()
@@ -94,13 +97,22 @@ class Detection:
             or self.detaching
         )
 
-    @property
-    def needs_migration(self) -> bool:
-        return bool(self.changes)
-
 
 def _hotpluggable(iface: Interface) -> bool:
-    return iface.network.is_secondary_multus and iface.binding in _HOTPLUGGABLE_BINDINGS
+    return iface.network.is_secondary_multus and iface.binding in HOTPLUG_BINDINGS
+
+
+@dataclass(slots=True)
+class _Found:
+    """What :func:`detect` collects about the interfaces, before it is frozen into a :class:`Detection`."""
+
+    changes: list[PendingChange] = field(default_factory=list)
+    attaching: list[str] = field(default_factory=list)
+    detaching: list[str] = field(default_factory=list)
+    sriov_unplugs: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    undeliverable: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord] = ()) -> Detection:
@@ -109,19 +121,39 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
     Only a Running VMI with a node is evaluated: before that there are no status entries and every
     interface would look like a pending plug.
     """
+    active = _active_migration(vmi, migrations)
+    if vmi.phase != VMI_PHASE_RUNNING or not vmi.node or vmi.deletion_requested:
+        return Detection(status="not-running", active_migration=active)
+    found = _Found()
+    _read_vmi(vmi, found)
+    if vm is not None:
+        _read_template(vmi, vm, found)
+        _read_removed(vmi, vm, found)
+    return Detection(
+        status=_status(found, migrating=active is not None or vmi.migrating),
+        changes=tuple(found.changes),
+        waiting_for_kubevirt=tuple(found.waiting),
+        undeliverable=tuple(found.undeliverable),
+        removed=tuple(found.removed),
+        sriov_unplugs=tuple(dict.fromkeys(found.sriov_unplugs)),
+        attaching=tuple(found.attaching),
+        detaching=tuple(found.detaching),
+        active_migration=active,
+    )
+
+
+def _active_migration(vmi: VMIRecord, migrations: Iterable[VMIMRecord]) -> VMIMRecord | None:
+    """The newest unfinished VMIM of this VMI."""
     active = None
     for m in migrations:
         newer = active is None or (m.creation_ts or 0.0) > (active.creation_ts or 0.0)
         if m.vmi_key == vmi.key and not m.final and newer:
             active = m
+    return active
 
-    if vmi.phase != VMI_PHASE_RUNNING or not vmi.node or vmi.deletion_requested:
-        return Detection(status="not-running", active_migration=active)
 
-    changes: list[PendingChange] = []
-    attaching: list[str] = []
-    detaching: list[str] = []
-    sriov_unplugs: list[str] = []
+def _read_vmi(vmi: VMIRecord, found: _Found) -> None:
+    """The VMI spec against its status: plugs and unplugs to migrate for, and what happens in place."""
     for iface in vmi.interfaces:
         if not iface.network.is_secondary_multus:
             continue
@@ -129,73 +161,69 @@ def detect(vmi: VMIRecord, vm: VMRecord | None, migrations: Iterable[VMIMRecord]
         if iface.absent:
             if iface.binding == "sriov":
                 if st is not None:
-                    sriov_unplugs.append(iface.name)
+                    found.sriov_unplugs.append(iface.name)
                 continue
             if st is not None and st.in_pod and not st.in_domain:
-                changes.append(PendingChange(iface.name, "unplug", iface.binding))
+                found.changes.append(PendingChange(iface.name, "unplug", iface.binding))
             elif st is not None and st.in_domain:
-                detaching.append(iface.name)
+                found.detaching.append(iface.name)
         elif st is None:
-            changes.append(PendingChange(iface.name, "plug", iface.binding))
+            found.changes.append(PendingChange(iface.name, "plug", iface.binding))
         elif st.in_pod and not st.in_domain:
-            attaching.append(iface.name)
+            found.attaching.append(iface.name)
 
-    waiting: list[str] = []
-    undeliverable: list[tuple[str, str]] = []
-    if vm is not None:
-        ordinal = any(_ORDINAL_POD_IFACE.fullmatch(s.pod_interface_name) for s in vmi.statuses)
-        template_names = {t.name for t in vm.template_interfaces}
-        for t in vm.template_interfaces:
-            current = vmi.interface(t.name)
-            if current is None:
-                if t.absent:
-                    continue  # never plugged, nothing to remove
-                if _hotpluggable(t):
-                    waiting.append(t.name)
-                else:
-                    why = (
-                        f"binding {t.binding} cannot be hot plugged"
-                        if t.network.is_secondary_multus
-                        else "only secondary Multus networks can be hot plugged"
-                    )
-                    undeliverable.append((t.name, why))
-            elif t.absent and not current.absent:
-                if current.binding == "sriov":
-                    sriov_unplugs.append(t.name)
-                elif ordinal:
-                    undeliverable.append(
-                        (t.name, "VMI uses legacy ordinal interface names, hot unplug is not supported")
-                    )
-                else:
-                    waiting.append(t.name)
-        for iface in vmi.interfaces:
-            if iface.name in template_names or iface.absent:
-                continue
-            if iface.binding == "sriov":
-                sriov_unplugs.append(iface.name)
+
+def _read_template(vmi: VMIRecord, vm: VMRecord, found: _Found) -> None:
+    """The VM template against the VMI spec: edits KubeVirt has yet to sync, and edits it never will."""
+    ordinal = any(_ORDINAL_POD_IFACE.fullmatch(s.pod_interface_name) for s in vmi.statuses)
+    for t in vm.template_interfaces:
+        current = vmi.interface(t.name)
+        if current is None:
+            if t.absent:
+                continue  # never plugged, nothing to remove
+            if _hotpluggable(t):
+                found.waiting.append(t.name)
             else:
-                undeliverable.append(
-                    (iface.name, "removed from the VM template instead of being set to state absent")
+                why = (
+                    f"binding {t.binding} cannot be hot plugged"
+                    if t.network.is_secondary_multus
+                    else "only secondary Multus networks can be hot plugged"
                 )
+                found.undeliverable.append((t.name, why))
+        elif t.absent and not current.absent:
+            if current.binding == "sriov":
+                found.sriov_unplugs.append(t.name)
+            elif ordinal:
+                found.undeliverable.append(
+                    (t.name, "VMI uses legacy ordinal interface names, hot unplug is not supported")
+                )
+            else:
+                found.waiting.append(t.name)
 
-    status: Status
-    if active is not None or vmi.migrating:
-        status = "in-progress"
-    elif changes:
-        status = "pending"
-    elif waiting:
-        status = "waiting-for-kubevirt"
-    elif undeliverable or sriov_unplugs:
-        status = "undeliverable"
-    else:
-        status = "done"
-    return Detection(
-        status=status,
-        changes=tuple(changes),
-        waiting_for_kubevirt=tuple(waiting),
-        undeliverable=tuple(undeliverable),
-        sriov_unplugs=tuple(dict.fromkeys(sriov_unplugs)),
-        attaching=tuple(attaching),
-        detaching=tuple(detaching),
-        active_migration=active,
-    )
+
+def _read_removed(vmi: VMIRecord, vm: VMRecord, found: _Found) -> None:
+    """Interfaces of the VMI that the VM template no longer names at all (not set absent)."""
+    template_names = {t.name for t in vm.template_interfaces}
+    for iface in vmi.interfaces:
+        if iface.name in template_names or iface.absent:
+            continue
+        if iface.binding == "sriov":
+            found.sriov_unplugs.append(iface.name)
+        else:
+            found.removed.append(iface.name)
+            found.undeliverable.append(
+                (iface.name, "removed from the VM template instead of being set to state absent")
+            )
+
+
+def _status(found: _Found, *, migrating: bool) -> Status:
+    """The one word for the VMI, most urgent first."""
+    if migrating:
+        return "in-progress"
+    if found.changes:
+        return "pending"
+    if found.waiting:
+        return "waiting-for-kubevirt"
+    if found.undeliverable or found.sriov_unplugs:
+        return "undeliverable"
+    return "done"

@@ -2,7 +2,8 @@
 
 Why a queue: the reconcile loop must never wait on the API server to tell a user something. Events
 are best effort (as in client-go's EventRecorder): a bounded queue, one sender task, and when the queue
-is full the event is dropped and counted rather than growing memory without bound.
+is full the event is dropped and logged (at 1, 2, 4, 8 … drops: a stalled API server must not flood the
+log either) rather than growing memory without bound. Reasons are in :mod:`agent.names`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,9 @@ from typing import Protocol
 
 import structlog
 
-log = structlog.get_logger(__name__)
+from agent.kubevirt import KIND_VM
 
-#: Reasons the agent uses; they show in ``kubectl describe vm`` and ``kubectl get events``.
-REASON_MIGRATION_STARTED = "HotplugMigrationStarted"
-REASON_HOTPLUG_COMPLETED = "HotplugCompleted"
-REASON_MIGRATION_RETRY = "HotplugMigrationRetry"
-REASON_GAVE_UP = "HotplugMigrationGaveUp"
-REASON_BLOCKED = "HotplugBlocked"
-REASON_SLOTS_EXHAUSTED = "HotplugSlotsExhausted"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +45,7 @@ class EventRecorder:
         self.attempts = attempts
         self.retry_seconds = retry_seconds
         self._queue: asyncio.Queue[VMEvent] = asyncio.Queue(maxsize=maxsize)
-        self.dropped = 0
-        self.sent = 0
-        self.failed = 0
+        self._dropped = 0
 
     def record(self, event: VMEvent) -> None:
         if self._sink is None:
@@ -60,7 +53,9 @@ class EventRecorder:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped += 1
+            self._dropped += 1
+            if self._dropped & (self._dropped - 1) == 0:  # a power of two
+                log.warning("events_dropped", total=self._dropped, reason=event.reason, vm=event.name)
 
     async def run(self) -> None:
         """Send queued events until cancelled; API failures are logged, never raised."""
@@ -73,18 +68,16 @@ class EventRecorder:
             for attempt in range(1, self.attempts + 1):
                 try:
                     await self._sink.create_event(
-                        ("VirtualMachine", event.namespace, event.name, event.uid),
+                        (KIND_VM, event.namespace, event.name, event.uid),
                         event.type,
                         event.reason,
                         event.message,
                     )
-                    self.sent += 1
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # best effort, like client-go's recorder
                     if attempt == self.attempts:
-                        self.failed += 1
                         log.warning("event_send_failed", reason=event.reason, vm=event.name, error=str(exc))
                     else:
                         await asyncio.sleep(self.retry_seconds * attempt)

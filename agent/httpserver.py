@@ -6,7 +6,8 @@ then, and ``/livez`` turns 503 once the stamp is older than ``liveness_timeout``
 answered by the same loop, so a fully blocked loop times the kubelet's probe out — same verdict.)
 
 Readiness is "caches synced": a follower with warm caches is ready (it can take over at once); a
-process still listing is not.
+process still listing, or still waiting for KubeVirt's API to be served, is not. A 503 says why
+(``not_ready_reason``), so ``kubectl describe pod`` shows the cause of an unready agent.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class HttpServer:
         *,
         registry: CollectorRegistry,
         ready: Callable[[], bool],
+        not_ready_reason: Callable[[], str] = lambda: "caches not synced",
         liveness_timeout: float = 30.0,
         heartbeat_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -41,6 +43,7 @@ class HttpServer:
         self.port = port
         self.registry = registry
         self.ready = ready
+        self.not_ready_reason = not_ready_reason
         self.liveness_timeout = liveness_timeout
         self.heartbeat_interval = heartbeat_interval
         self.clock = clock
@@ -98,4 +101,4 @@ class HttpServer:
     async def _readyz(self, _request: web.Request) -> web.Response:
         if self.ready():
             return web.Response(text="ok\n")
-        return web.Response(status=503, text="caches not synced\n")
+        return web.Response(status=503, text=f"{self.not_ready_reason()}\n")

@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -40,22 +40,23 @@ import aiohttp
 import structlog
 import tenacity
 from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from agent import kubevirt as kv
+from agent.names import COMPONENT, GENERATE_NAME_PREFIX, LABEL_MANAGED_BY, MANAGED_BY_VALUE
+from agent.outcomes import Conflict, Forbidden, MigrationInFlight, MigrationRejected, Outcome, Transient
 
 log = structlog.get_logger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE: Final = "hotplug-agent"
-VMI_NAME_LABEL: Final = "kubevirt.io/vmi-name"
-COMPONENT: Final = "hotplug-agent"
 #: core/v1 Event messages are cut here (events.k8s.io validates ≤ 1 KiB notes; keep both happy).
 EVENT_MESSAGE_MAX: Final = 1024
 
 #: ``(verb, status)`` — ``status`` 0 means no HTTP answer (connection error or timeout).
 ApiErrorCallback = Callable[[str, int], None]
+#: ``(verb, resource plural, status, seconds)`` for every request sent; status 0: no HTTP answer.
+RequestCallback = Callable[[str, str, int, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +80,10 @@ class Resource:
         return base
 
 
-VMS: Final = Resource("kubevirt.io", "v1", "virtualmachines")
-VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances")
-VMIMS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations")
-KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts")
+VMS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMS)
+VMIS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMIS)
+VMIMS: Final = Resource(kv.GROUP, kv.VERSION, kv.VMIMS)
+KUBEVIRTS: Final = Resource(kv.GROUP, kv.VERSION, kv.KUBEVIRTS)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions")
 EVENTS: Final = Resource("", "v1", "events")
@@ -120,6 +121,22 @@ class ApiError(Exception):
     def nothing_done(self) -> bool:
         """The server guarantees the request had no effect (safe to retry even a create)."""
         return self.status in (429, 503)
+
+
+def classify(exc: BaseException) -> Outcome:
+    """What a failed call means (``agent.outcomes``), from the API's Status: KubeVirt's two admission
+    answers (its webhook sets no machine-readable reason, so their texts are read — here, nowhere
+    else), 403, a plain 409, or transient (anything else, no answer included)."""
+    err = exc if isinstance(exc, ApiError) else error_from_exception(exc, "", "")
+    if kv.MSG_IN_FLIGHT in err.message:
+        return MigrationInFlight(err.message)
+    if kv.MSG_CANNOT_MIGRATE in err.message:
+        return MigrationRejected(err.message)
+    if err.status == 403:
+        return Forbidden(err.message, err.verb or "create", err.resource or VMIMS.plural)
+    if err.status == 409:
+        return Conflict(err.message)
+    return Transient(err.message, err.status)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -243,7 +260,9 @@ class KubeClient:
 
     ``request_timeout`` bounds every non-watch call (total time). Watches use a read-inactivity
     timeout instead (see :meth:`watch`). ``on_api_error(verb, status)`` is called once per failed
-    HTTP attempt (metrics ``api_errors_total{verb,code}``).
+    HTTP attempt (metrics ``api_errors_total{verb,code}``); ``on_request(verb, resource, status,
+    seconds)`` once per request sent, watches included (``rest_client_requests_total`` and
+    ``rest_client_request_duration_seconds``), measured in :meth:`_send`, which every request passes.
     """
 
     def __init__(
@@ -252,6 +271,7 @@ class KubeClient:
         *,
         request_timeout: float = 30.0,
         on_api_error: ApiErrorCallback | None = None,
+        on_request: RequestCallback | None = None,
         retry_attempts: int = 5,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
@@ -260,29 +280,13 @@ class KubeClient:
         self.api_client = api_client
         self.request_timeout = request_timeout
         self.on_api_error = on_api_error
+        self.on_request = on_request
         self.retry_attempts = retry_attempts
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.identity = identity
 
     # ------------------------------------------------------------------ construction
-
-    @classmethod
-    async def from_config(cls, kubeconfig: str | None = None, **kwargs: Any) -> KubeClient:
-        """In-cluster config when running in a pod (and no ``kubeconfig``), else the kubeconfig file.
-
-        Without either, ``~/.kube/config`` (kubernetes-asyncio's default) is used.
-        """
-        import os
-
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            cfg = k8s_client.Configuration()
-            # Synchronous but tiny: reads the service-account token and CA paths once.
-            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            api = k8s_client.ApiClient(configuration=cfg)
-        else:
-            api = await k8s_config.new_client_from_config(config_file=kubeconfig)
-        return cls(api, **kwargs)
 
     async def close(self) -> None:
         await self.api_client.close()
@@ -304,6 +308,8 @@ class KubeClient:
 
     async def _send(
         self,
+        verb: str,
+        resource: str,
         method: str,
         path: str,
         *,
@@ -313,18 +319,32 @@ class KubeClient:
         client_timeout: aiohttp.ClientTimeout | float | None = None,
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        resp: Any = await self.api_client.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=client_timeout if client_timeout is not None else self.request_timeout,
-        )
+        started = time.monotonic()
+        try:
+            resp: Any = await self.api_client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=client_timeout if client_timeout is not None else self.request_timeout,
+            )
+        except Exception as exc:
+            status = exc.status if isinstance(exc, ApiException) and exc.status else 0
+            self._observe(verb, resource, int(status), time.monotonic() - started)
+            raise
         assert isinstance(resp, aiohttp.ClientResponse)
+        self._observe(verb, resource, resp.status, time.monotonic() - started)
         return resp
+
+    def _observe(self, verb: str, resource: str, status: int, seconds: float) -> None:
+        if self.on_request is not None:
+            try:
+                self.on_request(verb, resource, status, seconds)
+            except Exception:  # metrics must never break an API call
+                log.exception("request_callback_failed")
 
     async def _once(
         self,
@@ -338,7 +358,9 @@ class KubeClient:
     ) -> Any:
         try:
             async with asyncio.timeout(self.request_timeout):
-                resp = await self._send(method, path, query=query, body=body, content_type=content_type)
+                resp = await self._send(
+                    verb, resource, method, path, query=query, body=body, content_type=content_type
+                )
                 try:
                     data = await resp.read()
                 finally:
@@ -387,7 +409,7 @@ class KubeClient:
     @staticmethod
     def _log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        log.info(
+        log.debug(
             "api_retry",
             attempt=state.attempt_number,
             sleep=round(state.upcoming_sleep, 3),
@@ -558,7 +580,10 @@ class KubeClient:
         )
         try:
             async with asyncio.timeout(connect_timeout + inactivity_timeout):
-                resp = await self._send("GET", resource.path(namespace), query=query, client_timeout=timeout)
+                path = resource.path(namespace)
+                resp = await self._send(
+                    "watch", resource.plural, "GET", path, query=query, client_timeout=timeout
+                )
         except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
             err = error_from_exception(exc, "watch", resource.plural)
             self._count("watch", err.status)
@@ -574,24 +599,6 @@ class KubeClient:
             resp.close()
 
     # ------------------------------------------------------------------ agent operations
-
-    async def list_vms(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(VMS, namespace)
-
-    async def list_vmis(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(VMIS, namespace)
-
-    async def list_kubevirts(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        return await self.list_objects(KUBEVIRTS, namespace)
-
-    async def list_vmims(
-        self, label_selector: str | None = None, namespace: str | None = None
-    ) -> list[dict[str, Any]]:
-        items, _ = await self.list_objects(VMIMS, namespace, label_selector=label_selector)
-        return items
-
-    async def get_vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self.get(VMIS, namespace, name)
 
     async def restart_inputs(
         self, namespace: str, name: str
@@ -626,7 +633,7 @@ class KubeClient:
             "kind": "Event",
             "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": namespace},
             "involvedObject": {
-                "apiVersion": "kubevirt.io/v1",
+                "apiVersion": kv.API_VERSION,
                 "kind": kind,
                 "namespace": namespace,
                 "name": name,
@@ -687,20 +694,15 @@ def _decode_event(line: bytes) -> dict[str, Any]:
     return event
 
 
-def jittered(base: float, factor: float = 1.0) -> float:
-    """``base`` plus up to ``factor``·``base`` of random jitter (client-go's wait.Jitter)."""
-    return base + random.uniform(0, base * factor)
-
-
 def vmim_body(namespace: str, vmi_name: str) -> dict[str, Any]:
     """The VirtualMachineInstanceMigration the agent creates for ``vmi_name``."""
     return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachineInstanceMigration",
+        "apiVersion": kv.API_VERSION,
+        "kind": kv.KIND_VMIM,
         "metadata": {
-            "generateName": f"hotplug-{vmi_name}-",
+            "generateName": f"{GENERATE_NAME_PREFIX}{vmi_name}-",
             "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, VMI_NAME_LABEL: vmi_name},
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY_VALUE, kv.LABEL_VMI_NAME: vmi_name},
         },
         "spec": {"vmiName": vmi_name},
     }

@@ -84,7 +84,6 @@ class LeaderElector:
         self.transitions = 0  # times this elector became leader
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
-        self._lease: dict[str, Any] | None = None
         #: holderIdentity of the last Lease record read ("" when free or not read yet).
         self.observed_holder = ""
         #: the holder the Lease named when this elector last acquired it
@@ -228,7 +227,6 @@ class LeaderElector:
                     return False
                 raise
             self._observe(created.get("spec") or {})
-            self._lease = created
             self._acquired_from = ""
             self.observed_holder = self.identity
             return True
@@ -266,7 +264,6 @@ class LeaderElector:
                 return False  # someone wrote first; look again next period
             raise
         self._observe(updated.get("spec") or {})
-        self._lease = updated
         if not self.leading:
             self._acquired_from = holder
         self.observed_holder = self.identity

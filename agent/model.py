@@ -8,122 +8,44 @@ strings interned (namespaces, node names, network names, phases repeat across th
 tuples instead of lists. Anything malformed raises :class:`InvalidObject` and nothing else, so an informer
 can count and skip a bad object without a broad ``except``.
 
-This module also holds the shared vocabulary (label/annotation names, condition types, phases, message
-fragments); the simulator imports it from here so both sides agree on the strings.
+KubeVirt's strings and value formats come from :mod:`agent.kubevirt`, the agent's own label names from
+:mod:`agent.names`; this module only reads objects with them.
 
 No asyncio, aiohttp or kubernetes_asyncio here (docs/architecture.md, layering rules).
 """
 
 from __future__ import annotations
 
-import calendar
 import contextlib
-import functools
-import math
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-# --------------------------------------------------------------------------------------------------
-# Shared vocabulary
-# --------------------------------------------------------------------------------------------------
-
-#: Label the agent puts on the VMIMs it creates (and finds them by after a restart).
-LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE: Final = "hotplug-agent"
-#: KubeVirt's VMIM selector label (``MigrationSelectorLabel``); the webhook adds it if missing.
-LABEL_VMI_NAME: Final = "kubevirt.io/vmi-name"
-#: VM label to opt out: ``hotplug-agent.io/auto-migrate: "false"``.
-LABEL_AUTO_MIGRATE: Final = "hotplug-agent.io/auto-migrate"
-OPT_OUT_VALUE: Final = "false"
-#: ``generateName`` prefix of the agent's VMIMs: ``hotplug-<vmi>-``.
-GENERATE_NAME_PREFIX: Final = "hotplug-"
-#: KubeVirt's own VMIM name prefixes (notes/kubevirt.md §3.3).
-KUBEVIRT_WORKLOAD_UPDATE_PREFIX: Final = "kubevirt-workload-update-"
-KUBEVIRT_EVACUATION_PREFIX: Final = "kubevirt-evacuation-"
-VIRTCTL_MIGRATE_PREFIX: Final = "kubevirt-migrate-vm-"
-
-ANNOTATION_WORKLOAD_UPDATE: Final = "kubevirt.io/workloadUpdateMigration"
-ANNOTATION_EVACUATION: Final = "kubevirt.io/evacuationMigration"
-ANNOTATION_PLACE_ON_ROOT_COMPLEX: Final = "kubevirt.io/placePCIDevicesOnRootComplex"
-ANNOTATION_PCI_SLOT_COUNT: Final = "kubevirt.io/pci-interface-slot-count"
-ANNOTATION_PCI_TOPOLOGY_VERSION: Final = "kubevirt.io/pci-topology-version"
-
-# Condition types and reasons.
-COND_LIVE_MIGRATABLE: Final = "LiveMigratable"
-COND_SYNCHRONIZED: Final = "Synchronized"
-COND_MIGRATION_REQUIRED: Final = "MigrationRequired"
-COND_RESTART_REQUIRED: Final = "RestartRequired"
-REASON_AUTO_MIGRATION_PENDING: Final = "AutoMigrationPending"
-REASON_AUTO_MIGRATION_DUE_TO_LIVE_UPDATE: Final = "AutoMigrationDueToLiveUpdate"
-
-# status.interfaces[].infoSource values (joined with ", " by KubeVirt).
-INFO_SOURCE_DOMAIN: Final = "domain"
-INFO_SOURCE_GUEST_AGENT: Final = "guest-agent"
-INFO_SOURCE_MULTUS_STATUS: Final = "multus-status"
-
-# Message fragments the agent matches on (text, not codes: webhook codes are configurable).
-MSG_NO_PCI_SLOTS: Final = "No more available PCI slots"
-MSG_IN_FLIGHT: Final = "in-flight migration detected"
-MSG_CANNOT_MIGRATE: Final = "Cannot migrate VMI"
-
-# Interface states (KubeVirt schema.go InterfaceState*).
-STATE_UNSET: Final = ""
-STATE_ABSENT: Final = "absent"
-STATE_UP: Final = "up"
-STATE_DOWN: Final = "down"
-
-# KubeVirt workload update methods.
-WORKLOAD_UPDATE_LIVE_MIGRATE: Final = "LiveMigrate"
-WORKLOAD_UPDATE_EVICT: Final = "Evict"
-
-# VMIM phases (types.go VirtualMachineInstanceMigrationPhase).
-PHASE_UNSET: Final = ""
-PHASE_PENDING: Final = "Pending"
-PHASE_SCHEDULING: Final = "Scheduling"
-PHASE_SCHEDULED: Final = "Scheduled"
-PHASE_PREPARING_TARGET: Final = "PreparingTarget"
-PHASE_TARGET_READY: Final = "TargetReady"
-PHASE_RUNNING: Final = "Running"
-PHASE_SUCCEEDED: Final = "Succeeded"
-PHASE_FAILED: Final = "Failed"
-PHASE_WAITING_FOR_SYNC: Final = "WaitingForSync"
-PHASE_SYNCHRONIZING: Final = "Synchronizing"
-
-MIGRATION_PHASES: Final = (
-    PHASE_UNSET,
-    PHASE_PENDING,
-    PHASE_SCHEDULING,
-    PHASE_SCHEDULED,
-    PHASE_PREPARING_TARGET,
-    PHASE_TARGET_READY,
-    PHASE_RUNNING,
-    PHASE_SUCCEEDED,
-    PHASE_FAILED,
-    PHASE_WAITING_FOR_SYNC,
-    PHASE_SYNCHRONIZING,
+from agent.kubevirt import (
+    ANNOTATION_EVACUATION,
+    ANNOTATION_PCI_SLOT_COUNT,
+    ANNOTATION_PCI_TOPOLOGY_VERSION,
+    ANNOTATION_PLACE_ON_ROOT_COMPLEX,
+    ANNOTATION_WORKLOAD_UPDATE,
+    COND_LIVE_MIGRATABLE,
+    COND_MIGRATION_REQUIRED,
+    COND_RESTART_REQUIRED,
+    COND_SYNCHRONIZED,
+    DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
+    DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
+    FINAL_PHASES,
+    INFO_SOURCE_DOMAIN,
+    INFO_SOURCE_MULTUS_STATUS,
+    KUBEVIRT_EVACUATION_PREFIX,
+    KUBEVIRT_WORKLOAD_UPDATE_PREFIX,
+    MSG_NO_PCI_SLOTS,
+    STATE_ABSENT,
+    parse_quantity,
+    parse_timestamp,
+    parse_version,
 )
-#: ``IsFinal()``: a VMIM in one of these phases will not change any more.
-FINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
-_NOT_RUNNING_PHASES: Final = frozenset(
-    {PHASE_UNSET, PHASE_PENDING, PHASE_WAITING_FOR_SYNC, PHASE_SYNCHRONIZING, PHASE_SUCCEEDED, PHASE_FAILED}
-)
-
-# VMI phases.
-VMI_PHASE_PENDING: Final = "Pending"
-VMI_PHASE_SCHEDULING: Final = "Scheduling"
-VMI_PHASE_SCHEDULED: Final = "Scheduled"
-VMI_PHASE_RUNNING: Final = "Running"
-VMI_PHASE_SUCCEEDED: Final = "Succeeded"
-VMI_PHASE_FAILED: Final = "Failed"
-VMI_PHASE_UNKNOWN: Final = "Unknown"
-
-#: KubeVirt CR defaults for the migration limits (virt-config.go, notes §3.7).
-DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER: Final = 5
-DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE: Final = 2
+from agent.names import LABEL_AUTO_MIGRATE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, OPT_OUT_VALUE
 
 Binding = Literal["bridge", "sriov", "masquerade", "passt", "binding-plugin", "other"]
 IfaceState = Literal["", "absent", "up", "down"]
@@ -131,20 +53,6 @@ NetworkKind = Literal["pod", "multus"]
 Initiator = Literal["agent", "kubevirt", "other"]
 Resource = Literal["VirtualMachine", "VirtualMachineInstance", "VirtualMachineInstanceMigration", "KubeVirt"]
 Key = tuple[str, str]
-
-
-def is_running(phase: str) -> bool:
-    """KubeVirt's ``VirtualMachineInstanceMigration.IsRunning()``: past Pending and not final.
-
-    This is what KubeVirt counts against ``parallelMigrationsPerCluster`` (together with VMIMs that
-    already have a target pod).
-    """
-    return phase not in _NOT_RUNNING_PHASES
-
-
-def is_final(phase: str) -> bool:
-    """KubeVirt's ``IsFinal()``."""
-    return phase in FINAL_PHASES
 
 
 class InvalidObject(Exception):  # noqa: N818 - name fixed by the design brief
@@ -167,12 +75,12 @@ class InvalidObject(Exception):  # noqa: N818 - name fixed by the design brief
 class NetworkRef:
     """The ``spec.networks[]`` entry an interface is connected to.
 
-    ``multus_name`` is the NAD reference (``[ns/]name``); empty for the pod network.
-    ``is_default`` marks a Multus network that replaces the pod network (never hot-plugged).
+    ``is_default`` marks a Multus network that replaces the pod network (never hot-plugged). Which NAD
+    a Multus network refers to does not matter to the agent, so it is checked, not kept: there are only
+    three distinct records, shared by every interface.
     """
 
     kind: NetworkKind
-    multus_name: str = ""
     is_default: bool = False
 
     @property
@@ -271,7 +179,6 @@ class VMIRecord:
     migration_required: MigrationRequired | None = None
     #: Guest memory (``spec.domain.memory.guest``, else ``resources.requests.memory``), bytes.
     memory_bytes: int | None = None
-    disk_count: int = 0
     hotplugged_volume_count: int = 0
     place_on_root_complex: bool = False
     pci_slot_count: int | None = None
@@ -368,35 +275,9 @@ _EMPTY: frozenset[str] = frozenset()
 #: string. Bounded so adversarial input cannot grow it.
 _INFO_SOURCE_CACHE: dict[str, frozenset[str]] = {}
 _INFO_SOURCE_CACHE_MAX = 256
-_NETREF_CACHE: dict[tuple[str, str, bool], NetworkRef] = {}
-_NETREF_CACHE_MAX = 4096
 _POD_NETWORK = NetworkRef(kind="pod")
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
-)
-_VERSION = re.compile(r"v?(\d{1,6})\.(\d{1,6})(?:\.(\d{1,6}))?", re.ASCII)
-_QUANTITY = re.compile(
-    r"([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d{1,3})|(Ki|Mi|Gi|Ti|Pi|Ei|[mkMGTPE])?)", re.ASCII
-)
-_SUFFIX = {
-    None: Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-_MAX_QUANTITY = Decimal(2) ** 63
+_MULTUS_NETWORK = NetworkRef(kind="multus")
+_DEFAULT_MULTUS_NETWORK = NetworkRef(kind="multus", is_default=True)
 
 
 class _Ctx:
@@ -483,35 +364,6 @@ def _map_value(ctx: _Ctx, mapping: Mapping[str, Any], key: str, where: str) -> s
     return value
 
 
-@functools.lru_cache(maxsize=8192)
-def parse_timestamp(value: str) -> float:
-    """RFC 3339 (with or without fractional seconds, ``Z`` or offset) → epoch seconds.
-
-    Cached: objects created or updated in the same second share timestamps, and at 10,000 VMs this
-    parse was ~14 % of the agent's sync CPU (bench/scale profile, docs/performance.md).
-
-    Raises ``ValueError`` on anything else; the parsers turn that into InvalidObject.
-    """
-    m = _RFC3339.fullmatch(value)
-    if m is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    if year < 1 or not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
-        raise ValueError(f"bad date in {value!r}")
-    if hour > 23 or minute > 59 or second > 60:
-        raise ValueError(f"bad time in {value!r}")
-    frac = float(m.group(7)) if m.group(7) else 0.0
-    offset = 0
-    tz = m.group(8)
-    if tz not in ("Z", "z"):
-        sign = -1 if tz[0] == "-" else 1
-        oh, om = int(tz[1:3]), int(tz[4:6])
-        if oh > 23 or om > 59:
-            raise ValueError(f"bad offset in {value!r}")
-        offset = sign * (oh * 3600 + om * 60)
-    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset + frac
-
-
 def _ts(ctx: _Ctx, parent: Mapping[str, Any], key: str, where: str) -> float | None:
     raw = _str(ctx, parent, key, where)
     if not raw:
@@ -520,43 +372,6 @@ def _ts(ctx: _Ctx, parent: Mapping[str, Any], key: str, where: str) -> float | N
         return parse_timestamp(raw)
     except ValueError as exc:
         raise ctx.fail(f"{where}.{key}: {exc}") from None
-
-
-def parse_quantity(value: str | int | float) -> int:
-    """A Kubernetes resource quantity (``2Gi``, ``1024M``, ``1.5Gi``, ``1e9``, ``2147483648``) → int.
-
-    Fractions are rounded up, as Kubernetes does for byte quantities. Raises ``ValueError``.
-    """
-    if isinstance(value, bool):
-        raise ValueError("boolean is not a quantity")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        number = Decimal(repr(value))
-    else:
-        m = _QUANTITY.fullmatch(value.strip())
-        if m is None:
-            raise ValueError(f"not a quantity: {value!r}")
-        try:
-            number = Decimal(m.group(1))
-            exponent, suffix = m.group(2), m.group(3)
-            number = number.scaleb(int(exponent[1:])) if exponent else number * _SUFFIX[suffix]
-        except (InvalidOperation, KeyError) as exc:  # pragma: no cover - regex guards it
-            raise ValueError(f"not a quantity: {value!r}") from exc
-    if number < 0 or number > _MAX_QUANTITY:
-        raise ValueError(f"quantity out of range: {value!r}")
-    integral = number.to_integral_value(rounding=ROUND_CEILING)
-    return int(integral)
-
-
-def parse_version(value: str) -> tuple[int, int, int] | None:
-    """``v1.5.2`` / ``v1.6.0-rc.1`` / ``v1.9.0-beta.0-1264-gd923fdb`` → ``(major, minor, patch)``."""
-    m = _VERSION.match(value.strip())
-    if m is None:
-        return None
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
 
 
 def _metadata(ctx: _Ctx, obj: object, namespaced: bool = True) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
@@ -625,16 +440,9 @@ def _binding(iface: Mapping[str, Any]) -> Binding:
 def _network_ref(ctx: _Ctx, net: Mapping[str, Any], where: str) -> NetworkRef:
     if net.get("multus") is not None:
         multus = _dict(ctx, net, "multus", where)
-        nad = _str(ctx, multus, "networkName", f"{where}.multus")
+        _str(ctx, multus, "networkName", f"{where}.multus")
         default = _bool(ctx, multus, "default", f"{where}.multus")
-        cache_key = (nad, "", default)
-        cached = _NETREF_CACHE.get(cache_key)
-        if cached is not None:
-            return cached
-        ref = NetworkRef(kind="multus", multus_name=_intern(nad), is_default=default)
-        if len(_NETREF_CACHE) < _NETREF_CACHE_MAX:
-            _NETREF_CACHE[cache_key] = ref
-        return ref
+        return _DEFAULT_MULTUS_NETWORK if default else _MULTUS_NETWORK
     if net.get("pod") is not None:
         _dict(ctx, net, "pod", where)
         return _POD_NETWORK
@@ -715,7 +523,9 @@ def parse_vm(obj: object) -> VMRecord:
     tannotations = _string_map(ctx, tmeta, "annotations", "spec.template.metadata")
     tspec = _dict(ctx, template, "spec", "spec.template")
 
+    # The opt-out is a label (selectable) or, the way users also write it, an annotation: both count.
     opt = _map_value(ctx, labels, LABEL_AUTO_MIGRATE, "metadata.labels")
+    opt_annotation = _map_value(ctx, annotations, LABEL_AUTO_MIGRATE, "metadata.annotations")
     running_raw = spec.get("running")
     running: bool | None
     if running_raw is not None:
@@ -734,7 +544,7 @@ def parse_vm(obj: object) -> VMRecord:
         uid=_str(ctx, meta, "uid", "metadata"),
         resource_version=_str(ctx, meta, "resourceVersion", "metadata"),
         generation=_int(ctx, meta, "generation", "metadata", 0),
-        opted_out=opt is not None and opt.strip().lower() == OPT_OUT_VALUE,
+        opted_out=any(v is not None and v.strip().lower() == OPT_OUT_VALUE for v in (opt, opt_annotation)),
         template_interfaces=_interfaces(ctx, tspec, "spec.template.spec"),
         restart_required=_cond_status(conds.get(COND_RESTART_REQUIRED)) is True,
         running=running,
@@ -771,7 +581,6 @@ def parse_vmi(obj: object) -> VMIRecord:
     spec = _dict(ctx, obj, "spec", "")
     status = _dict(ctx, obj, "status", "")
     domain = _dict(ctx, spec, "domain", "spec")
-    devices = _dict(ctx, domain, "devices", "spec.domain")
     interfaces = _interfaces(ctx, spec, "spec")
 
     statuses: list[IfaceStatus] = []
@@ -841,7 +650,6 @@ def parse_vmi(obj: object) -> VMIRecord:
         sync_failed_pci=sync_failed_pci,
         migration_required=migration_required,
         memory_bytes=_memory_bytes(ctx, domain),
-        disk_count=len(_items(ctx, devices, "disks", "spec.domain.devices")),
         hotplugged_volume_count=hotplugged,
         place_on_root_complex=root_complex is not None and root_complex.strip().lower() == "true",
         pci_slot_count=_optional_int_annotation(ctx, annotations, ANNOTATION_PCI_SLOT_COUNT),

@@ -1,22 +1,43 @@
 """``hotplug-agent plan``: a read-only report of what the agent would do, from one snapshot.
 
-Pure: takes parsed records and settings, returns rows. The plan has no memory of when a change was
-first seen, so the settle window and the bridge grace are measured from KubeVirt's own
-``MigrationRequired`` condition when it is there and otherwise treated as elapsed; the order is the
-agent's (oldest pending first, here approximated by the VMI's creation time).
+:func:`build_plan` is pure: it takes parsed records and settings and returns rows; :func:`run_plan`
+reads the cluster once (after the same discovery check as ``run``) and prints a table, JSON or YAML.
+The plan has no memory of when a change was first seen, so the settle window and the bridge grace
+are measured from KubeVirt's own ``MigrationRequired`` condition when it is there and otherwise
+treated as elapsed; the order is the agent's (oldest pending first, here approximated by the VMI's
+creation time).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from agent.controller import ControllerSettings
+import yaml
+
 from agent.decide import DecisionContext, Kind, decide, resolve_mode
 from agent.detect import detect
-from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord, is_final
+from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, ApiError, Resource
+from agent.kubevirt import is_final
+from agent.model import (
+    InvalidObject,
+    Key,
+    KubeVirtRecord,
+    VMIMRecord,
+    VMIRecord,
+    VMRecord,
+    parse_kubevirt,
+    parse_vm,
+    parse_vmi,
+    parse_vmim,
+)
 from agent.slots import choose_slot_model
+from agent.startup import StartupError, connect, discover, forbidden_hint
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -41,7 +62,7 @@ def build_plan(
     vmis: Iterable[VMIRecord],
     vmims: Iterable[VMIMRecord],
     kubevirt: KubeVirtRecord | None,
-    settings: ControllerSettings,
+    settings: AgentConfig,
     now: float,
 ) -> tuple[str, list[PlanRow]]:
     """Rows for every VMI with something pending; returns (effective mode, rows in display order)."""
@@ -63,7 +84,7 @@ def build_plan(
             mode=mode,
             settle_seconds=0.0,
             bridge_grace_seconds=settings.bridge_grace_seconds,
-            include_namespaces=settings.include_namespaces,
+            include_namespaces=settings.namespaces or None,
             exclude_namespaces=settings.exclude_namespaces,
             slot_model=choose_slot_model(settings.slot_model, kubevirt, vmi),
             first_seen={c.iface: now - settings.bridge_grace_seconds for c in d.changes},
@@ -75,15 +96,13 @@ def build_plan(
             pending = ", ".join(filter(None, [pending, "template " + ", ".join(d.waiting_for_kubevirt)]))
         if d.sriov_unplugs:
             pending = ", ".join(filter(None, [pending, "unplug " + ", ".join(d.sriov_unplugs)]))
-        reason = ""
-        if decision.block_reason is not None:
-            reason = f"{decision.block_reason.value}: {decision.message}"
-        elif decision.wait_reason is not None:
-            reason = f"{decision.wait_reason.value}: {decision.message}"
-        elif decision.kind is Kind.OBSERVE:
-            reason = f"KubeVirt migrates (agent would: {decision.would})"
-        else:
-            reason = decision.message
+        reason = decision.message
+        why = decision.block_reason or decision.wait_reason
+        if decision.kind is Kind.OBSERVE and decision.would is not None:
+            would = decision.would.value + (f" ({why.value})" if why is not None else "")
+            reason = f"KubeVirt migrates (agent would: {would})"
+        elif why is not None:
+            reason = f"{why.value}: {decision.message}"
         slots = "-"
         if decision.slots is not None and decision.slots.free is not None:
             cap = decision.slots.capacity if decision.slots.capacity is not None else "?"
@@ -127,21 +146,52 @@ def format_table(rows: list[PlanRow]) -> str:
     return "\n".join(lines)
 
 
-async def run_plan(config: AgentConfig, out: TextIO | None = None) -> int:
-    """List the four resources once (read-only), decide for each VMI, print the table."""
-    import asyncio
-    import sys
-    import time
+def plan_document(
+    kubevirt_version: str | None, configured: str, mode: str, rows: list[PlanRow]
+) -> dict[str, Any]:
+    """The plan as data (``-o json`` / ``-o yaml``)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.decision] = counts.get(row.decision, 0) + 1
+    return {
+        "kubevirtVersion": kubevirt_version,
+        "mode": {"configured": configured, "effective": mode},
+        "counts": dict(sorted(counts.items())),
+        "vms": [asdict(r) for r in rows],
+    }
 
-    from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, KubeClient
-    from agent.model import InvalidObject, parse_kubevirt, parse_vm, parse_vmi, parse_vmim
 
+def render(document: dict[str, Any], rows: list[PlanRow], output: str) -> str:
+    if output == "json":
+        return json.dumps(document, indent=2)
+    if output == "yaml":
+        return yaml.safe_dump(document, sort_keys=False).rstrip()
+    version = document["kubevirtVersion"] or "unknown"
+    mode = document["mode"]
+    lines = [f"KubeVirt {version}; agent mode {mode['configured']} → {mode['effective']}"]
+    if not rows:
+        return "\n".join([*lines, "no pending hot plugs"])
+    lines.append(format_table(rows))
+    lines.append("\n" + ", ".join(f"{k}: {v}" for k, v in document["counts"].items()))
+    return "\n".join(lines)
+
+
+async def run_plan(config: AgentConfig, out: TextIO | None = None, *, output: str = "table") -> int:
+    """List the four resources once (read-only), decide for each VMI, print the plan.
+
+    Returns 1, with the reason on stderr, when the cluster cannot be read: no kubeconfig, KubeVirt not
+    installed, a permission missing.
+    """
     stream = out or sys.stdout
-    try:
-        kube = await KubeClient.from_config(config.kubeconfig, identity=config.identity)
-    except Exception as exc:
-        print(f"hotplug-agent plan: cannot load the cluster configuration: {exc}", file=sys.stderr)
+
+    def fail(message: str) -> int:
+        print(f"hotplug-agent plan: {message}", file=sys.stderr)
         return 1
+
+    try:
+        kube = await connect(config.kubeconfig, config.context, identity=config.identity)
+    except StartupError as exc:
+        return fail(str(exc))
 
     def parse_all(items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
         records: list[T] = []
@@ -152,40 +202,44 @@ async def run_plan(config: AgentConfig, out: TextIO | None = None) -> int:
                 print(f"skipping malformed object: {exc}", file=sys.stderr)
         return records
 
+    async def list_all(resource: Resource, scope: str | None) -> list[dict[str, Any]]:
+        try:
+            items, _ = await kube.list_objects(resource, scope)
+        except ApiError as exc:
+            if exc.status == 403:
+                raise StartupError(forbidden_hint(exc, resource, scope)) from None
+            raise StartupError(f"listing {resource.plural} failed: {exc}") from None
+        return items
+
     try:
+        apis = await discover(kube)
+        if apis.kubevirt_problem():
+            return fail(apis.kubevirt_problem())
         scopes: list[str | None] = list(config.namespaces) or [None]
         raw: dict[str, list[dict[str, Any]]] = {"vms": [], "vmis": [], "vmims": []}
         for scope in scopes:
-            (vm_items, _), (vmi_items, _), (vmim_items, _) = await asyncio.gather(
-                kube.list_objects(VMS, scope), kube.list_objects(VMIS, scope), kube.list_objects(VMIMS, scope)
+            vm_items, vmi_items, vmim_items = await asyncio.gather(
+                list_all(VMS, scope), list_all(VMIS, scope), list_all(VMIMS, scope)
             )
             raw["vms"] += vm_items
             raw["vmis"] += vmi_items
             raw["vmims"] += vmim_items
-        kv_items, _ = await kube.list_objects(KUBEVIRTS)
-    except Exception as exc:
-        print(f"hotplug-agent plan: listing failed: {exc}", file=sys.stderr)
-        return 1
+        kv_items = await list_all(KUBEVIRTS, None)
+    except StartupError as exc:
+        return fail(str(exc))
     finally:
         await kube.close()
     kubevirts = parse_all(kv_items, parse_kubevirt)
+    kv = kubevirts[0] if kubevirts else None
     mode, rows = build_plan(
         parse_all(raw["vms"], parse_vm),
         parse_all(raw["vmis"], parse_vmi),
         parse_all(raw["vmims"], parse_vmim),
-        kubevirts[0] if kubevirts else None,
-        config.controller_settings(),
+        kv,
+        config,
         time.time(),
     )
-    kv = kubevirts[0] if kubevirts else None
-    version = ".".join(map(str, kv.version)) if kv is not None and kv.version else "unknown"
-    print(f"KubeVirt {version}; agent mode {config.mode} → {mode}", file=stream)
-    if not rows:
-        print("no pending hot plugs", file=stream)
-        return 0
-    print(format_table(rows), file=stream)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.decision] = counts.get(row.decision, 0) + 1
-    print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=stream)
+    version = ".".join(map(str, kv.version)) if kv is not None and kv.version else None
+    document = plan_document(version, config.mode, mode, rows)
+    print(render(document, rows, output), file=stream)
     return 0

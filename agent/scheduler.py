@@ -2,9 +2,10 @@
 
 Why pure: the limits are the agent's promise to the cluster (never more in flight than KubeVirt's own
 ``parallelMigrationsPerCluster`` / ``parallelOutboundMigrationsPerNode``, counting migrations others
-started; creations paced by a token bucket; oldest pending first). Those invariants are checked with
-property-based tests here, without an event loop; the async layer (another module) only feeds events
-in and acts on the plan.
+started; creations paced by a token bucket; an order of the pending that keeps a drain short and the
+wait for each VM low, see :func:`order_candidates`). Those invariants are checked with property-based
+tests here, without an event loop; the async layer (another module) only feeds events in and acts on
+the plan.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Generic, Literal, TypeVar
 from agent.model import Key
 
 Limit = Literal["cluster", "node", "token-bucket"]
-LIMITS: tuple[Limit, ...] = ("cluster", "node", "token-bucket")
+Order = Literal["fifo", "shortest-first", "longest-first", "balanced"]
+ORDERS: tuple[Order, ...] = ("fifo", "shortest-first", "longest-first", "balanced")
+#: The agent's order (``bench.drain --profile realistic`` measures every order; docs/performance.md).
+DEFAULT_ORDER: Order = "balanced"
+#: ``balanced``: a candidate is *urgent* (longest first, ahead of the rest) once the smaller pending work
+#: per slot no longer exceeds its size by this factor (see :func:`order_candidates`). 1.0 kept the drain
+#: within 1.04 x its lower bound on heavy-tailed work; larger values lower the mean wait and lengthen
+#: the drain (docs/performance.md).
+URGENT_SHARE = 1.0
 
 
 class TokenBucket:
@@ -71,11 +80,14 @@ class TokenBucket:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A VMI ready to migrate: its key, the node it would migrate from, since when it is ready."""
+    """A VMI ready to migrate: its key, the node it would migrate from, since when it is ready, and the
+    size of its migration (guest memory in bytes, ``VMIRecord.memory_bytes``; 0 = unknown): a live
+    migration copies guest memory, so its time grows with it."""
 
     key: Key
     source_node: str
     ready_since: float
+    size: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,28 +110,28 @@ class Plan:
     skipped: tuple[Candidate, ...]
     wake_at: float | None
 
-    def held_by(self, limit: Limit) -> int:
-        return sum(1 for _, lim in self.held if lim == limit)
-
 
 class DispatchPlanner:
     """Chooses the batch of migrations to create now within every limit.
 
-    Rules: candidates are taken oldest ``ready_since`` first (ties by key, so the order is total); a
-    candidate whose VMI already has an active migration, or that appears twice, is skipped (one
-    migration per VMI); the global cap counts *all* active migrations; the per-node cap counts active
-    migrations by source node (unknown source nodes are not counted per node, they still count
-    globally); a candidate held by its node does not block younger candidates on other nodes (no
-    head-of-line blocking), while the cluster cap and the token bucket stop the batch. Each dispatch
-    takes one token. A cap ≤ 0 dispatches nothing.
+    Rules: candidates are offered in the planner's :data:`Order` (:func:`order_candidates`; ties by
+    ``ready_since``, then key, so the order is total); a candidate whose VMI already has an active
+    migration, or that appears twice, is skipped (one migration per VMI); the global cap counts *all*
+    active migrations; the per-node cap counts active migrations by source node (unknown source nodes
+    are not counted per node, they still count globally); a candidate held by its node does not block
+    later candidates on other nodes (no head-of-line blocking), while the cluster cap and the token
+    bucket stop the batch. Each dispatch takes one token. A cap ≤ 0 dispatches nothing.
     """
 
-    __slots__ = ("bucket", "cluster_cap", "node_cap")
+    __slots__ = ("bucket", "cluster_cap", "node_cap", "order")
 
-    def __init__(self, cluster_cap: int, node_cap: int, bucket: TokenBucket) -> None:
+    def __init__(
+        self, cluster_cap: int, node_cap: int, bucket: TokenBucket, order: Order = DEFAULT_ORDER
+    ) -> None:
         self.cluster_cap = cluster_cap
         self.node_cap = node_cap
         self.bucket = bucket
+        self.order = order
 
     def plan(self, candidates: Iterable[Candidate], active: Iterable[ActiveMigration], now: float) -> Plan:
         return plan_dispatch(
@@ -129,7 +141,62 @@ class DispatchPlanner:
             node_cap=self.node_cap,
             bucket=self.bucket,
             now=now,
+            order=self.order,
         )
+
+
+def order_candidates(
+    candidates: Sequence[Candidate], order: Order, slots: int, urgent_share: float = URGENT_SHARE
+) -> list[Candidate]:
+    """The order in which the planner offers ``candidates`` (distinct VMIs, none migrating) to the limits.
+
+    * ``fifo``: oldest ``ready_since`` first. Blind to size: a large VM that happens to come late ends
+      the drain late.
+    * ``shortest-first``: smallest first: the lowest mean wait, but the largest migrations start last,
+      so the drain ends about one large migration after the rest.
+    * ``longest-first``: largest first (LPT): a drain within a few percent of its lower bound, and the
+      highest mean wait (every small VM waits behind the large ones).
+    * ``balanced`` (the default): shortest first, except that *urgent* candidates go first, longest
+      first. A candidate is urgent when the work of the candidates before it in shortest-first order
+      (the smaller ones, and older ones as large), spread over the ``slots`` of the cluster cap, no
+      longer outlasts its own run (``size x slots ≥ urgent_share x that work``): started later, it
+      would run on alone at the end of the drain. Small VMs are served first while there is plenty of
+      smaller work (the low mean wait of shortest-first); a large one starts while enough smaller
+      work is left to fill the other slots beside it (the short drain of longest-first); as the
+      pending work shrinks, more candidates become urgent. (The few smallest are "urgent" too, having
+      little work before them: they come right after the large ones, which changes nothing that
+      matters.) Under a steady stream of new hot plugs faster than the cluster migrates, a large VM
+      waits until the stream pauses.
+
+    Sizes are relative (guest memory bytes): only their ratios matter. A candidate of unknown size (0)
+    counts as the mean known size; when no size is known every order is ``fifo``.
+    """
+    by_age = sorted(candidates, key=lambda c: (c.ready_since, c.key))
+    if order == "fifo":
+        return by_age
+    known = [c.size for c in by_age if c.size > 0]
+    if not known:
+        return by_age
+    default = sum(known) / len(known)
+    sized = sorted(((c.size if c.size > 0 else default, c) for c in by_age), key=_first)  # stable
+    if order == "shortest-first":
+        return [c for _, c in sized]
+    if order == "longest-first":
+        return [c for _, c in sorted(sized, key=_first, reverse=True)]  # stable: ties oldest first
+    smaller = 0.0  # the work of the candidates before this one in shortest-first order
+    urgent: list[tuple[float, Candidate]] = []
+    rest: list[Candidate] = []
+    for size, c in sized:
+        if size * max(1, slots) >= urgent_share * smaller:
+            urgent.append((size, c))
+        else:
+            rest.append(c)
+        smaller += size
+    return [c for _, c in sorted(urgent, key=_first, reverse=True)] + rest
+
+
+def _first(pair: tuple[float, Candidate]) -> float:
+    return pair[0]
 
 
 def plan_dispatch(
@@ -140,29 +207,16 @@ def plan_dispatch(
     node_cap: int,
     bucket: TokenBucket,
     now: float,
+    order: Order = DEFAULT_ORDER,
 ) -> Plan:
     """The planner as a function (see :class:`DispatchPlanner`)."""
-    busy: set[Key] = set()
-    per_node: dict[str, int] = {}
-    for m in active:
-        if m.vmi_key in busy:
-            continue  # two unfinished VMIMs for one VMI still occupy one migration
-        busy.add(m.vmi_key)
-        if m.source_node:
-            per_node[m.source_node] = per_node.get(m.source_node, 0) + 1
+    busy, per_node = _occupied(active)
     in_flight = len(busy)
-
-    ordered = sorted(candidates, key=lambda c: (c.ready_since, c.key))
+    fresh, skipped = _distinct_idle(candidates, busy)
     dispatch: list[Candidate] = []
     held: list[tuple[Candidate, Limit]] = []
-    skipped: list[Candidate] = []
-    seen: set[Key] = set()
     bucket_empty = False
-    for c in ordered:
-        if c.key in busy or c.key in seen:
-            skipped.append(c)
-            continue
-        seen.add(c.key)
+    for c in order_candidates(fresh, order, cluster_cap):
         if in_flight >= cluster_cap:
             held.append((c, "cluster"))
             continue
@@ -181,11 +235,41 @@ def plan_dispatch(
     return Plan(tuple(dispatch), tuple(held), tuple(skipped), wake_at)
 
 
+def _occupied(active: Iterable[ActiveMigration]) -> tuple[set[Key], dict[str, int]]:
+    """The VMIs with an unfinished migration, and those migrations per source node."""
+    busy: set[Key] = set()
+    per_node: dict[str, int] = {}
+    for m in active:
+        if m.vmi_key in busy:
+            continue  # two unfinished VMIMs for one VMI still occupy one migration
+        busy.add(m.vmi_key)
+        if m.source_node:
+            per_node[m.source_node] = per_node.get(m.source_node, 0) + 1
+    return busy, per_node
+
+
+def _distinct_idle(
+    candidates: Iterable[Candidate], busy: set[Key]
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(one candidate per idle VMI — the oldest —, the rest: already migrating or duplicates)."""
+    skipped: list[Candidate] = []
+    fresh: dict[Key, Candidate] = {}
+    for c in candidates:
+        if c.key in busy:
+            skipped.append(c)
+            continue
+        kept = fresh.get(c.key)
+        if kept is None:
+            fresh[c.key] = c
+        elif (c.ready_since, c.size) < (kept.ready_since, kept.size):  # keep the oldest
+            skipped.append(kept)
+            fresh[c.key] = c
+        else:
+            skipped.append(c)
+    return list(fresh.values()), skipped
+
+
 K = TypeVar("K", bound=Hashable)
-
-
-class QueueFull(Exception):  # noqa: N818 - reads as a condition, like asyncio.QueueFull
-    """Raised by :meth:`WorkQueue.add_or_raise` when the queue is at capacity."""
 
 
 class WorkQueue(Generic[K]):
@@ -196,13 +280,11 @@ class WorkQueue(Generic[K]):
       when ``done(key)`` is called (client-go's ``dirty``/``processing`` sets);
     * FIFO order of first add (fair);
     * bounded: ``add`` returns ``False`` when ``maxsize`` distinct keys are already waiting and the
-      key is not one of them (never raises; the caller counts the drop and retries later, e.g. via
-      ``add_after``); ``add_or_raise`` raises :class:`QueueFull` instead. A key re-added while
-      processing counts against the bound (it will be queued on ``done``);
-    * after ``shutdown`` adds are ignored (return ``False``) and ``get`` still drains what is queued.
+      key is not one of them (never raises; the caller counts the drop and retries later). A key
+      re-added while processing counts against the bound (it will be queued on ``done``).
     """
 
-    __slots__ = ("_dirty", "_processing", "_queue", "_shutdown", "maxsize")
+    __slots__ = ("_dirty", "_processing", "_queue", "maxsize")
 
     def __init__(self, maxsize: int = 100_000) -> None:
         if maxsize < 1:
@@ -211,12 +293,9 @@ class WorkQueue(Generic[K]):
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
-        self._shutdown = False
 
     def add(self, key: K) -> bool:
         """Queue ``key``; True if it is (now or already) queued or marked for re-queue."""
-        if self._shutdown:
-            return False
         if key in self._dirty:
             return True
         if len(self._dirty) >= self.maxsize:
@@ -225,10 +304,6 @@ class WorkQueue(Generic[K]):
         if key not in self._processing:
             self._queue.append(key)
         return True
-
-    def add_or_raise(self, key: K) -> None:
-        if not self.add(key) and not self._shutdown:
-            raise QueueFull(f"work queue full ({self.maxsize} keys)")
 
     def get(self) -> K | None:
         """Next key to process (marked processing), or None when nothing is queued."""
@@ -245,27 +320,9 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             self._queue.append(key)
 
-    def shutdown(self) -> None:
-        self._shutdown = True
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutdown
-
     def __len__(self) -> int:
         """Keys waiting to be handed out (client-go ``Len``)."""
         return len(self._queue)
 
     def __contains__(self, key: object) -> bool:
         return key in self._dirty
-
-    def is_processing(self, key: K) -> bool:
-        return key in self._processing
-
-    @property
-    def processing_count(self) -> int:
-        return len(self._processing)
-
-    def queued(self) -> Sequence[K]:
-        """Snapshot of the waiting keys in order (for metrics and tests)."""
-        return tuple(self._queue)

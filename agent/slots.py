@@ -10,7 +10,8 @@ The agent cannot see the domain, only the VMI, so every model states whether its
 *certain*. ``decide`` blocks only on certain (or observed) exhaustion; an uncertain "probably
 exhausted" is reported but the migration is tried, and the observation catches it.
 
-Models (KubeVirt sources in notes/kubevirt.md §2, rules in docs/decisions.md):
+Models (KubeVirt's ``pkg/virt-launcher/virtwrap/nichotplug.go`` up to 1.5, ``calculateHotplugPortCount``
+in ``pkg/virt-launcher/virtwrap/manager.go`` from 1.6; the rules in docs/decisions.md):
 
 ``v1`` (KubeVirt ≤ 1.5)
     ``placeholders = max(0, 4 - interfaces at boot)`` (``ReservedInterfaces = 4``); none with annotation
@@ -42,20 +43,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from agent.kubevirt import (
+    V1_RESERVED_INTERFACES,
+    V2_LARGE_MEMORY_THRESHOLD,
+    V2_LARGE_MIN_FREE_PORTS,
+    V2_LARGE_TOTAL_PORTS,
+    V2_MIN_FREE_PORTS,
+    V2_TOTAL_PORTS,
+)
 from agent.model import KubeVirtRecord, VMIRecord
 
 SlotModel = Literal["v1", "v2", "annotation", "none"]
-ConfiguredSlotModel = Literal["auto", "v1", "v2", "none"]
-
-#: KubeVirt ≤ 1.5 ``ReservedInterfaces``.
-V1_RESERVED_INTERFACES: Final = 4
-#: KubeVirt 1.6+ ``hotplugDefaultTotalPorts`` / ``hotplugMinRequiredFreePorts`` and their large-memory values.
-V2_TOTAL_PORTS: Final = 8
-V2_MIN_FREE_PORTS: Final = 3
-V2_LARGE_TOTAL_PORTS: Final = 16
-V2_LARGE_MIN_FREE_PORTS: Final = 6
-#: ``hotplugLargeMemoryThreshold``: strictly above 2 GiB guest memory.
-V2_LARGE_MEMORY_THRESHOLD: Final = 2 * 1024**3
 
 RESTART_HINT: Final = "restart the VM to get a fresh PCI topology"
 

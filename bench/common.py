@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import quiet_logs
+from simulator.testing import quiet_logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: The simulated cluster's ``gc_freeze_seconds`` in every benchmark: without it the benchmark process's
@@ -25,7 +25,7 @@ GC_FREEZE_SECONDS = 0.5
 
 @dataclass
 class Figure:
-    """One measured number, with DESIGN §7's target beside it when there is one."""
+    """One measured number, with its target (docs/performance.md) beside it when there is one."""
 
     name: str
     value: float | None
@@ -38,7 +38,10 @@ class Figure:
         if self.value is None:
             shown = "n/a"
         elif isinstance(self.value, float) and not self.value.is_integer():
-            shown = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.1f}"
+            if not self.unit and abs(self.value) < 10:
+                shown = f"{self.value:.3f}"  # a ratio: 1.049 and 1.051 differ against a 1.05 target
+            else:
+                shown = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.1f}"
         else:
             shown = f"{self.value:,.0f}"
         verdict = "" if self.ok is None else ("ok" if self.ok else "MISSED")
@@ -50,7 +53,7 @@ def at_most(value: float | None, limit: float) -> bool | None:
 
 
 def print_table(title: str, figures: Sequence[Figure]) -> None:
-    rows = [["figure", "value", "target (DESIGN §7)", "", "note"], *[f.cells() for f in figures]]
+    rows = [["figure", "value", "target", "", "note"], *[f.cells() for f in figures]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"\n== {title}")
     for n, row in enumerate(rows):

@@ -34,7 +34,8 @@ from bench.common import (
     write_results,
 )
 from simulator.cluster import ClusterConfig
-from tests.harness import SimHarness, agent_available, vm_body, wait_until
+from simulator.manifests import vm_manifest
+from simulator.testing import SimHarness, agent_available, wait_until
 
 KUBEVIRT = "v1.6.0"
 NAMESPACES = 10
@@ -71,6 +72,8 @@ class SlotTimeline:
         self.pending: dict[str, float] = {}
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
+        #: VMIM name → its VMI ("namespace/name"), in creation order.
+        self.vmi_of: dict[str, str] = {}
 
     def observe(self, event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
         if resource != "virtualmachineinstancemigrations":
@@ -79,6 +82,10 @@ class SlotTimeline:
         phase = str((obj.get("status") or {}).get("phase", ""))
         if event_type == "ADDED":
             self.created.setdefault(name, t)
+            meta = obj.get("metadata") or {}
+            self.vmi_of.setdefault(
+                name, f"{meta.get('namespace', '')}/{(obj.get('spec') or {}).get('vmiName', '')}"
+            )
         if phase == "Pending":
             self.pending.setdefault(name, t)
         elif phase == "Scheduling":
@@ -171,10 +178,43 @@ async def drain_once(
     count_requests: bool = False,
 ) -> dict[str, Any]:
     cfg = cluster_config(peer=peer, n=n, cap=cap, duration=duration, real=real, nodes=nodes)
+    bodies = [vm_manifest(f"drain-{i % NAMESPACES}", f"vm-{i:05d}", [("net-a", "bridge")]) for i in range(n)]
+    return await run_drain(
+        cfg,
+        bodies,
+        peer=peer,
+        flags=agent_flags(cap, duration),
+        safety=20 * math.ceil(n / cap) * duration + 120,
+        cap=cap,
+        profile=profile,
+        count_requests=count_requests,
+    )
+
+
+async def run_drain(
+    cfg: ClusterConfig,
+    bodies: list[dict[str, Any]],
+    *,
+    peer: bool,
+    flags: list[str],
+    safety: float,
+    cap: int,
+    profile: Path | None = None,
+    count_requests: bool = False,
+) -> dict[str, Any]:
+    """Seed ``bodies``, start the agent (unless ``peer``: then KubeVirt's updater migrates), hot plug an
+    SR-IOV NIC into every VM, wait until every hot plug completed. The simulator's report, the
+    per-round timeline, the agent's metrics; ``placement`` (VM → node) and ``attach_seconds`` (hot plug
+    → attached, per VM)."""
+    n = len(bodies)
     out: dict[str, Any] = {"side": "kubevirt-workload-updater" if peer else "agent"}
     timeline = SlotTimeline()
     async with SimHarness(cfg) as h:
-        await h.seed([vm_body(f"drain-{i % NAMESPACES}", f"vm-{i:05d}") for i in range(n)])
+        await h.seed(bodies)
+        out["placement"] = {
+            f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["status"]["nodeName"]
+            for o in h.store.list("virtualmachineinstances")[0]
+        }
         h.server.add_event_observer(timeline.observe)
         agent = None
         proxy = None
@@ -185,7 +225,7 @@ async def drain_once(
                 kc = proxy.write_kubeconfig(h.workdir / "agent.kubeconfig")
             command = None
             if profile is not None:
-                from tests.harness import agent_command
+                from simulator.testing import agent_command
 
                 command = [
                     str(Path(agent_command()[0]).with_name("pyinstrument")),
@@ -196,16 +236,14 @@ async def drain_once(
                     str(profile),
                     *agent_command(),
                 ]
-            agent = h.agent(*agent_flags(cap, duration), kubeconfig=kc, identity="drain", command=command)
+            agent = h.agent(*flags, kubeconfig=kc, identity="drain", command=command)
             await agent.start()
             out["agent_ready_seconds"] = await agent.wait_ready(120)
             await wait_until(agent.is_leader, 60, "agent leadership")
         t_start = time.perf_counter()
-        for i in range(n):
-            await h.plug(f"drain-{i % NAMESPACES}", f"vm-{i:05d}", "hp-sriov", "sriov")
+        for body in bodies:
+            await h.plug(body["metadata"]["namespace"], body["metadata"]["name"], "hp-sriov", "sriov")
         out["edit_seconds"] = time.perf_counter() - t_start
-        ideal = math.ceil(n / cap) * duration
-        safety = 20 * ideal + 120
         await wait_until(lambda: h.recorder.completed_count >= n, safety, f"{n} completed hot plugs")
         out["wall_seconds"] = time.perf_counter() - t_start
         rep = h.report()
@@ -222,7 +260,11 @@ async def drain_once(
             "max_concurrent_per_vmi": rep.migrations.max_concurrent_per_vmi,
         }
         out["violations"] = rep.violations
+        out["attach_seconds"] = {
+            f"{r.namespace}/{r.vm}": r.latency_seconds for r in rep.requests if r.latency_seconds is not None
+        }
         out["slots"] = timeline.summary(cap)
+        out["created_vmis"] = list(timeline.vmi_of.values())
         if agent is not None:
             metrics = await agent.scrape()
             out["agent_metrics"] = {

@@ -3,7 +3,7 @@
 The default scenario (200 VMs, the category mix of ``simulator.scenario``, 5 % failed migrations) with
 the agent as a subprocess behind a counting proxy, so only *its* requests are counted (the simulated
 KubeVirt controllers use the same API server). Figures: requests by verb per completed hot plug,
-LIST requests after the caches synced (DESIGN §7: no periodic LISTs, so 0 without faults), VMIM
+LIST requests after the caches synced (the agent never relists on a timer, so 0 without faults), VMIM
 creates per completed hot plug (≤ 1 + retries of failed migrations).
 
     python -m bench.economy [--vms 200] [--failure-rate 0.05] [--quick]
@@ -17,7 +17,7 @@ from typing import Any
 from bench.common import GC_FREEZE_SECONDS, Figure, base_parser, print_table, run_cli, write_results
 from simulator.cluster import ClusterConfig
 from simulator.scenario import ScenarioConfig
-from tests.harness import SimHarness, agent_available, wait_until
+from simulator.testing import SimHarness, agent_available, wait_until
 
 FLAGS = [
     *("--settle-seconds", "0.5", "--bridge-grace-seconds", "1"),

@@ -20,6 +20,7 @@ import asyncio
 import time
 from typing import Any
 
+from agent.kubevirt import VMIMS, VMIS
 from bench.common import (
     GC_FREEZE_SECONDS,
     Figure,
@@ -34,7 +35,8 @@ from bench.scale import profiled_command
 from bench.workload import status_stream
 from simulator.apiserver import RequestRecord
 from simulator.cluster import ClusterConfig
-from tests.harness import VMIMS, VMIS, SimHarness, agent_available, vm_body, wait_until
+from simulator.manifests import vm_manifest
+from simulator.testing import SimHarness, agent_available, wait_until
 
 MARKER_IFACE = "hp-sriov"
 FLAGS = [
@@ -60,7 +62,6 @@ class Stopwatch:
     def __init__(self) -> None:
         self.actionable: dict[str, float] = {}
         self.created: dict[str, float] = {}
-        self.stream_events = 0
 
     def on_event(self, event_type: str, resource: str, obj: dict[str, Any], t: float) -> None:
         if resource != VMIS:
@@ -101,7 +102,7 @@ async def run(args: Any) -> list[Figure]:
         h.record_requests = False
         keys = [(f"scale-{i % 50:02d}", f"vm-{i:05d}") for i in range(n)]
         marker_keys = [(f"react-{i:03d}", "marker") for i in range(markers)]
-        await h.seed([vm_body(ns, name) for ns, name in keys + marker_keys])
+        await h.seed([vm_manifest(ns, name, [("net-a", "bridge")]) for ns, name in keys + marker_keys])
         import gc
 
         gc.collect()

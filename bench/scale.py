@@ -25,7 +25,8 @@ from typing import Any
 from bench.common import GC_FREEZE_SECONDS, Figure, at_most, base_parser, print_table, run_cli, write_results
 from bench.workload import status_stream
 from simulator.cluster import ClusterConfig
-from tests.harness import AgentProcess, SimHarness, agent_command, vm_body
+from simulator.manifests import vm_manifest
+from simulator.testing import AgentProcess, SimHarness, agent_command
 
 FLAGS = [
     "--settle-seconds",
@@ -117,7 +118,7 @@ async def measure(n: int, events: int, rate: float, profile: Path | None = None)
         t = time.perf_counter()
         keys = [(f"scale-{i % 50:02d}", f"vm-{i:05d}") for i in range(n)]
         if n:
-            await h.seed([vm_body(ns, name) for ns, name in keys])
+            await h.seed([vm_manifest(ns, name, [("net-a", "bridge")]) for ns, name in keys])
         out["seed_seconds"] = time.perf_counter() - t
         if n:
             vms_raw, _ = h.store.list("virtualmachines")

@@ -7,7 +7,8 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from tests.harness import VMIS, SimHarness
+from agent.kubevirt import VMIS
+from simulator.testing import SimHarness
 
 
 async def status_stream(

@@ -18,7 +18,13 @@ Conventions (Prometheus naming guide plus KubeVirt's monitoring guidelines):
 
 Each :class:`HotplugMetrics` owns a private :class:`~prometheus_client.CollectorRegistry` (never the
 process-global default), so tests and a simulator running several agents in one process can create as
-many as they like.
+many as they like. The registry also carries prometheus_client's process and GC collectors
+(:data:`RUNTIME_SERIES`: memory, CPU, file descriptors, garbage collections), the series every
+Prometheus stack expects from a workload.
+
+No ``*_created`` series: prometheus_client would add one per counter and histogram child (doubling the
+scrape and producing names such as ``hotplug_agent_migrations_created``); Prometheus derives resets
+from the counters themselves, so importing this module turns them off for the process.
 """
 
 from __future__ import annotations
@@ -28,11 +34,20 @@ import platform
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import metadata
-from typing import Any, Final
+from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 PREFIX: Final = "hotplug_agent_"
 
@@ -117,6 +132,17 @@ API_ERROR_CODES: Final = (
     "other",
 )
 
+#: Resources the agent sends requests for (plural names, as in the API path); anything else is ``other``.
+API_RESOURCES: Final = (
+    *RESOURCES,
+    "events",
+    "leases",
+    "controllerrevisions",
+    "other",
+)
+#: Answers of a request: the success codes the agent gets, every error code above.
+API_CODES: Final = ("200", "201", *API_ERROR_CODES)
+
 #: VMIM terminal phases and the ``result`` they map to (a deleted, unfinished VMIM is ``cancelled``).
 TERMINAL_PHASES: Final = {"Succeeded": "succeeded", "Failed": "failed"}
 
@@ -142,13 +168,43 @@ DURATION_BUCKETS: Final = (
     3600.0,
 )
 
+#: client-go's ``rest_client_request_duration_seconds`` buckets (5 ms to 60 s), for comparable quantiles.
+API_DURATION_BUCKETS: Final = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+#: The agent's own reaction: sub-millisecond to a second (more means the process is saturated).
+REACTION_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+#: Queue wait: milliseconds when a slot is free, up to an hour behind the caps in a large drain.
+QUEUE_WAIT_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
+
 
 @dataclass(frozen=True)
 class SeriesSpec:
     """Declaration of one metric family: the single source of truth for name, type, help and labels.
 
     ``name`` is the exposed sample name for counters (with ``_total``) and the family name otherwise.
-    ``labels`` maps each label name to its closed value set (pre-initialised at 0).
+    ``labels`` maps each label name to its closed value set, pre-initialised at 0 unless
+    ``preinitialise`` is false (a family whose combinations in use depend on the code path, such as
+    API requests by verb, resource and code, would otherwise export hundreds of series that never move).
     """
 
     name: str
@@ -156,6 +212,7 @@ class SeriesSpec:
     help: str
     labels: tuple[tuple[str, tuple[str, ...]], ...] = ()
     buckets: tuple[float, ...] = ()
+    preinitialise: bool = True
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -175,6 +232,8 @@ def _spec(
     help_: str,
     labels: Sequence[tuple[str, Sequence[str]]] = (),
     buckets: Sequence[float] = (),
+    *,
+    preinitialise: bool = True,
 ) -> SeriesSpec:
     return SeriesSpec(
         name=PREFIX + name,
@@ -182,6 +241,7 @@ def _spec(
         help=help_,
         labels=tuple((label, tuple(values)) for label, values in labels),
         buckets=tuple(buckets),
+        preinitialise=preinitialise,
     )
 
 
@@ -233,8 +293,8 @@ MIGRATION_RETRIES = _spec(
     "Migration attempts the agent scheduled again after a failure (with exponential backoff and jitter).",
 )
 MIGRATION_CREATES = _spec(
-    # Not "migrations_created_total": prometheus_client exposes the creation timestamp of
-    # hotplug_agent_migrations_total as hotplug_agent_migrations_created, which would collide.
+    # Not "migrations_created_total": next to hotplug_agent_migrations_total that name reads as its
+    # *_created series (which prometheus_client would export unless disabled, as it is here).
     "migration_creates_total",
     "counter",
     "VirtualMachineInstanceMigration objects this agent created (successful create requests). Compare "
@@ -325,6 +385,40 @@ API_ERRORS = _spec(
     "answer, 'other' for codes without their own series).",
     [("verb", API_VERBS), ("code", API_ERROR_CODES)],
 )
+API_REQUESTS = _spec(
+    "rest_client_requests_total",
+    "counter",
+    "Kubernetes API requests the agent sent (every attempt, retries included), by verb, resource and "
+    "HTTP status code ('network' when there was no answer), in the shape of client-go's "
+    "rest_client_requests_total.",
+    [("verb", API_VERBS), ("resource", API_RESOURCES), ("code", API_CODES)],
+    preinitialise=False,
+)
+API_REQUEST_DURATION = _spec(
+    "rest_client_request_duration_seconds",
+    "histogram",
+    "Latency of Kubernetes API requests by verb, from sending the request to the response headers (for "
+    "a watch: until the stream opened), with client-go's rest_client_request_duration_seconds buckets.",
+    [("verb", API_VERBS)],
+    API_DURATION_BUCKETS,
+)
+QUEUE_WAIT = _spec(
+    "queue_wait_seconds",
+    "histogram",
+    "Time a hot plug ready to migrate waited for its turn (cluster and per-node caps, the create-rate "
+    "token bucket, fair ordering) until the agent created its VirtualMachineInstanceMigration.",
+    (),
+    QUEUE_WAIT_BUCKETS,
+)
+REACTION = _spec(
+    "reaction_seconds",
+    "histogram",
+    "The agent's own reaction time, in the agent process (perf_counter at both ends): from the watch "
+    "event on which a hot plug became ready to migrate to its VirtualMachineInstanceMigration create "
+    "request being sent. Includes the queue wait when the caps hold it back (queue_wait_seconds).",
+    (),
+    REACTION_BUCKETS,
+)
 INVALID_OBJECTS = _spec(
     "invalid_objects_total",
     "counter",
@@ -365,15 +459,49 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
     MODE,
     WATCH_RESTARTS,
     API_ERRORS,
+    API_REQUESTS,
+    API_REQUEST_DURATION,
+    QUEUE_WAIT,
+    REACTION,
     INVALID_OBJECTS,
     CACHE_SYNCED,
     BUILD_INFO,
 )
 
 
+def _runtime(name: str, kind: str, help_: str, labels: Sequence[str] = ()) -> SeriesSpec:
+    return SeriesSpec(name, kind, help_, tuple((label, ()) for label in labels), preinitialise=False)
+
+
+#: The families of prometheus_client's ProcessCollector (Linux: read from /proc) and GCCollector, on
+#: every agent registry under their standard, unprefixed names (the ones dashboards and the Prometheus
+#: ecosystem expect). Help texts are the collectors' own.
+RUNTIME_SERIES: Final[tuple[SeriesSpec, ...]] = (
+    _runtime("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes."),
+    _runtime("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),
+    _runtime("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds."),
+    _runtime("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds."),
+    _runtime("process_open_fds", "gauge", "Number of open file descriptors."),
+    _runtime("process_max_fds", "gauge", "Maximum number of open file descriptors."),
+    _runtime("python_gc_objects_collected_total", "counter", "Objects collected during gc", ["generation"]),
+    _runtime(
+        "python_gc_objects_uncollectable_total",
+        "counter",
+        "Uncollectable objects found during GC",
+        ["generation"],
+    ),
+    _runtime(
+        "python_gc_collections_total",
+        "counter",
+        "Number of times this generation was collected",
+        ["generation"],
+    ),
+)
+
+
 def all_sample_names() -> frozenset[str]:
     """Every sample name a PromQL expression may legitimately reference."""
-    return frozenset(name for spec in SERIES for name in spec.sample_names)
+    return frozenset(name for spec in (*SERIES, *RUNTIME_SERIES) for name in spec.sample_names)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -381,64 +509,23 @@ def all_sample_names() -> frozenset[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_rfc3339(value: str) -> float:
-    """Parse a Kubernetes RFC3339 timestamp (``2024-05-01T10:00:00Z``, optional fraction) to epoch s."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp without timezone: {value!r}")
-    return parsed.timestamp()
-
-
 def phase_durations(
-    transitions: Iterable[Mapping[str, object]] | None,
-    creation_timestamp: str | None = None,
-) -> list[tuple[str, float]]:
-    """Time spent in each VMIM phase, from ``status.phaseTransitionTimestamps``.
-
-    A phase P lasts from its own transition timestamp to the next recorded transition, so the
-    terminal phase (Succeeded / Failed) and the phase a still-running migration is in have no
-    duration and are not returned.  Entries are ordered by timestamp (stable), because we should
-    not trust list order from an API object.
-
-    The interval from ``creationTimestamp`` to the first transition is KubeVirt's unlabelled
-    "Unset" phase (normally ~0 s, the controller sets Pending right away); it is **not** returned.
-    Exception: if no ``Pending`` transition was recorded at all, the VMIM was pending from creation,
-    so Pending is measured from ``creation_timestamp`` to the first recorded transition.
-
-    Phases outside :data:`PHASES` still bound their predecessor's duration but are not returned.
-    Malformed entries (missing or unparsable fields) are skipped rather than raised: this runs on
-    objects from the API, and a bad timestamp must not break metrics for the rest.
-    Returned durations are never negative (clock skew between controllers is clamped to 0).
-    """
-    points: list[tuple[float, str]] = []
-    for entry in transitions or ():
-        phase = entry.get("phase")
-        stamp = entry.get("phaseTransitionTimestamp")
-        if not isinstance(phase, str) or not isinstance(stamp, str):
-            continue
-        try:
-            points.append((parse_rfc3339(stamp), phase))
-        except ValueError:
-            continue
-    created: float | None = None
-    if creation_timestamp:
-        try:
-            created = parse_rfc3339(creation_timestamp)
-        except ValueError:
-            created = None
-    return phase_durations_from_points(points, created)
-
-
-def phase_durations_from_points(
     points: Iterable[tuple[float, str]], created: float | None = None
 ) -> list[tuple[str, float]]:
-    """:func:`phase_durations` over already parsed ``(epoch seconds, phase)`` transitions.
+    """Time spent in each VMIM phase, from its ``status.phaseTransitionTimestamps`` as parsed
+    ``(epoch seconds, phase)`` points (the agent parses each VMIM once, at the boundary).
 
-    The agent parses each VMIM once into a typed record; this lets it reuse the same rules without
-    going back to the raw object.
+    A phase P lasts from its own transition to the next recorded transition, so the terminal phase
+    (Succeeded / Failed) and the phase a still-running migration is in have no duration and are not
+    returned. Points are ordered by timestamp (stable): list order in an API object is not trusted.
+
+    The interval from ``created`` (``creationTimestamp``) to the first transition is KubeVirt's
+    unlabelled "Unset" phase (normally ~0 s, the controller sets Pending right away); it is **not**
+    returned. Exception: if no ``Pending`` transition was recorded at all, the VMIM was pending from
+    creation, so Pending is measured from ``created`` to the first recorded transition.
+
+    Phases outside :data:`PHASES` still bound their predecessor's duration but are not returned.
+    Durations are never negative (clock skew between controllers is clamped to 0).
     """
     ordered = sorted(points, key=lambda point: point[0])
     if not ordered:
@@ -521,6 +608,10 @@ class HotplugMetrics:
         self.mode = gauge(MODE)
         self.watch_restarts = counter(WATCH_RESTARTS)
         self.api_errors = counter(API_ERRORS)
+        self.api_requests = counter(API_REQUESTS)
+        self.api_request_duration_seconds = hist(API_REQUEST_DURATION)
+        self.queue_wait_seconds = hist(QUEUE_WAIT)
+        self.reaction_seconds = hist(REACTION)
         self.invalid_objects = counter(INVALID_OBJECTS)
         self.cache_synced = gauge(CACHE_SYNCED)
         self.build_info = gauge(BUILD_INFO)
@@ -546,10 +637,16 @@ class HotplugMetrics:
             MODE.name: self.mode,
             WATCH_RESTARTS.name: self.watch_restarts,
             API_ERRORS.name: self.api_errors,
+            API_REQUESTS.name: self.api_requests,
+            API_REQUEST_DURATION.name: self.api_request_duration_seconds,
+            QUEUE_WAIT.name: self.queue_wait_seconds,
+            REACTION.name: self.reaction_seconds,
             INVALID_OBJECTS.name: self.invalid_objects,
             CACHE_SYNCED.name: self.cache_synced,
             BUILD_INFO.name: self.build_info,
         }
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self._observed_vmims: OrderedDict[str, None] = OrderedDict()
         self._observed_vmims_limit = 10_000
         self._preinitialise()
@@ -558,7 +655,7 @@ class HotplugMetrics:
     def _preinitialise(self) -> None:
         """Create every closed label combination at 0 so no known series is ever absent."""
         for spec in SERIES:
-            if spec is BUILD_INFO:
+            if not spec.preinitialise or spec is BUILD_INFO:
                 continue
             metric = self._by_spec[spec.name]
             combos: list[tuple[str, ...]] = [()]
@@ -625,24 +722,6 @@ class HotplugMetrics:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def observe_phase_durations(
-        self,
-        vmim_status_phase_transition_timestamps: Iterable[Mapping[str, object]] | None,
-        creation_timestamp: str | None,
-        initiator: str,
-    ) -> list[tuple[str, float]]:
-        """Record the per-phase durations of one finished VMIM; returns what was recorded.
-
-        Call once per VMIM, when it reaches a terminal phase (the agent must deduplicate, e.g. by
-        uid): observing the same VMIM twice would count its phases twice.  See :func:`phase_durations`
-        for how durations are derived.
-        """
-        _check(initiator, INITIATORS, "initiator")
-        durations = phase_durations(vmim_status_phase_transition_timestamps, creation_timestamp)
-        for phase, seconds in durations:
-            self.migration_phase_duration_seconds.labels(phase=phase, initiator=initiator).observe(seconds)
-        return durations
-
     def observe_migration(self, result: str, initiator: str, seconds: float, vmi: str | None = None) -> None:
         """Count a finished migration and record its duration (exemplar ``vmi`` = ``ns/name``)."""
         _check(result, RESULTS, "result")
@@ -652,72 +731,6 @@ class HotplugMetrics:
         self.migration_duration_seconds.labels(result=result, initiator=initiator).observe(
             max(0.0, seconds), exemplar
         )
-
-    def observe_finished_vmim(
-        self,
-        vmim: Mapping[str, Any],
-        initiator: str,
-        *,
-        cancelled: bool = False,
-        now: float | None = None,
-    ) -> bool:
-        """Record everything a finished VMIM tells us, once per VMIM uid; returns False for a repeat.
-
-        Records the phase durations (:meth:`observe_phase_durations`) and the migration's result and
-        duration (:meth:`observe_migration`, exemplar ``namespace/vmiName``) — do not call those two
-        as well for the same VMIM.  The result comes from ``status.phase`` (Succeeded / Failed), or is
-        ``cancelled`` when ``cancelled=True`` (the agent deleted it past its deadline, or it vanished
-        unfinished).  Duration: ``creationTimestamp`` to the terminal phase's transition; without one
-        (cancelled), to ``now`` (wall-clock Unix seconds) or else to the last recorded transition.
-
-        Why dedupe here: watch events are re-delivered after relists and restarts of a watch, and the
-        agent may see the same terminal VMIM many times; counting it twice would skew every ratio.
-        The memory of seen uids is bounded (oldest forgotten first).  Returns False, recording
-        nothing, for a VMIM that is neither terminal nor cancelled, or that has no uid.
-        """
-        _check(initiator, INITIATORS, "initiator")
-        metadata_ = vmim.get("metadata")
-        status = vmim.get("status")
-        spec = vmim.get("spec")
-        meta: Mapping[str, Any] = metadata_ if isinstance(metadata_, Mapping) else {}
-        stat: Mapping[str, Any] = status if isinstance(status, Mapping) else {}
-        spc: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
-        uid = meta.get("uid")
-        phase = stat.get("phase")
-        if cancelled:
-            result = "cancelled"
-        elif isinstance(phase, str) and phase in TERMINAL_PHASES:
-            result = TERMINAL_PHASES[phase]
-        else:
-            return False
-        if not isinstance(uid, str) or not uid or uid in self._observed_vmims:
-            return False
-        self._observed_vmims[uid] = None
-        while len(self._observed_vmims) > self._observed_vmims_limit:
-            self._observed_vmims.popitem(last=False)
-
-        raw = stat.get("phaseTransitionTimestamps")
-        points: list[tuple[float, str]] = []
-        for entry in raw if isinstance(raw, list) else ():
-            if not isinstance(entry, Mapping):
-                continue
-            entry_phase, entry_time = entry.get("phase"), entry.get("phaseTransitionTimestamp")
-            if isinstance(entry_phase, str) and isinstance(entry_time, str):
-                try:
-                    points.append((parse_rfc3339(entry_time), entry_phase))
-                except ValueError:
-                    continue
-        created_raw = meta.get("creationTimestamp")
-        created: float | None = None
-        if isinstance(created_raw, str):
-            try:
-                created = parse_rfc3339(created_raw)
-            except ValueError:
-                created = None
-        namespace, vmi_name = meta.get("namespace"), spc.get("vmiName")
-        vmi = f"{namespace}/{vmi_name}" if isinstance(namespace, str) and isinstance(vmi_name, str) else None
-        self._record_finished(result, initiator, points, created=created, now=now, vmi=vmi)
-        return True
 
     def observe_finished_points(
         self,
@@ -731,7 +744,21 @@ class HotplugMetrics:
         now: float | None = None,
         vmi: str | None = None,
     ) -> bool:
-        """:meth:`observe_finished_vmim` for a VMIM already parsed into ``(epoch, phase)`` points."""
+        """Record everything a finished VMIM tells us, once per VMIM uid; returns False for a repeat.
+
+        ``points`` are its parsed ``status.phaseTransitionTimestamps`` (``(epoch, phase)``), ``created``
+        its ``creationTimestamp``. Records the phase durations (:func:`phase_durations`) and the
+        migration's result and duration (:meth:`observe_migration`, exemplar ``vmi`` = ``ns/name``).
+        The result comes from ``phase`` (Succeeded / Failed), or is ``cancelled`` when
+        ``cancelled=True`` (the agent deleted it past its deadline, or it vanished unfinished).
+        Duration: ``created`` to the terminal phase's transition; without one (cancelled), to ``now``
+        (wall-clock Unix seconds) or else to the last recorded transition.
+
+        Why dedupe here: watch events are re-delivered after relists and restarts of a watch, and the
+        agent may see the same terminal VMIM many times; counting it twice would skew every ratio.
+        The memory of seen uids is bounded (oldest forgotten first). Returns False, recording
+        nothing, for a VMIM that is neither terminal nor cancelled, or that has no uid.
+        """
         _check(initiator, INITIATORS, "initiator")
         if cancelled:
             result = "cancelled"
@@ -757,7 +784,7 @@ class HotplugMetrics:
         now: float | None,
         vmi: str | None,
     ) -> None:
-        for phase_name, secs in phase_durations_from_points(points, created):
+        for phase_name, secs in phase_durations(points, created):
             self.migration_phase_duration_seconds.labels(phase=phase_name, initiator=initiator).observe(secs)
         stamps = {p: t for t, p in points}
         end: float | None = next((stamps[p] for p in TERMINAL_PHASES if p in stamps), None)
@@ -797,6 +824,31 @@ class HotplugMetrics:
         """Count a failed API request; ``status`` is normalised by :func:`normalise_api_code`."""
         _check(verb, API_VERBS, "verb")
         self.api_errors.labels(verb=verb, code=normalise_api_code(status)).inc()
+
+    def observe_api_request(self, verb: str, resource: str, status: int, seconds: float) -> None:
+        """Count one API request attempt and record its latency (``status`` 0: no answer).
+
+        ``resource`` outside :data:`API_RESOURCES` is counted as ``other`` and an unknown code as
+        ``other``: this runs inside the API client, where a new call must never break on a label.
+        """
+        _check(verb, API_VERBS, "verb")
+        resource_label = resource if resource in API_RESOURCES else "other"
+        code = str(status) if str(status) in API_CODES else normalise_api_code(status)
+        self.api_requests.labels(verb=verb, resource=resource_label, code=code).inc()
+        self.api_request_duration_seconds.labels(verb=verb).observe(max(0.0, seconds))
+
+    def observe_reaction(self, seconds: float) -> None:
+        """Record one reaction: the ready-making watch event → the create request sent (seconds)."""
+        self.reaction_seconds.observe(max(0.0, seconds))
+
+    def observe_queue_wait(self, seconds: float, vmi: str | None = None) -> None:
+        """Record how long a hot plug ready to migrate waited until its VMIM was created.
+
+        Call once per created migration, with the time from the moment it became ready (nothing left
+        to wait for but a slot or a token) to the successful create (exemplar ``vmi`` = ``ns/name``).
+        """
+        exemplar = {"vmi": vmi} if vmi else None
+        self.queue_wait_seconds.observe(max(0.0, seconds), exemplar)
 
     def record_invalid_object(self, resource: str) -> None:
         self.invalid_objects.labels(resource=_check(resource, RESOURCES, "resource")).inc()

@@ -1,8 +1,9 @@
 """``hotplug-agent cluster`` and ``hotplug-agent simulate``: argument definitions and runners.
 
-``agent/cli.py`` dispatches here. ``simulate`` runs a simulated cluster, the scenario driver and either
-the agent (``agent_runner``) or, without one, a manual operator who migrates like ``virtctl migrate``;
-it prints live progress and a ground-truth summary, and ``--report FILE`` writes the JSON report.
+:mod:`simulator.cli_args` registers the commands and dispatches here. ``simulate`` runs a simulated
+cluster, the scenario driver and either the agent (``agent_runner``) or, without one, a manual operator
+who migrates like ``virtctl migrate``; it prints live progress and a ground-truth summary, and
+``--report FILE`` writes the JSON report.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TextIO, cast
 
 import structlog
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
 from agent.aio import wait_event
-from simulator.cli_args import add_cluster_arguments, add_simulate_arguments
+from simulator.cli_args import CLUSTER_VMS, SIMULATE_VMS, add_cluster_arguments, add_simulate_arguments
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.report import Recorder, Report
 from simulator.scenario import ManualOperator, ScenarioConfig, ScenarioDriver, build_plan
@@ -73,7 +76,7 @@ async def run_cluster(args: argparse.Namespace, stop: asyncio.Event | None = Non
         stop = asyncio.Event()
         _install_signals(stop)
     try:
-        n = 20 if args.vms is None else args.vms
+        n = CLUSTER_VMS if args.vms is None else args.vms
         if n:
             await cluster.seed([p.body for p in build_plan(_scenario_config(args, n))])
         print(f"simulated KubeVirt {cfg.kubevirt_version} cluster at {cluster.url}", flush=True)
@@ -110,7 +113,7 @@ async def run_simulate(args: argparse.Namespace, agent_runner: AgentRunner | Non
 
 async def simulate(args: argparse.Namespace, agent_runner: AgentRunner | None = None) -> Report:
     cfg = _cluster_config(args, default_failure=0.05, default_mean=1.0)
-    scen = _scenario_config(args, 200 if args.vms is None else args.vms)
+    scen = _scenario_config(args, SIMULATE_VMS if args.vms is None else args.vms)
     cluster = SimulatedCluster(cfg, kubeconfig_path=args.kubeconfig_out)
     await cluster.start()
     recorder = Recorder(cluster.server.store)
@@ -148,6 +151,60 @@ async def _run_agent(runner: AgentRunner, kubeconfig: str, stop: asyncio.Event) 
     await runner(kubeconfig, stop)
 
 
+class StatusLine:
+    """One live status line on a terminal that log lines never land on.
+
+    The line is redrawn in place (``\\r``) and cut to the terminal's width, so it never wraps. While
+    it is shown, :meth:`guard` wraps a stream (stderr, where logs go) so that any write first clears
+    the line; the next tick draws it again below the log line.
+    """
+
+    CLEAR = "\r\x1b[K"
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.live = False
+
+    def show(self, text: str) -> None:
+        width = max(20, shutil.get_terminal_size((120, 24)).columns - 1)
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        self.out.write(self.CLEAR + text)
+        self.out.flush()
+        self.live = True
+
+    def clear(self) -> None:
+        if self.live:
+            self.out.write(self.CLEAR)
+            self.out.flush()
+            self.live = False
+
+    def finish(self, text: str) -> None:
+        """The final tick: the last figures stay on screen, on a line of their own."""
+        self.show(text)
+        self.out.write("\n")
+        self.out.flush()
+        self.live = False
+
+    def guard(self, stream: TextIO) -> TextIO:
+        return cast(TextIO, _ClearingStream(stream, self))
+
+
+class _ClearingStream:
+    """A text stream that clears the live status line before every write."""
+
+    def __init__(self, inner: TextIO, status: StatusLine) -> None:
+        self._inner = inner
+        self._status = status
+
+    def write(self, text: str) -> int:
+        self._status.clear()
+        return self._inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 async def _progress(
     cluster: SimulatedCluster,
     driver: ScenarioDriver,
@@ -158,16 +215,30 @@ async def _progress(
     agent_mode: bool = False,
 ) -> None:
     tty = sys.stdout.isatty()
+    status = StatusLine(sys.stdout)
+    stderr = sys.stderr
+    if tty:
+        sys.stderr = status.guard(stderr)  # logs (agent/logs.py writes to the current sys.stderr)
     start = time.monotonic()
     last_change = start
     last_done = -1
     last_print = 0.0
+
+    def line(now: float) -> str:
+        accepted = sum(1 for r in driver.requests if r.accepted)
+        stats = recorder.stats
+        return (
+            f"[{now - start:5.1f}s] hot plugs {len(driver.requests)}: {recorder.completed_count} done, "
+            f"{len(driver.requests) - accepted} rejected, {len(recorder.agent_blocks)} blocked | "
+            f"migrations {stats.created}: {recorder.in_flight} in flight, {stats.succeeded} ok, "
+            f"{stats.failed} failed"
+        )
+
     try:
         while not stop.is_set():
             cluster.check()
             now = time.monotonic()
             accepted = sum(1 for r in driver.requests if r.accepted)
-            blocked = len(driver.requests) - accepted
             done = recorder.completed_count
             # With the agent, a run is over when every accepted request completed or was explained by
             # an agent Event; without it (manual), when everything possible completed.
@@ -175,17 +246,10 @@ async def _progress(
             if done != last_done or recorder.in_flight or not driver.done.is_set():
                 last_change = now
                 last_done = done
-            line = (
-                f"[{now - start:6.1f}s] requested {len(driver.requests)}  completed {done}  "
-                f"rejected {blocked}  blocked by agent {len(recorder.agent_blocks)}  "
-                f"in-flight migrations {recorder.in_flight}  "
-                f"migrations {recorder.stats.created} (ok {recorder.stats.succeeded}, failed "
-                f"{recorder.stats.failed})"
-            )
             if tty:
-                print("\r" + line, end="", flush=True)
+                status.show(line(now))
             elif now - last_print >= 1.0:
-                print(line, flush=True)
+                print(line(now), flush=True)
                 last_print = now
             if driver.done.is_set() and (
                 resolved >= accepted or now - last_change >= args.quiet_seconds or now - start >= args.timeout
@@ -196,7 +260,10 @@ async def _progress(
             await asyncio.sleep(0.1)
     finally:
         if tty:
-            print(flush=True)
+            sys.stderr = stderr
+            status.finish(line(time.monotonic()))
+        else:
+            print(line(time.monotonic()), flush=True)
         stop.set()
 
 

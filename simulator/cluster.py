@@ -53,6 +53,8 @@ class ClusterConfig:
     nodes: int = 4
     migration_mean_seconds: float = 2.0
     migration_distribution: Distribution = "lognormal"
+    #: > 0: migration time = ``migration_mean_seconds`` + this x guest memory GiB (KubeVirtSimConfig).
+    migration_seconds_per_gib: float = 0.0
     failure_rate: float = 0.0
     stuck_rate: float = 0.0
     dnc_enabled: bool = False
@@ -87,6 +89,7 @@ class ClusterConfig:
             nodes=self.nodes,
             migration_mean_seconds=self.migration_mean_seconds,
             migration_distribution=self.migration_distribution,
+            migration_seconds_per_gib=self.migration_seconds_per_gib,
             failure_rate=self.failure_rate,
             stuck_rate=self.stuck_rate,
             dnc_enabled=self.dnc_enabled,

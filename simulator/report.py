@@ -16,23 +16,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_RESTART_REQUIRED,
     COND_SYNCHRONIZED,
     INFO_SOURCE_DOMAIN,
+    PHASE_SUCCEEDED,
+    VMIMS,
+    is_final,
+    is_running,
+)
+from agent.names import (
+    COMPONENT,
     LABEL_AUTO_MIGRATE,
     LABEL_MANAGED_BY,
     MANAGED_BY_VALUE,
     OPT_OUT_VALUE,
-    is_final,
-    is_running,
+    EventReason,
 )
 from simulator.kubevirt import rules
 from simulator.scenario import Request
 
-VMIMS = "virtualmachineinstancemigrations"
 #: The first release with KubeVirt's network exemption in the RestartRequired rule: the reference for
 #: "this VM really needs a restart" whatever release the run simulates.
 FIXED_RESTART_RULE = (1, 5, 2)
@@ -107,8 +112,7 @@ class Report:
         lines = [
             f"hot-plug requests: {self.requested}  completed: {self.completed}  "
             f"blocked at admission: {self.blocked_at_admission}  not completed: {self.not_completed}",
-            "not completed by final state: "
-            + (", ".join(f"{k}={v}" for k, v in sorted(self.by_final_state.items())) or "none"),
+            self._not_completed_line(),
             f"migrations: {m.created} created (agent {m.by_creator['agent']}, kubevirt "
             f"{m.by_creator['kubevirt']}, "
             f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, "
@@ -129,6 +133,25 @@ class Report:
         if self.violations:
             lines.append("VIOLATIONS: " + "; ".join(self.violations))
         return lines
+
+    def _not_completed_line(self) -> str:
+        """The accepted requests not completed, by what the cluster shows (sums to ``not_completed``).
+
+        "pending" is what the cluster cannot explain by itself (e.g. a slot shortage the agent predicted
+        and so never migrated for): the agent's Event gives the reason, or none did.
+        """
+        left = [r for r in self.requests if r.accepted and not r.completed]
+        by_state = _count(r.final_state for r in left)
+        parts = []
+        for state, n in sorted(by_state.items(), key=lambda kv: (kv[0] == "pending", kv[0])):
+            part = f"{state}={n}"
+            if state == "pending":
+                said = _count(r.agent_block or "no reason given" for r in left if r.final_state == state)
+                part += (
+                    " (the agent's Event says " + ", ".join(f"{k}={v}" for k, v in sorted(said.items())) + ")"
+                )
+            parts.append(part)
+        return f"not completed ({len(left)}), by the cluster's state: " + (", ".join(parts) or "none")
 
 
 class _Track:
@@ -178,7 +201,7 @@ class Recorder:
 
     def _on_event(self, obj: dict[str, Any]) -> None:
         """Record the agent's "blocked" Events: the cluster-visible proof that nothing was dropped."""
-        if obj.get("reportingComponent") != AGENT_COMPONENT or obj.get("type") != "Warning":
+        if obj.get("reportingComponent") != COMPONENT or obj.get("type") != "Warning":
             return
         involved = obj.get("involvedObject") or {}
         if involved.get("kind") != "VirtualMachine":
@@ -186,9 +209,9 @@ class Recorder:
         key = (str(involved.get("namespace", "")), str(involved.get("name", "")))
         reason = str(obj.get("reason", ""))
         message = str(obj.get("message", ""))
-        if reason == "HotplugMigrationGaveUp":
+        if reason == EventReason.GAVE_UP:
             self.agent_blocks[key] = "retries-exhausted"
-        elif reason in ("HotplugBlocked", "HotplugSlotsExhausted"):
+        elif reason in (EventReason.BLOCKED, EventReason.SLOTS_EXHAUSTED):
             match = _BLOCK_REASON.search(message)
             self.agent_blocks[key] = match.group(1) if match else reason
 
@@ -237,78 +260,94 @@ class Recorder:
         )
 
     def _on_vmim(self, event_type: str, key: tuple[str, str], obj: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
         st = obj.get("status") or {}
         phase = str(st.get("phase", ""))
         vmi_key = (key[0], str((obj.get("spec") or {}).get("vmiName", "")))
         if event_type == "ADDED":
-            self.stats.created += 1
-            labels = meta.get("labels") or {}
-            annotations = meta.get("annotations") or {}
-            if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
-                creator = "agent"
-            elif ANNOTATION_WORKLOAD_UPDATE in annotations:
-                creator = "kubevirt"
-            else:
-                creator = "manual"
-            self.stats.by_creator[creator] += 1
-            vm = self.store.try_get("virtualmachines", *vmi_key)
-            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            if (
-                vm is not None
-                and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-            ):
-                self.stats.for_opted_out += 1
-                if creator == "agent":
-                    self.violations.append(f"agent migrated opted-out VM {vmi_key[0]}/{vmi_key[1]}")
-            if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
-                self.stats.for_not_live_migratable += 1
-            if _cond(vm, COND_RESTART_REQUIRED) == "True":
-                self.stats.for_restart_required += 1
-                if creator == "agent" and self._restart_really_required(vm, vmi):
-                    self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
-        gone = event_type == "DELETED" or is_final(phase)
-        if gone:
-            if key in self._unfinished:
-                del self._unfinished[key]
-                self._per_vmi[vmi_key] -= 1
-                if self._per_vmi[vmi_key] <= 0:
-                    del self._per_vmi[vmi_key]
-            self._running.pop(key, None)
-            if is_final(phase) and key not in self._final_seen:
-                self._final_seen.add(key)
-                if phase == "Succeeded":
-                    self.stats.succeeded += 1
-                else:
-                    self.stats.failed += 1
+            self._on_vmim_created(obj.get("metadata") or {}, vmi_key)
+        if event_type == "DELETED" or is_final(phase):
+            self._on_vmim_gone(key, vmi_key, phase)
             return
-        if key not in self._unfinished:
-            self._unfinished[key] = vmi_key
-            n = self._per_vmi.get(vmi_key, 0) + 1
-            self._per_vmi[vmi_key] = n
-            if n > 1:
-                self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
-            self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
-            self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
-        if is_running(phase) and key not in self._running:
-            # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
-            # source is in the VMI's migrationState (from the hand-off), else where the VMI is. Taken
-            # once: the VMI moves to the target before the VMIM's Succeeded arrives.
-            source = str((st.get("migrationState") or {}).get("sourceNode") or "")
-            if not source:
-                vmi = self.store.try_get("virtualmachineinstances", *vmi_key) or {}
-                vmi_status = vmi.get("status") or {}
-                state = vmi_status.get("migrationState") or {}
-                if state.get("migrationUid") == meta.get("uid") and state.get("sourceNode"):
-                    source = str(state["sourceNode"])
-                else:
-                    source = str(vmi_status.get("nodeName") or "")
-            self._running[key] = source
-            self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
-            per_node: dict[str, int] = {}
-            for node in self._running.values():
-                per_node[node] = per_node.get(node, 0) + 1
-            self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
+        self._on_vmim_unfinished(key, vmi_key)
+        if is_running(phase):
+            self._on_vmim_running(key, vmi_key, st, str((obj.get("metadata") or {}).get("uid", "")))
+
+    def _on_vmim_created(self, meta: dict[str, Any], vmi_key: tuple[str, str]) -> None:
+        """Count the migration by creator, and what it migrates that the agent must leave alone."""
+        self.stats.created += 1
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
+            creator = "agent"
+        elif ANNOTATION_WORKLOAD_UPDATE in annotations:
+            creator = "kubevirt"
+        else:
+            creator = "manual"
+        self.stats.by_creator[creator] += 1
+        vm = self.store.try_get("virtualmachines", *vmi_key)
+        vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+        where = f"{vmi_key[0]}/{vmi_key[1]}"
+        if vm is not None and _opted_out(vm):
+            self.stats.for_opted_out += 1
+            if creator == "agent":
+                self.violations.append(f"agent migrated opted-out VM {where}")
+        if _cond(vmi, COND_LIVE_MIGRATABLE) == "False":
+            self.stats.for_not_live_migratable += 1
+        if _cond(vm, COND_RESTART_REQUIRED) == "True":
+            self.stats.for_restart_required += 1
+            if creator == "agent" and self._restart_really_required(vm, vmi):
+                self.violations.append(f"agent migrated RestartRequired VM {where}")
+
+    def _on_vmim_gone(self, key: tuple[str, str], vmi_key: tuple[str, str], phase: str) -> None:
+        """Deleted or final: no longer unfinished; a final phase counts once."""
+        if key in self._unfinished:
+            del self._unfinished[key]
+            self._per_vmi[vmi_key] -= 1
+            if self._per_vmi[vmi_key] <= 0:
+                del self._per_vmi[vmi_key]
+        self._running.pop(key, None)
+        if is_final(phase) and key not in self._final_seen:
+            self._final_seen.add(key)
+            if phase == PHASE_SUCCEEDED:
+                self.stats.succeeded += 1
+            else:
+                self.stats.failed += 1
+
+    def _on_vmim_unfinished(self, key: tuple[str, str], vmi_key: tuple[str, str]) -> None:
+        """A migration not final yet: one per VMI at a time, and the cluster-wide high-water mark."""
+        if key in self._unfinished:
+            return
+        self._unfinished[key] = vmi_key
+        n = self._per_vmi.get(vmi_key, 0) + 1
+        self._per_vmi[vmi_key] = n
+        if n > 1:
+            self.violations.append(f"{n} concurrent migrations for VMI {vmi_key[0]}/{vmi_key[1]}")
+        self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
+        self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
+
+    def _on_vmim_running(
+        self, key: tuple[str, str], vmi_key: tuple[str, str], st: dict[str, Any], uid: str
+    ) -> None:
+        """A running migration, by source node: the per-node high-water mark."""
+        if key in self._running:
+            return  # taken once: the VMI moves to the target before the VMIM's Succeeded arrives
+        # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the source
+        # is in the VMI's migrationState (written at the hand-off), else where the VMI is.
+        source = str((st.get("migrationState") or {}).get("sourceNode") or "")
+        if not source:
+            vmi = self.store.try_get("virtualmachineinstances", *vmi_key) or {}
+            vmi_status = vmi.get("status") or {}
+            state = vmi_status.get("migrationState") or {}
+            if state.get("migrationUid") == uid and state.get("sourceNode"):
+                source = str(state["sourceNode"])
+            else:
+                source = str(vmi_status.get("nodeName") or "")
+        self._running[key] = source
+        self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
+        per_node: dict[str, int] = {}
+        for node in self._running.values():
+            per_node[node] = per_node.get(node, 0) + 1
+        self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
 
     def report(self) -> Report:
         outcomes: list[RequestOutcome] = []
@@ -377,10 +416,7 @@ class Recorder:
             return "slots-exhausted"
         if _cond(vm, COND_RESTART_REQUIRED) == "True" and self._restart_really_required(vm, vmi):
             return "restart-required"
-        if (
-            vm is not None
-            and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
-        ):
+        if vm is not None and _opted_out(vm):
             return "opted-out"
         return "pending"
 
@@ -404,8 +440,6 @@ class Recorder:
 
 
 _BLOCK_REASON = re.compile(r"hot plug blocked \(([a-z-]+)\)")
-#: ``reportingComponent`` of the agent's Events (``agent.kube.COMPONENT``).
-AGENT_COMPONENT = "hotplug-agent"
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:
@@ -413,6 +447,13 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+def _opted_out(vm: dict[str, Any]) -> bool:
+    """The agent's opt-out, as a label or an annotation of the VM."""
+    meta = vm.get("metadata") or {}
+    values = ((meta.get(k) or {}).get(LABEL_AUTO_MIGRATE) for k in ("labels", "annotations"))
+    return any(isinstance(v, str) and v.strip().lower() == OPT_OUT_VALUE for v in values)
 
 
 def _cond_obj(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:

@@ -34,9 +34,12 @@ from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.aio import wait_event
-from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE, VIRTCTL_MIGRATE_PREFIX
+from agent.kubevirt import VIRTCTL_MIGRATE_PREFIX
+from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.kubevirt import pci, rules
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
+from simulator.manifests import hotplug_volumes, vm_manifest
+from simulator.mix import DEFAULT_MIX
 
 log = structlog.get_logger("simulator.scenario")
 
@@ -44,22 +47,6 @@ Op = Literal["plug", "unplug"]
 G, V = "kubevirt.io", "v1"
 MERGE = "application/merge-patch+json"
 MERGE_KW: dict[str, Any] = {"_content_type": MERGE}
-
-#: Category → weight in the default mix.
-DEFAULT_MIX: dict[str, float] = {
-    "bridge-plug": 0.34,
-    "sriov-plug": 0.14,
-    "bridge-unplug": 0.15,
-    "sriov-unplug": 0.03,
-    "not-migratable-interface": 0.02,
-    "not-migratable-hostdevice": 0.02,
-    "not-migratable-disk": 0.02,
-    "slots-predictable": 0.03,
-    "slots-observed": 0.03,
-    "opted-out": 0.04,
-    "restart-required": 0.04,
-    "idle": 0.14,
-}
 
 
 @dataclass
@@ -105,57 +92,6 @@ class Request:
     rejection: str = ""
 
 
-def vm_manifest(
-    ns: str,
-    name: str,
-    secondary: list[tuple[str, str]],
-    *,
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-    pod_binding: str = "masquerade",
-    volumes: list[dict[str, Any]] | None = None,
-    host_devices: bool = False,
-    memory: str = "1Gi",
-) -> dict[str, Any]:
-    """A VirtualMachine as a user writes it (running, a masquerade pod network by default, one
-    container disk), with secondary Multus networks ``(name, binding)`` referring to NADs ``<ns>/<name>``.
-    Valid for KubeVirt's own admission, so the real-KubeVirt tier uses it too."""
-    ifaces: list[dict[str, Any]] = [{"name": "default", pod_binding: {}}]
-    nets: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
-    for net, binding in secondary:
-        ifaces.append({"name": net, binding: {}})
-        nets.append({"name": net, "multus": {"networkName": f"{ns}/{net}"}})
-    disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    vols: list[dict[str, Any]] = [
-        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}
-    ]
-    for vol in volumes or []:
-        disks.append({"name": vol["name"], "disk": {"bus": "scsi"}})
-        vols.append(vol)
-    devices: dict[str, Any] = {"interfaces": ifaces, "disks": disks}
-    if host_devices:
-        devices["hostDevices"] = [{"name": "gpu0", "deviceName": "nvidia.com/GA100_A100_PCIE_40GB"}]
-    tmeta: dict[str, Any] = {"labels": {"kubevirt.io/vm": name}}
-    if annotations:
-        tmeta["annotations"] = annotations
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": tmeta,
-                "spec": {
-                    "domain": {"devices": devices, "memory": {"guest": memory}, "resources": {}},
-                    "networks": nets,
-                    "volumes": vols,
-                },
-            },
-        },
-    }
-
-
 def _free_ports(body: dict[str, Any], version: str) -> int:
     spec = body["spec"]["template"]["spec"]
     free, _ = pci.free_ports_for_new_domain(
@@ -164,68 +100,52 @@ def _free_ports(body: dict[str, Any], version: str) -> int:
     return free
 
 
+_A = [("net-a", "bridge")]
+_AB = [("net-a", "bridge"), ("net-b", "bridge")]
+_PLUG_BRIDGE: tuple[Op, str, str] = ("plug", "hp-bridge", "bridge")
+#: Category → (secondary interfaces, other ``vm_manifest`` arguments, the user's actions, interfaces the
+#: user removes instead of setting them absent). ``not-migratable-disk`` and ``slots-observed`` depend on
+#: the VM's name and KubeVirt version: :func:`_category_vm`.
+_CATEGORIES: dict[str, tuple[list[tuple[str, str]], dict[str, Any], list[tuple[Op, str, str]], list[str]]] = {
+    "bridge-plug": (_A, {}, [_PLUG_BRIDGE], []),
+    "sriov-plug": (_A, {}, [("plug", "hp-sriov", "sriov")], []),
+    "bridge-unplug": (_AB, {}, [("unplug", "net-b", "bridge")], []),
+    "sriov-unplug": ([("sriov-a", "sriov")], {}, [("unplug", "sriov-a", "sriov")], []),
+    "not-migratable-interface": (_A, {"pod_binding": "bridge"}, [_PLUG_BRIDGE], []),
+    "not-migratable-hostdevice": (_A, {"host_devices": True}, [_PLUG_BRIDGE], []),
+    "slots-predictable": ([*_AB, ("net-c", "bridge")], {}, [_PLUG_BRIDGE], []),
+    "opted-out": (_A, {"labels": {LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}}, [_PLUG_BRIDGE], []),
+    "restart-required": (_AB, {}, [_PLUG_BRIDGE], ["net-b"]),
+}
+
+
+def _category_vm(cat: str, ns: str, name: str, version: str) -> VMPlan:
+    """The VM of category ``cat`` and what its user does to it."""
+    if cat == "not-migratable-disk":
+        vol = {"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data-rwo"}}
+        return VMPlan(ns, name, cat, vm_manifest(ns, name, _A, volumes=[vol]), [Action(*_PLUG_BRIDGE)])
+    if cat == "slots-observed":
+        # As many hot-plugged disks as the new domain has free ports: the NIC then finds none.
+        n_hot = _free_ports(vm_manifest(ns, name, _A), version)
+        body = vm_manifest(ns, name, _A, volumes=hotplug_volumes(name, n_hot))
+        return VMPlan(ns, name, cat, body, [Action(*_PLUG_BRIDGE)])
+    secondary, kwargs, actions, remove = _CATEGORIES.get(cat, (_A, {}, [], []))
+    body = vm_manifest(ns, name, secondary, **kwargs)
+    return VMPlan(ns, name, cat, body, [Action(*a) for a in actions], list(remove))
+
+
 def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
     """Deterministic VMs and their user actions for ``cfg.seed``."""
     rng = random.Random(cfg.seed)
     cats = list(cfg.mix)
     weights = [cfg.mix[c] for c in cats]
-    plans: list[VMPlan] = []
     # Guarantee at least one VM per category when there is room, then draw the rest.
     chosen = cats[: min(len(cats), cfg.vms)] + rng.choices(cats, weights, k=max(0, cfg.vms - len(cats)))
     rng.shuffle(chosen)
-    for i, cat in enumerate(chosen):
-        ns = cfg.namespaces[i % len(cfg.namespaces)]
-        name = f"vm-{i:05d}"
-        actions: list[Action] = []
-        remove: list[str] = []
-        if cat == "bridge-plug":
-            body = vm_manifest(ns, name, [("net-a", "bridge")])
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "sriov-plug":
-            body = vm_manifest(ns, name, [("net-a", "bridge")])
-            actions = [Action("plug", "hp-sriov", "sriov")]
-        elif cat == "bridge-unplug":
-            body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
-            actions = [Action("unplug", "net-b", "bridge")]
-        elif cat == "sriov-unplug":
-            body = vm_manifest(ns, name, [("sriov-a", "sriov")])
-            actions = [Action("unplug", "sriov-a", "sriov")]
-        elif cat == "not-migratable-interface":
-            body = vm_manifest(ns, name, [("net-a", "bridge")], pod_binding="bridge")
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "not-migratable-hostdevice":
-            body = vm_manifest(ns, name, [("net-a", "bridge")], host_devices=True)
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "not-migratable-disk":
-            vol = {"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data-rwo"}}
-            body = vm_manifest(ns, name, [("net-a", "bridge")], volumes=[vol])
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "slots-predictable":
-            body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge"), ("net-c", "bridge")])
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "slots-observed":
-            body = vm_manifest(ns, name, [("net-a", "bridge")])
-            n_hot = _free_ports(body, cfg.kubevirt_version)
-            hot = [
-                {
-                    "name": f"hp-disk-{k}",
-                    "persistentVolumeClaim": {"claimName": f"{name}-hp-{k}", "hotpluggable": True},
-                }
-                for k in range(n_hot)
-            ]
-            body = vm_manifest(ns, name, [("net-a", "bridge")], volumes=hot)
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "opted-out":
-            body = vm_manifest(ns, name, [("net-a", "bridge")], labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE})
-            actions = [Action("plug", "hp-bridge", "bridge")]
-        elif cat == "restart-required":
-            body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
-            actions = [Action("plug", "hp-bridge", "bridge")]
-            remove = ["net-b"]
-        else:
-            body = vm_manifest(ns, name, [("net-a", "bridge")])
-        plans.append(VMPlan(ns, name, cat, body, actions, remove))
-    return plans
+    return [
+        _category_vm(cat, cfg.namespaces[i % len(cfg.namespaces)], f"vm-{i:05d}", cfg.kubevirt_version)
+        for i, cat in enumerate(chosen)
+    ]
 
 
 def edit_body(current: dict[str, Any], plan: VMPlan) -> dict[str, Any]:

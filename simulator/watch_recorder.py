@@ -30,13 +30,11 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
-from simulator.report import VMIMS, Recorder
+from agent.kubevirt import GROUP, VERSION, VMIMS, VMIS, VMS
+from simulator.report import Recorder
 
 log = structlog.get_logger("simulator.watch_recorder")
 
-GROUP, VERSION = "kubevirt.io", "v1"
-VMS = "virtualmachines"
-VMIS = "virtualmachineinstances"
 EVENTS = "events"
 #: Watched in this order; the Recorder reads VMs and VMIs when a VMIM appears, so those come first.
 RESOURCES = (VMS, VMIS, VMIMS, EVENTS)

@@ -16,16 +16,27 @@ The same bearer token as the API applies when one is configured.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from simulator.apiserver.errors import ApiError
-from simulator.apiserver.faults import FaultRule
+from simulator.apiserver.faults import FaultRule, Faults
 from simulator.apiserver.watch import encode
 
-if TYPE_CHECKING:
-    from simulator.apiserver.server import ApiServer
+
+class AdminTarget(Protocol):
+    """What the admin endpoints act on (the ``ApiServer``; a protocol, so this module needs no import
+    of the server that mounts it)."""
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def request_counts(self) -> Counter[tuple[str, str]]: ...
+
+    def compact(self) -> int: ...
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -45,7 +56,7 @@ async def _read(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def make_admin(server: ApiServer) -> Any:
+def make_admin(server: AdminTarget) -> Any:
     async def admin(request: web.Request) -> web.StreamResponse:
         faults = server.faults
         parts = [p for p in request.path.split("/") if p][1:]

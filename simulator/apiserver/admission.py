@@ -6,14 +6,25 @@ mutate it (a mutating webhook) or raise `AdmissionDenied` (a validating webhook)
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from simulator.apiserver.errors import ApiError
 
-if TYPE_CHECKING:
-    from simulator.apiserver.store import Store
+
+class StoreReader(Protocol):
+    """What a hook may read of the store (the ``Store``; a protocol, so this module needs no import of
+    the store that calls the hooks). Resources by plural, as everywhere in the store's API."""
+
+    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]: ...
+
+    def try_get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+
+    def list(
+        self, resource: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], int]: ...
 
 
 @dataclass
@@ -28,8 +39,8 @@ class AdmissionRequest:
     object: dict[str, Any]
     #: The stored object before the change (do not mutate); None on CREATE.
     old_object: dict[str, Any] | None
-    #: Read access to the store (`server.get`, `server.list`).
-    server: Store
+    #: Read access to the store (`server.get`, `server.try_get`, `server.list`).
+    server: StoreReader
     dry_run: bool = False
 
 

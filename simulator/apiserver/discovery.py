@@ -86,41 +86,42 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
 
 
 def document_for(registry: Registry, path: str, server_address: str) -> dict[str, Any] | None:
-    """The discovery or OpenAPI document at `path`; None when `path` is not a discovery path."""
-    reg = registry
+    """The discovery or OpenAPI document at `path`; None when `path` is not a discovery path.
+
+    A discovery path for a group or version that is not served is a 404, as on kube-apiserver.
+    """
     p = path.rstrip("/") or "/"
     if p == "/version":
         return dict(VERSION_INFO)
     if p == "/api":
         return api_versions(server_address)
     if p == "/apis":
-        return api_group_list(reg)
+        return api_group_list(registry)
     if p == "/openapi/v3":
-        return openapi.root_document(reg)
+        return openapi.root_document(registry)
     if p.startswith("/openapi/v3/"):
-        rest = [s for s in p[len("/openapi/v3/") :].split("/") if s]
-        doc = None
-        if len(rest) == 2 and rest[0] == "api":
-            doc = openapi.gv_document(reg, "", rest[1])
-        elif len(rest) == 3 and rest[0] == "apis":
-            doc = openapi.gv_document(reg, rest[1], rest[2])
-        if doc is None:
-            raise ApiError(404, "the server could not find the requested resource", "NotFound")
-        return doc
+        return _found(_openapi_document(registry, [s for s in p[len("/openapi/v3/") :].split("/") if s]))
     segs = [s for s in p.split("/") if s]
-    if len(segs) == 2 and segs[0] == "api":
-        doc = api_resource_list(reg, "", segs[1])
-        if doc is None:
-            raise ApiError(404, "the server could not find the requested resource", "NotFound")
-        return doc
-    if len(segs) == 2 and segs[0] == "apis":
-        doc = api_group(reg, segs[1])
-        if doc is None:
-            raise ApiError(404, "the server could not find the requested resource", "NotFound")
-        return doc
-    if len(segs) == 3 and segs[0] == "apis":
-        doc = api_resource_list(reg, segs[1], segs[2])
-        if doc is None:
-            raise ApiError(404, "the server could not find the requested resource", "NotFound")
-        return doc
+    match segs:
+        case ["api", version]:
+            return _found(api_resource_list(registry, "", version))
+        case ["apis", group]:
+            return _found(api_group(registry, group))
+        case ["apis", group, version]:
+            return _found(api_resource_list(registry, group, version))
     return None
+
+
+def _openapi_document(registry: Registry, rest: list[str]) -> dict[str, Any] | None:
+    match rest:
+        case ["api", version]:
+            return openapi.gv_document(registry, "", version)
+        case ["apis", group, version]:
+            return openapi.gv_document(registry, group, version)
+    return None
+
+
+def _found(doc: dict[str, Any] | None) -> dict[str, Any]:
+    if doc is None:
+        raise ApiError(404, "the server could not find the requested resource", "NotFound")
+    return doc

@@ -31,6 +31,7 @@ from simulator.apiserver.httputil import (
 )
 from simulator.apiserver.listing import Page, decode_continue, encode_continue, list_body
 from simulator.apiserver.meta import as_version
+from simulator.apiserver.protobuf import PROTOBUF, UnreadableProtobuf, decode_object
 from simulator.apiserver.routing import Target, parse_resource_path, verb_for
 from simulator.apiserver.selectors import parse_field_selector, parse_label_selector
 from simulator.apiserver.store import APPLY_PATCH, Store
@@ -156,6 +157,16 @@ class Handlers:
     # ------------------------------------------------------------------ CRUD
 
     async def _body(self, request: web.Request) -> Any:
+        if request.content_type == PROTOBUF:
+            try:
+                return decode_object(await request.read())
+            except UnreadableProtobuf as exc:
+                raise ApiError(
+                    415,
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"application/json, application/yaml, {PROTOBUF} ({exc})",
+                    "UnsupportedMediaType",
+                ) from exc
         require_json(request)
         raw: bytes = await request.read()
         if not raw:
@@ -168,7 +179,6 @@ class Handlers:
             raise ApiError(400, f"the body of the request was in an unknown format: {exc}") from exc
 
     async def _dispatch(self, request: web.Request, target: Target, verb: str) -> web.StreamResponse:
-        store = self.store
         rt = target.rtype
         dry_run = dry_run_of(request, verb)
         if target.subresource and target.subresource != "status":
@@ -176,110 +186,130 @@ class Handlers:
         if target.subresource == "status" and not rt.status_subresource:
             raise ApiError(404, "the server could not find the requested resource", "NotFound")
         if verb == "get":
-            assert target.name is not None
-            obj = store.get(rt, target.namespace, target.name)
-            if wants_table(request):
-                return json_response(to_table(rt, [obj], store.resource_version))
-            return json_response(as_version(rt, obj))
+            return self._get(request, target)
         if verb == "list":
             return self._list(request, target)
         if verb == "create":
-            body = await self._body(request)
-            if not isinstance(body, dict):
-                raise ApiError(400, "the body of the request was in an unknown format")
-            obj = await store.create(
-                rt,
-                body,
-                target.namespace,
-                dry_run=dry_run,
-                take_ownership=True,
-                field_manager=field_manager_of(request),
-            )
-            return json_response(as_version(rt, obj), 201)
+            return await self._create(request, target, dry_run)
         if verb == "deletecollection":
             return await self._delete_collection(request, target, dry_run)
-        assert target.name is not None
         if verb == "update":
-            body = await self._body(request)
-            if not isinstance(body, dict):
-                raise ApiError(400, "the body of the request was in an unknown format")
-            obj = await store.update(
-                rt,
-                body,
-                target.namespace,
-                target.name,
-                subresource=target.subresource,
-                dry_run=dry_run,
-                field_manager=field_manager_of(request),
-                take_ownership=True,
-            )
-            return json_response(as_version(rt, obj))
+            return await self._update(request, target, dry_run)
         if verb == "patch" and request.content_type == APPLY_PATCH:
-            raw_apply = await request.read()
-            try:
-                applied = yaml.safe_load(raw_apply) if raw_apply else None
-            except yaml.YAMLError as exc:
-                raise ApiError(400, f"error decoding YAML: {exc}") from exc
-            obj, created = await store.apply(
-                rt,
-                target.namespace,
-                target.name,
-                applied,
-                request.query.get("fieldManager"),
-                subresource=target.subresource,
-                dry_run=dry_run,
-            )
-            return json_response(as_version(rt, obj), 201 if created else 200)
+            return await self._apply(request, target, dry_run)
         if verb == "patch":
-            store.check_patch_type(rt, request.content_type)
-            raw = await request.read()
-            try:
-                patch_body: Any = json.loads(raw) if raw else None
-            except ValueError as exc:
-                raise ApiError(400, f"the body of the request was in an unknown format: {exc}") from exc
-            obj = await store.patch(
-                rt,
-                target.namespace,
-                target.name,
-                patch_body,
-                request.content_type,
-                subresource=target.subresource,
-                dry_run=dry_run,
-                field_manager=field_manager_of(request),
-            )
-            return json_response(as_version(rt, obj))
+            return await self._patch(request, target, dry_run)
         if verb == "delete":
-            if target.subresource:
-                raise ApiError(
-                    405, "the server does not allow this method on the requested resource", "MethodNotAllowed"
-                )
-            opts = await self._body(request)
-            pre = opts.get("preconditions") if isinstance(opts, dict) else None
-            if isinstance(opts, dict) and opts.get("dryRun"):
-                dry_run = dry_run or "All" in opts["dryRun"]
-            obj = await store.delete(
-                rt, target.namespace, target.name, preconditions=pre or None, dry_run=dry_run
-            )
-            if obj["metadata"].get("finalizers") or (rt.plural == "namespaces" and not rt.group):
-                return json_response(
-                    as_version(rt, obj)
-                )  # still there (finalizers), or a namespace: the object
-            # Deleted at once: the registry answers a success Status, not the object.
-            return json_response(
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Success",
-                    "details": {
-                        "name": target.name,
-                        **({"group": rt.group} if rt.group else {}),
-                        "kind": rt.plural,
-                        "uid": obj["metadata"].get("uid"),
-                    },
-                }
-            )
+            return await self._delete(request, target, dry_run)
         raise ApiError(405, "method not allowed", "MethodNotAllowed")
+
+    async def _object_body(self, request: web.Request) -> dict[str, Any]:
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body of the request was in an unknown format")
+        return body
+
+    def _get(self, request: web.Request, target: Target) -> web.StreamResponse:
+        assert target.name is not None
+        obj = self.store.get(target.rtype, target.namespace, target.name)
+        if wants_table(request):
+            return json_response(to_table(target.rtype, [obj], self.store.resource_version))
+        return json_response(as_version(target.rtype, obj))
+
+    async def _create(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        obj = await self.store.create(
+            target.rtype,
+            await self._object_body(request),
+            target.namespace,
+            dry_run=dry_run,
+            take_ownership=True,
+            field_manager=field_manager_of(request),
+        )
+        return json_response(as_version(target.rtype, obj), 201)
+
+    async def _update(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        assert target.name is not None
+        obj = await self.store.update(
+            target.rtype,
+            await self._object_body(request),
+            target.namespace,
+            target.name,
+            subresource=target.subresource,
+            dry_run=dry_run,
+            field_manager=field_manager_of(request),
+            take_ownership=True,
+        )
+        return json_response(as_version(target.rtype, obj))
+
+    async def _apply(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        assert target.name is not None
+        raw_apply = await request.read()
+        try:
+            applied = yaml.safe_load(raw_apply) if raw_apply else None
+        except yaml.YAMLError as exc:
+            raise ApiError(400, f"error decoding YAML: {exc}") from exc
+        obj, created = await self.store.apply(
+            target.rtype,
+            target.namespace,
+            target.name,
+            applied,
+            request.query.get("fieldManager"),
+            subresource=target.subresource,
+            dry_run=dry_run,
+        )
+        return json_response(as_version(target.rtype, obj), 201 if created else 200)
+
+    async def _patch(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        assert target.name is not None
+        self.store.check_patch_type(target.rtype, request.content_type)
+        raw = await request.read()
+        try:
+            patch_body: Any = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ApiError(400, f"the body of the request was in an unknown format: {exc}") from exc
+        obj = await self.store.patch(
+            target.rtype,
+            target.namespace,
+            target.name,
+            patch_body,
+            request.content_type,
+            subresource=target.subresource,
+            dry_run=dry_run,
+            field_manager=field_manager_of(request),
+        )
+        return json_response(as_version(target.rtype, obj))
+
+    async def _delete(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        assert target.name is not None
+        rt = target.rtype
+        if target.subresource:
+            raise ApiError(
+                405, "the server does not allow this method on the requested resource", "MethodNotAllowed"
+            )
+        opts = await self._body(request)
+        pre = opts.get("preconditions") if isinstance(opts, dict) else None
+        if isinstance(opts, dict) and opts.get("dryRun"):
+            dry_run = dry_run or "All" in opts["dryRun"]
+        obj = await self.store.delete(
+            rt, target.namespace, target.name, preconditions=pre or None, dry_run=dry_run
+        )
+        if obj["metadata"].get("finalizers") or (rt.plural == "namespaces" and not rt.group):
+            return json_response(as_version(rt, obj))  # still there (finalizers), or a namespace: the object
+        # Deleted at once: the registry answers a success Status, not the object.
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": target.name,
+                    **({"group": rt.group} if rt.group else {}),
+                    "kind": rt.plural,
+                    "uid": obj["metadata"].get("uid"),
+                },
+            }
+        )
 
     def _list(self, request: web.Request, target: Target) -> web.StreamResponse:
         q = request.query

@@ -47,7 +47,7 @@ _BINARY_TYPES = ("application/vnd.kubernetes.protobuf", "application/cbor")
 
 
 def require_json(request: web.Request) -> None:
-    """415 for protobuf/CBOR bodies: client-go then retries the request as JSON."""
+    """415 for binary bodies this server does not read (CBOR; protobuf beyond `protobuf.KINDS`)."""
     if request.content_type in _BINARY_TYPES:
         raise ApiError(
             415,

@@ -1,8 +1,8 @@
 """List responses: continue tokens and the list body, built from stored objects.
 
 Continue tokens are opaque base64 JSON (`{"rv": <list RV>, "start": [namespace, name]}`) like the real
-server's.  Later pages are rebuilt at the first page's RV from the watch history (`Store.list_at`), so
-a paged list is one consistent snapshot, as etcd gives; once that RV is compacted: 410.
+server's.  Later pages are rebuilt at the first page's RV from the watch history (`Store.list_page` with
+``at``), so a paged list is one consistent snapshot, as etcd gives; once that RV is compacted: 410.
 """
 
 from __future__ import annotations

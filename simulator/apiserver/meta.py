@@ -120,9 +120,18 @@ def next_generation(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
     return base + 1 if _without(old, ignored) != _without(new, ignored) else base
 
 
+def drop_empty_maps(meta: dict[str, Any]) -> None:
+    """Empty or null ``labels`` and ``annotations`` are not stored: ``ObjectMeta`` marshals them
+    ``omitempty``, so kube-apiserver answers without them (tests/conformance shows it)."""
+    for field in ("labels", "annotations"):
+        if field in meta and (meta[field] is None or meta[field] == {}):
+            del meta[field]
+
+
 def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str, name: str) -> None:
     """Fill the system metadata of a new object (in place)."""
     meta = obj["metadata"]
+    drop_empty_maps(meta)
     meta["name"] = name
     if rtype.namespaced:
         meta["namespace"] = namespace
@@ -137,9 +146,26 @@ def prepare_create(rtype: ResourceType, obj: dict[str, Any], namespace: str, nam
     if rtype.status_subresource and not rtype.builtin:
         # CRDs with a status subresource drop status on create (customresource strategy).
         obj.pop("status", None)
-    if rtype.plural == "namespaces":
+    if rtype.plural == "namespaces" and not rtype.group:
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = {"phase": "Active"}
+        _label_namespace(meta)
+
+
+#: The label kube-apiserver keeps on every Namespace (its name), so selectors can pick namespaces.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _label_namespace(meta: dict[str, Any]) -> None:
+    meta["labels"] = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: meta["name"]}
+
+
+def _keep_status(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A main-resource write of a kind with a status subresource keeps the stored status."""
+    if "status" in old:
+        new["status"] = old["status"]
+    else:
+        new.pop("status", None)
 
 
 def prepare_update(
@@ -164,12 +190,12 @@ def prepare_update(
             new_meta[f] = old_meta[f]
         else:
             new_meta.pop(f, None)
+    drop_empty_maps(new_meta)
     new["metadata"] = new_meta
+    if rtype.plural == "namespaces" and not rtype.group:
+        _label_namespace(new_meta)
     if rtype.status_subresource:
-        if "status" in old:
-            new["status"] = old["status"]
-        else:
-            new.pop("status", None)
+        _keep_status(old, new)
     old_finalizers = set(old_meta.get("finalizers") or [])
     added = [f for f in new_meta.get("finalizers") or [] if f not in old_finalizers]
     if old_meta.get("deletionTimestamp") and added:

@@ -125,31 +125,34 @@ def json_patch(doc: Any, operations: Any) -> Any:
             raise PatchError(f"Unexpected kind: {op['op']}", malformed=True)
     out = clone(doc)
     for op in operations:
-        kind = op["op"]
-        tokens = _parse_pointer(str(op["path"]))
-        if kind == "add":
-            out = _add(out, tokens, copy.deepcopy(op.get("value")))
-        elif kind == "remove":
-            _remove(out, tokens)
-        elif kind == "replace":
-            if not tokens:
-                out = copy.deepcopy(op.get("value"))
-                continue
-            _remove(out, tokens)
-            out = _add(out, tokens, copy.deepcopy(op.get("value")))
-        elif kind in ("move", "copy"):
-            if "from" not in op:
-                raise PatchError(f"{kind} needs 'from'")
-            src = _parse_pointer(str(op["from"]))
-            value = _remove(out, src) if kind == "move" else copy.deepcopy(_get(out, src))
-            out = _add(out, tokens, value)
-        elif kind == "test":
-            try:
-                actual = _get(out, tokens)
-            except PatchError as exc:
-                raise PatchError(f"testing value {op['path']} failed: {exc}", test_failed=True) from exc
-            if actual != op.get("value"):
-                raise PatchError(f"testing value {op['path']} failed: test failed", test_failed=True)
-        else:
-            raise PatchError(f"unknown op {kind!r}")
+        out = _apply_op(out, op, _parse_pointer(str(op["path"])))
+    return out
+
+
+def _apply_op(out: Any, op: dict[str, Any], tokens: list[str]) -> Any:
+    """One checked operation on `out` (changed in place where it can be); the new document."""
+    kind = op["op"]
+    if kind == "add":
+        return _add(out, tokens, copy.deepcopy(op.get("value")))
+    if kind == "remove":
+        _remove(out, tokens)
+        return out
+    if kind == "replace":
+        if not tokens:
+            return copy.deepcopy(op.get("value"))
+        _remove(out, tokens)
+        return _add(out, tokens, copy.deepcopy(op.get("value")))
+    if kind in ("move", "copy"):
+        if "from" not in op:
+            raise PatchError(f"{kind} needs 'from'")
+        src = _parse_pointer(str(op["from"]))
+        value = _remove(out, src) if kind == "move" else copy.deepcopy(_get(out, src))
+        return _add(out, tokens, value)
+    # test (json_patch checked the kinds)
+    try:
+        actual = _get(out, tokens)
+    except PatchError as exc:
+        raise PatchError(f"testing value {op['path']} failed: {exc}", test_failed=True) from exc
+    if actual != op.get("value"):
+        raise PatchError(f"testing value {op['path']} failed: test failed", test_failed=True)
     return out

@@ -205,8 +205,6 @@ def load_crds(package: str = "simulator", folder: str = "crds") -> tuple[Resourc
     return tuple(out)
 
 
-KUBEVIRT_GROUP = "kubevirt.io"
-
 RESOURCES: tuple[ResourceType, ...] = BUILTINS + load_crds()
 
 

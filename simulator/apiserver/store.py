@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -120,10 +120,6 @@ class Store:
     def resource_version(self) -> int:
         return self._rv
 
-    @property
-    def oldest_resumable_rv(self) -> int:
-        return self._floor
-
     # ------------------------------------------------------------------ reads
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -148,20 +144,6 @@ class Store:
         """Matching stored objects (shared references) sorted like etcd (namespace, name) and the list RV."""
         page = self.list_page(resource, namespace, label_selector, field_selector)
         return page.items, page.rv
-
-    def list_at(
-        self,
-        resource: Resource,
-        rv: int,
-        namespace: str | None = None,
-        label_selector: str | builtins.list[Requirement] | None = None,
-        field_selector: str | builtins.list[FieldRequirement] | None = None,
-    ) -> builtins.list[dict[str, Any]]:
-        """The matching objects as they were at `rv` (resourceVersionMatch=Exact), rebuilt from history.
-
-        410 when `rv` is older than the kept history, like a list at a compacted etcd revision.
-        """
-        return self.list_page(resource, namespace, label_selector, field_selector, at=rv).items
 
     def list_page(
         self,
@@ -277,33 +259,9 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
-        ns = ""
-        if rt.namespaced:
-            body_ns = meta.get("namespace")
-            ns = namespace or body_ns or "default"
-            if body_ns and body_ns != ns:
-                raise ApiError(
-                    400,
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                )
-            if self.try_get("namespaces", None, ns) is None:
-                raise errors.not_found("", "namespaces", ns)
-        name = meta.get("name")
+        ns = self._create_namespace(rt, meta, namespace)
         table = self._objects[rt.key]
-        if not name:
-            prefix = meta.get("generateName")
-            if not prefix:
-                raise errors.invalid(
-                    rt.group,
-                    rt.kind,
-                    "",
-                    "metadata.name",
-                    "name or generateName is required",
-                    cause="FieldValueRequired",
-                )
-            name = prefix + random_suffix(self.rng)
-            while (ns, name) in table:
-                name = prefix + random_suffix(self.rng)
+        name = self._create_name(rt, meta, ns)
         validate_name(rt, name)
         if (ns, name) in table:
             raise errors.already_exists(rt.group, rt.plural, name)
@@ -327,6 +285,42 @@ class Store:
         if self.managed_fields:
             record_managed_fields(rt, obj, field_manager or DEFAULT_MANAGER, "", managed_operation)
         return self._commit(rt, "ADDED", (ns, name), obj, None)
+
+    def _create_namespace(self, rt: ResourceType, meta: dict[str, Any], namespace: str | None) -> str:
+        """The namespace a create goes to ("" for a cluster-scoped resource); 400 or 404 as the server."""
+        if not rt.namespaced:
+            return ""
+        body_ns = meta.get("namespace")
+        ns: str = namespace or body_ns or "default"
+        if body_ns and body_ns != ns:
+            raise ApiError(
+                400,
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        if self.try_get("namespaces", None, ns) is None:
+            raise errors.not_found("", "namespaces", ns)
+        return ns
+
+    def _create_name(self, rt: ResourceType, meta: dict[str, Any], ns: str) -> str:
+        """``metadata.name``, or ``generateName`` plus a random suffix not taken yet."""
+        name = meta.get("name")
+        if name:
+            return cast(str, name)  # validate_name checks it next
+        prefix = meta.get("generateName")
+        if not prefix:
+            raise errors.invalid(
+                rt.group,
+                rt.kind,
+                "",
+                "metadata.name",
+                "name or generateName is required",
+                cause="FieldValueRequired",
+            )
+        table = self._objects[rt.key]
+        name = prefix + random_suffix(self.rng)
+        while (ns, name) in table:
+            name = prefix + random_suffix(self.rng)
+        return cast(str, name)
 
     async def update(
         self,

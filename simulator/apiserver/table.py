@@ -1,6 +1,8 @@
 """Server-side printing (`meta.k8s.io/v1` Table) for kubectl, which asks for it on get and get -w.
 
 Columns: Name, then the registry's printer columns, then Age (like CRD additionalPrinterColumns).
+Events (core/v1 and events.k8s.io/v1) have kube-apiserver's own printer instead, so ``kubectl get
+events`` shows LAST SEEN, TYPE, REASON, OBJECT, MESSAGE as against a real cluster.
 """
 
 from __future__ import annotations
@@ -84,16 +86,109 @@ def human_duration(seconds: float) -> str:
 
 
 def _age(timestamp: Any) -> str:
-    if not isinstance(timestamp, str):
+    """apimachinery's ``translateTimestampSince`` for Time (seconds) and MicroTime (microseconds)."""
+    if not isinstance(timestamp, str) or not timestamp:
         return "<unknown>"
     try:
-        created = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
         return "<unknown>"
-    return human_duration((datetime.now(UTC) - created).total_seconds())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return human_duration((datetime.now(UTC) - when).total_seconds())
+
+
+# kube-apiserver's Event printer (pkg/printers/internalversion, printEvent): the server sends every
+# column, kubectl shows those of priority 0 unless -o wide.
+_EVENT_COLUMNS: list[tuple[str, int, str, str]] = [
+    ("Last Seen", 0, "", "The time at which the most recent occurrence of this event was recorded."),
+    ("Type", 0, "", "Type of this event (Normal, Warning), new types could be added in the future"),
+    (
+        "Reason",
+        0,
+        "",
+        "This should be a short, machine understandable string that gives the reason for the transition "
+        "into the object's current status.",
+    ),
+    ("Object", 0, "", "The object that this event is about."),
+    (
+        "Subobject",
+        1,
+        "",
+        "If referring to a piece of an object instead of an entire object, this string should contain a "
+        "valid JSON/Go field access statement, such as desiredState.manifest.containers[2].",
+    ),
+    ("Source", 1, "", "The component reporting this event. Should be a short machine understandable string."),
+    ("Message", 0, "", "A human-readable description of the status of this operation."),
+    (
+        "First Seen",
+        1,
+        "",
+        "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+    ),
+    ("Count", 1, "", "The number of times this event has occurred."),
+    ("Name", 1, "name", NAME_COLUMN_DESCRIPTION),
+]
+
+
+def _core_event(obj: dict[str, Any]) -> dict[str, Any]:
+    """An events.k8s.io/v1 Event in core/v1 field names (the real server prints both with one printer)."""
+    if obj.get("apiVersion") != "events.k8s.io/v1":
+        return obj
+    return {
+        "metadata": obj.get("metadata") or {},
+        "involvedObject": obj.get("regarding") or {},
+        "message": obj.get("note", ""),
+        "reason": obj.get("reason", ""),
+        "type": obj.get("type", ""),
+        "eventTime": obj.get("eventTime"),
+        "series": obj.get("series"),
+        "firstTimestamp": obj.get("deprecatedFirstTimestamp"),
+        "lastTimestamp": obj.get("deprecatedLastTimestamp"),
+        "count": obj.get("deprecatedCount", 0),
+        "source": obj.get("deprecatedSource") or {},
+        "reportingComponent": obj.get("reportingController", ""),
+        "reportingInstance": obj.get("reportingInstance", ""),
+    }
+
+
+def _event_cells(raw: dict[str, Any]) -> list[Any]:
+    e = _core_event(raw)
+    first = _age(e.get("firstTimestamp")) if e.get("firstTimestamp") else _age(e.get("eventTime"))
+    last = _age(e.get("lastTimestamp")) if e.get("lastTimestamp") else first
+    count = e.get("count") or 0
+    series = e.get("series")
+    if isinstance(series, dict):
+        last = _age(series.get("lastObservedTime"))
+        count = series.get("count") or 0
+    elif not count:
+        count = 1  # singleton events of the new API have no count
+    involved = e.get("involvedObject") or {}
+    kind, name = str(involved.get("kind", "")).lower(), involved.get("name", "")
+    source = e.get("source") or {}
+    component = source.get("component") or e.get("reportingComponent") or ""
+    instance = source.get("host") or e.get("reportingInstance") or ""
+    shown_source = "<unknown>" if not component else f"{component}, {instance}" if instance else component
+    return [
+        last,
+        e.get("type", ""),
+        e.get("reason", ""),
+        f"{kind}/{name}" if name else kind,
+        involved.get("fieldPath", ""),
+        shown_source,
+        str(e.get("message", "")).strip(),
+        first,
+        int(count),
+        (e.get("metadata") or {}).get("name", ""),
+    ]
 
 
 def columns(rt: ResourceType) -> list[dict[str, Any]]:
+    if rt.kind == "Event":
+        return [
+            {"name": n, "type": "string", "format": f, "description": d, "priority": p}
+            for n, p, f, d in _EVENT_COLUMNS
+        ]
     cols: list[dict[str, Any]] = [
         {
             "name": "Name",
@@ -135,8 +230,11 @@ def _cell(column: Column, obj: dict[str, Any]) -> Any:
 
 def row(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
-    cells: list[Any] = [meta.get("name", "")]
-    cells.extend(_cell(c, obj) for c in rt.columns)
+    if rt.kind == "Event":
+        cells = _event_cells(obj)
+    else:
+        cells = [meta.get("name", "")]
+        cells.extend(_cell(c, obj) for c in rt.columns)
     return {
         "cells": cells,
         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},

@@ -67,37 +67,41 @@ def _get(obj: dict[str, Any], dotted: str) -> Any:
     return cur
 
 
+def _validate_string_map(rt: ResourceType, meta: dict[str, Any], field: str, name: str) -> None:
+    """``metadata.labels`` or ``metadata.annotations``: a map of qualified names to strings (labels: valid
+    label values)."""
+    value = meta.get(field)
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise _decode_error(rt, f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{field}")
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise _decode_error(
+                rt,
+                f"json: cannot unmarshal {type(v).__name__} into Go struct field "
+                f"ObjectMeta.metadata.{field} of type string",
+            )
+        problem = _qualified_name_error(k)
+        if problem:
+            raise invalid(rt.group, rt.kind, name, f"metadata.{field}", f'"{k}": {problem}')
+        if field == "labels" and (len(v) > 63 or not _LABEL_VALUE.match(v)):
+            raise invalid(
+                rt.group,
+                rt.kind,
+                name,
+                "metadata.labels",
+                f'"{v}": a valid label must be an empty string or consist of alphanumeric characters, '
+                "'-', '_' or '.', and must start and end with an alphanumeric character",
+            )
+
+
 def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:
     """400 for what the decoder refuses (wrong JSON types, timestamp formats), 422 for bad metadata."""
     meta = obj.get("metadata") or {}
     name = str(meta.get("name", ""))
     for field in ("labels", "annotations"):
-        value = meta.get(field)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise _decode_error(
-                rt, f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{field}"
-            )
-        for k, v in value.items():
-            if not isinstance(v, str):
-                raise _decode_error(
-                    rt,
-                    f"json: cannot unmarshal {type(v).__name__} into Go struct field "
-                    f"ObjectMeta.metadata.{field} of type string",
-                )
-            problem = _qualified_name_error(k)
-            if problem:
-                raise invalid(rt.group, rt.kind, name, f"metadata.{field}", f'"{k}": {problem}')
-            if field == "labels" and (len(v) > 63 or not _LABEL_VALUE.match(v)):
-                raise invalid(
-                    rt.group,
-                    rt.kind,
-                    name,
-                    "metadata.labels",
-                    f'"{v}": a valid label must be an empty string or consist of alphanumeric characters, '
-                    "'-', '_' or '.', and must start and end with an alphanumeric character",
-                )
+        _validate_string_map(rt, meta, field, name)
     annotations = meta.get("annotations") or {}
     if sum(len(k) + len(v) for k, v in annotations.items()) > _MAX_ANNOTATIONS_BYTES:
         raise invalid(

@@ -23,7 +23,9 @@ class KubeVirtSimConfig:
     """What the simulated KubeVirt does and how fast.
 
     ``time_scale`` scales KubeVirt's own real-world periods (the 15 s dynamic-networks grace period of
-    ``MigrationRequired``, the workload updater's 5 s throttle): 0.1 makes them 1.5 s and 0.5 s.
+    ``MigrationRequired``, the workload updater's 5 s throttle, the migration controller's 5 s re-check
+    of a Pending migration over a limit and its 20 s backoff after a failed one): 0.1 makes them 1.5 s,
+    0.5 s, 0.5 s and 2 s.
     Migration durations are given directly in simulated seconds (``migration_mean_seconds``).
     """
 
@@ -36,6 +38,11 @@ class KubeVirtSimConfig:
     migration_mean_seconds: float = 2.0
     migration_distribution: Distribution = "lognormal"
     migration_sigma: float = 0.35
+    #: > 0: a migration lasts ``migration_mean_seconds`` (its fixed cost: target pod, hand-off) plus this
+    #: many seconds per GiB of guest memory, and its fate (fail / stuck) is drawn per VMI and attempt
+    #: from ``seed`` (:func:`simulator.kubevirt.migration.sized_plan`): the same work fails the same
+    #: attempts whoever migrates it. 0: durations from ``migration_distribution``.
+    migration_seconds_per_gib: float = 0.0
     phase_shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PHASE_SHARES))
     failure_rate: float = 0.0
     stuck_rate: float = 0.0
@@ -47,6 +54,13 @@ class KubeVirtSimConfig:
     time_scale: float = 1.0
     migration_required_grace_seconds: float = 15.0
     workload_updater_interval_seconds: float = 5.0
+    #: virt-controller re-checks a Pending migration held back by a limit after this long (v1.5-v1.8:
+    #: 5 s; with the ``MigrationPriorityQueue`` feature gate of v1.7+, 1/3/5 s by ``spec.priority``,
+    #: and a finished migration re-checks the Pending ones at once).
+    pending_requeue_seconds: float = 5.0
+    #: A workload-update or evacuation migration after a failed one waits this long after that
+    #: failure, doubling per further failure (virt-controller's ``handleMigrationBackoff``: 20 s).
+    migration_backoff_seconds: float = 20.0
     workers: int = 4
     #: Watch VMs/VMIs/VMIMs of this namespace only (None: cluster-wide, like KubeVirt); the KubeVirt CR
     #: is then read from namespace ``kubevirt``. For sharing a real API server with other tests.
@@ -61,3 +75,11 @@ class KubeVirtSimConfig:
     @property
     def updater_interval(self) -> float:
         return self.workload_updater_interval_seconds * self.time_scale
+
+    @property
+    def pending_requeue(self) -> float:
+        return self.pending_requeue_seconds * self.time_scale
+
+    @property
+    def migration_backoff(self) -> float:
+        return self.migration_backoff_seconds * self.time_scale

@@ -19,9 +19,10 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
+from agent.kubevirt import KUBEVIRTS
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.dnc import DynamicNetworksController
-from simulator.kubevirt.kube import KUBEVIRTS, MERGE_KW, Kube
+from simulator.kubevirt.kube import MERGE_KW, Kube
 from simulator.kubevirt.migration import MigrationController
 from simulator.kubevirt.vm_controller import VMController
 from simulator.kubevirt.vmi_controller import VMIController

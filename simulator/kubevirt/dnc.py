@@ -1,8 +1,8 @@
 """Multus dynamic networks controller (DNC), optional: in-place bridge hot plug/unplug, no migration.
 
 With the DNC (and thick Multus) the running virt-launcher pod gains a new bridge network after
-virt-controller patches its ``k8s.v1.cni.cncf.io/networks`` annotation, and loses an ``absent`` one
-(notes/kubevirt.md §1.6). The simulator applies that to the pod's networks after ``dnc_delay_seconds``;
+virt-controller patches its ``k8s.v1.cni.cncf.io/networks`` annotation, and loses an ``absent`` one.
+The simulator applies that to the pod's networks after ``dnc_delay_seconds``;
 virt-handler then attaches the NIC (VMI controller). SR-IOV is never plugged in place.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import structlog
 
-from agent.model import STATE_ABSENT
+from agent.kubevirt import STATE_ABSENT
 from simulator.kubevirt import rules
 from simulator.kubevirt.kube import Controller, Key, Obj, key_of
 from simulator.kubevirt.world import World

@@ -24,15 +24,10 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.aio import wait_event
+from agent.kubevirt import GROUP, VERSION
 
 log = structlog.get_logger("simulator.kubevirt")
 
-GROUP: Final = "kubevirt.io"
-VERSION: Final = "v1"
-VMS: Final = "virtualmachines"
-VMIS: Final = "virtualmachineinstances"
-VMIMS: Final = "virtualmachineinstancemigrations"
-KUBEVIRTS: Final = "kubevirts"
 PODS: Final = "pods"
 NODES: Final = "nodes"
 #: Core resources an Informer can follow too, by their cluster-wide list call.
@@ -242,9 +237,6 @@ class Informer:
         old = self.cache.get(key)
         if old is None or rv_of(obj) > rv_of(old):
             self.cache[key] = obj
-
-    def forget(self, key: Key) -> None:
-        self.cache.pop(key, None)
 
     async def _dispatch(self, type_: str, obj: Obj, old: Obj | None) -> None:
         for handler in self.handlers:

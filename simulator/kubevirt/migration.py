@@ -1,8 +1,13 @@
 """virt-controller's migration controller: the VMIM phase machine, cluster/node limits, cancel, hand-off.
 
-Sources (notes/kubevirt.md §3): phases and transitions
+Sources in KubeVirt: phases and transitions
 HEAD:pkg/virt-controller/watch/migration/migration.go:715-855;
-limits HEAD:…/migration.go:1355-1400 (over a limit a VMIM stays Pending; running = ``IsRunning()``);
+limits HEAD:…/migration.go:1355-1400 (over a limit a VMIM stays Pending; running = ``IsRunning()``) and
+their timing (v1.7.0 ``handleTargetPodCreation``: a Pending VMIM over a limit is re-checked after
+5 s, nothing wakes it when a slot frees; with the ``MigrationPriorityQueue`` feature gate, v1.7+,
+after 1/3/5 s by ``spec.priority``, and a finished migration re-enqueues the highest-priority Pending
+ones, ``reEnqueueHighestPriorityPendingMigrations``); the backoff of a workload-update or evacuation
+VMIM after a failed one (``handleMigrationBackoff``: 20 s, doubling);
 finalizer ``kubevirt.io/migrationJobFinalize``; delete before completion = cancel
 (``handlePreHandoffMigrationCancel``, "Migration failed due to being canceled"); events
 ``SuccessfulMigration``/``FailedMigration``; GC of finalized VMIMs beyond 5 per VMI.
@@ -14,7 +19,7 @@ configurable distribution, a seeded failure/stuck fate per VMIM.
 
 from __future__ import annotations
 
-import asyncio
+import random
 import time
 from collections import OrderedDict
 from typing import Any, Final
@@ -22,7 +27,10 @@ from typing import Any, Final
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import (
+from agent.kubevirt import (
+    ANNOTATION_EVACUATION,
+    ANNOTATION_WORKLOAD_UPDATE,
+    LABEL_NODE_NAME,
     LABEL_VMI_NAME,
     PHASE_FAILED,
     PHASE_PENDING,
@@ -31,14 +39,19 @@ from agent.model import (
     PHASE_SCHEDULING,
     PHASE_SUCCEEDED,
     STATE_ABSENT,
+    VMIMS,
+    VMIS,
     is_final,
     is_running,
+    parse_timestamp,
+    parse_version,
 )
-from simulator.kubevirt import rules, status
-from simulator.kubevirt.kube import VMIMS, VMIS, ConflictError, Controller, Key, Obj, key_of
+from simulator.kubevirt import pci, rules, status
+from simulator.kubevirt.config import KubeVirtSimConfig
+from simulator.kubevirt.kube import ConflictError, Controller, Key, Obj, key_of
 from simulator.kubevirt.node import NEXT_STEP as NEXT
 from simulator.kubevirt.node import MigrationPlan, plan_migration
-from simulator.kubevirt.world import LABEL_NODE_NAME, World
+from simulator.kubevirt.world import World
 
 log = structlog.get_logger("simulator.kubevirt.migration")
 
@@ -46,6 +59,10 @@ FINALIZER: Final = "kubevirt.io/migrationJobFinalize"
 CANCELED_REASON: Final = "Migration failed due to being canceled"
 FAILED_REASON: Final = "source node reported migration failed"
 SUCCEEDED_MESSAGE: Final = "Source node reported migration succeeded"
+#: The feature gate of KubeVirt's migration priority queue (v1.7 alpha, v1.8 beta, off by default).
+PRIORITY_QUEUE_GATE: Final = "MigrationPriorityQueue"
+#: ``spec.priority`` → re-check delay of a Pending migration over a limit, with the gate (seconds).
+PRIORITY_REQUEUE_SECONDS: Final = {"system-critical": 1.0, "user-triggered": 3.0}
 
 
 def unfinished(vmim: Obj) -> bool:
@@ -61,10 +78,12 @@ class MigrationController(Controller):
         self.plans: dict[str, MigrationPlan] = {}
         #: VMIMs counted against the limits (IsRunning), with their source node.
         self.running: dict[Key, str] = {}
-        #: Pending VMIMs in arrival order, woken when a slot frees.
+        #: Pending VMIMs in arrival order (re-enqueued when a slot frees, with the priority-queue gate).
         self.pending: OrderedDict[Key, None] = OrderedDict()
         #: Unfinished VMIMs per VMI → their creationTimestamp (the "another migration in progress" check).
         self.unfinished_by_vmi: dict[Key, dict[Key, str]] = {}
+        #: Migrations planned per VMI (the attempt number of :func:`sized_plan`).
+        self.attempts: dict[Key, int] = {}
         #: Finalized VMIMs per VMI, oldest first (garbage collection beyond the kept count).
         self.finalized: dict[Key, OrderedDict[Key, None]] = {}
         world.vmims.add_handler(self._on_vmim)
@@ -108,32 +127,69 @@ class MigrationController(Controller):
         else:
             await self.enqueue(key_of(obj))
         if freed and key_of(obj) not in self.running:
-            await self._kick_pending()
+            await self._slot_freed()
 
-    async def _kick_pending(self) -> None:
-        cluster_limit, node_limit = self.world.limits()
-        free = cluster_limit - len(self.running)
-        if free <= 0 or not self.pending:
+    def _priority_queue(self) -> bool:
+        """The ``MigrationPriorityQueue`` gate is on (it exists from v1.7.0)."""
+        parsed = parse_version(self.world.version())
+        gates = _feature_gates(self.world)
+        return parsed is not None and parsed >= (1, 7, 0) and PRIORITY_QUEUE_GATE in gates
+
+    def _requeue_delay(self, vmim: Obj) -> float:
+        """How long a Pending VMIM over a limit waits for its next check (scaled)."""
+        seconds = self.world.config.pending_requeue_seconds
+        if self._priority_queue():
+            priority = str((vmim.get("spec") or {}).get("priority", ""))
+            seconds = PRIORITY_REQUEUE_SECONDS.get(priority, seconds)
+        return seconds * self.world.config.time_scale
+
+    async def _slot_freed(self) -> None:
+        """A migration became final. Only with the priority-queue gate does KubeVirt re-check the
+        Pending ones now (highest priority first, as many as the cluster limit); without it each
+        waits for its own re-check."""
+        if not self._priority_queue() or not self.pending:
             return
-        per_node: dict[str, int] = {}
-        for node in self.running.values():
-            per_node[node] = per_node.get(node, 0) + 1
-        picked: list[Key] = []
-        for key in self.pending:
-            vmim = self.world.vmims.get(key)
-            vmi = self.world.vmis.get((key[0], str(((vmim or {}).get("spec") or {}).get("vmiName", ""))))
-            node = str(((vmi or {}).get("status") or {}).get("nodeName", ""))
-            if per_node.get(node, 0) >= node_limit:
-                continue
-            per_node[node] = per_node.get(node, 0) + 1
-            picked.append(key)
-            if len(picked) >= free:
-                break
-        for key in picked:
+        cluster_limit, _ = self.world.limits()
+
+        def rank(key: Key) -> int:
+            priority = str(((self.world.vmims.get(key) or {}).get("spec") or {}).get("priority", ""))
+            return -PRIORITY_RANK.get(priority, 0)
+
+        for key in sorted(self.pending, key=rank)[:cluster_limit]:
             await self.enqueue(key)
 
-    def _plan(self, source: str) -> MigrationPlan:
-        return plan_migration(self.world.config, self.world.rng, source, self.world.nodes)
+    def _backoff_left(self, vmi_key: Key, vmim: Obj, now: float) -> float:
+        """Seconds this workload-update/evacuation VMIM must still wait after the VMI's failed ones."""
+        if not _backoff_eligible(vmim):
+            return 0.0
+        keys = [*self.finalized.get(vmi_key, {}), *self.unfinished_by_vmi.get(vmi_key, {})]
+        eligible = [o for o in (self.world.vmims.get(k) for k in set(keys)) if o and _backoff_eligible(o)]
+        if len(eligible) < 2:
+            return 0.0
+        eligible.sort(key=lambda o: (_created(o), key_of(o)), reverse=True)
+        if key_of(eligible[0]) != key_of(vmim):
+            return 0.0
+        backoff = 0.0
+        for older in eligible[1:]:
+            phase = str((older.get("status") or {}).get("phase", ""))
+            if phase == PHASE_SUCCEEDED:
+                break
+            if (older.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            if phase == PHASE_FAILED:
+                backoff = 2 * backoff if backoff else self.world.config.migration_backoff
+        if not backoff:
+            return 0.0
+        return _failed_at(eligible[1]) + backoff - now
+
+    def _plan(self, source: str, vmi_key: Key, vmi: Obj) -> MigrationPlan:
+        config = self.world.config
+        if config.migration_seconds_per_gib <= 0:
+            return plan_migration(config, self.world.rng, source, self.world.nodes)
+        attempt = self.attempts.get(vmi_key, 0)
+        self.attempts[vmi_key] = attempt + 1
+        gib = (pci.memory_bytes(vmi.get("spec") or {}) or 0) / 2**30
+        return sized_plan(config, vmi_key, attempt, gib, source, self.world.nodes)
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -229,7 +285,7 @@ class MigrationController(Controller):
                 await kube.event(
                     vmim, "VirtualMachineInstanceMigration", "FailedMigration", CANCELED_REASON, "Warning"
                 )
-                await self._kick_pending()
+                await self._slot_freed()
             await self._drop_finalizer(vmim)
             self.plans.pop(uid, None)
             return
@@ -289,6 +345,10 @@ class MigrationController(Controller):
 
         if phase == PHASE_PENDING:
             self.pending[key] = None
+            wait = self._backoff_left(vmi_key, vmim, now)
+            if wait > 0:
+                self.queue.add_after(key, wait)
+                return
             source = str((vmi.get("status") or {}).get("nodeName", ""))
             cluster_limit, node_limit = self.world.limits()
             if len(self.running) >= cluster_limit:
@@ -298,11 +358,13 @@ class MigrationController(Controller):
                     vmi=f"{ns}/{vmi_name}",
                     count=len(self.running),
                 )
+                self.queue.add_after(key, self._requeue_delay(vmim))
                 return
             if sum(1 for n in self.running.values() if n == source) >= node_limit:
                 log.debug("Waiting to schedule target pod: outbound migrations per node limit", node=source)
+                self.queue.add_after(key, self._requeue_delay(vmim))
                 return
-            new_plan = self._plan(source)
+            new_plan = self._plan(source, vmi_key, vmi)
             spec = vmi.get("spec") or {}
             nets = rules.network_by_name(spec)
             new_plan.target_pod_networks = {
@@ -337,7 +399,7 @@ class MigrationController(Controller):
         if plan is None:  # adopted after a restart: continue from now
             ms = st.get("migrationState") or {}
             source = str(ms.get("sourceNode") or (vmi.get("status") or {}).get("nodeName", ""))
-            plan = self._plan(source)
+            plan = self._plan(source, vmi_key, vmi)
             if ms.get("targetNode"):
                 plan.target_node = str(ms["targetNode"])
             plan.target_pod_networks = {
@@ -355,7 +417,7 @@ class MigrationController(Controller):
         since = now
         if stamps:
             try:
-                since = status.parse_rfc3339(str(stamps[-1].get("phaseTransitionTimestamp")))
+                since = parse_timestamp(str(stamps[-1].get("phaseTransitionTimestamp")))
             except (ValueError, AttributeError):
                 since = now
         due = plan.deadline(nxt) if plan.started else since + plan.durations.get(nxt, 0.0)
@@ -394,7 +456,7 @@ class MigrationController(Controller):
                     targetNodeDomainReadyTimestamp=end,
                 ),
             )
-            await self._kick_pending()  # first: the freed slot must not wait for the event write
+            await self._slot_freed()  # first: the freed slot must not wait for the event write
             await kube.event(
                 vmim, "VirtualMachineInstanceMigration", "SuccessfulMigration", SUCCEEDED_MESSAGE
             )
@@ -441,7 +503,7 @@ class MigrationController(Controller):
             ),
         )
         self.plans.pop(uid, None)
-        await self._kick_pending()
+        await self._slot_freed()
         await self.world.kube.event(
             vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
         )
@@ -458,16 +520,50 @@ class MigrationController(Controller):
         if not bucket:
             self.finalized.pop(vmi_key, None)
 
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(super().run())
-            tg.create_task(self._requeue_pending())
 
-    async def _requeue_pending(self) -> None:
-        """Safety net like KubeVirt's 1-5 s requeue of Pending VMIMs."""
-        while True:
-            await asyncio.sleep(max(0.2, self.world.config.time_scale))
-            await self._kick_pending()
+def sized_plan(
+    config: KubeVirtSimConfig, vmi: Key, attempt: int, gib: float, source: str, nodes: list[str]
+) -> MigrationPlan:
+    """A migration of ``gib`` GiB of guest memory: ``migration_mean_seconds + migration_seconds_per_gib
+    x gib`` in all, split by the phase shares; fate, failing step and target drawn from (``seed``, VMI,
+    attempt) alone, so the agent and KubeVirt's updater meet the same failures on the same work, and a
+    model of the drain (``bench/drain_model.py``) can replay them."""
+    rng = random.Random(f"{config.seed}/{vmi[0]}/{vmi[1]}/{attempt}")
+    plan = plan_migration(config, rng, source, nodes)
+    total = config.migration_mean_seconds + config.migration_seconds_per_gib * gib
+    weight = sum(plan.durations.values()) or 1.0
+    plan.durations = {phase: total * d / weight for phase, d in plan.durations.items()}
+    return plan
+
+
+#: ``spec.priority`` → queue priority (KubeVirt's ``PriorityFromMigration``; higher first).
+PRIORITY_RANK: Final = {"system-critical": 100, "user-triggered": 50, "system-maintenance": 20}
+
+
+def _feature_gates(world: World) -> list[str]:
+    """``spec.configuration.developerConfiguration.featureGates`` of the KubeVirt CR."""
+    spec = (world.kubevirt() or {}).get("spec") or {}
+    gates = ((spec.get("configuration") or {}).get("developerConfiguration") or {}).get("featureGates")
+    return [str(g) for g in gates] if isinstance(gates, list) else []
+
+
+def _backoff_eligible(vmim: Obj) -> bool:
+    annotations = (vmim.get("metadata") or {}).get("annotations") or {}
+    return ANNOTATION_WORKLOAD_UPDATE in annotations or ANNOTATION_EVACUATION in annotations
+
+
+def _created(vmim: Obj) -> str:
+    return str((vmim.get("metadata") or {}).get("creationTimestamp", ""))
+
+
+def _failed_at(vmim: Obj) -> float:
+    for stamp in (vmim.get("status") or {}).get("phaseTransitionTimestamps") or []:
+        if stamp.get("phase") == PHASE_FAILED:
+            try:
+                return parse_timestamp(str(stamp.get("phaseTransitionTimestamp")))
+            except (ValueError, AttributeError):
+                break
+    return 0.0
 
 
 def _vmi_migration_started(body: Obj, uid: str, plan: MigrationPlan, start: str) -> None:

@@ -33,13 +33,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from agent.model import (
+from agent.kubevirt import (
     COND_LIVE_MIGRATABLE,
     COND_SYNCHRONIZED,
     INFO_SOURCE_DOMAIN,
     INFO_SOURCE_MULTUS_STATUS,
+    PHASE_PREPARING_TARGET,
     PHASE_RUNNING,
     PHASE_SCHEDULED,
+    PHASE_SCHEDULING,
+    PHASE_SUCCEEDED,
+    PHASE_TARGET_READY,
     STATE_ABSENT,
 )
 from simulator.kubevirt import pci, rules, status
@@ -55,7 +59,14 @@ LAUNCHER_IMAGE: Final = "quay.io/kubevirt/virt-launcher"
 
 Fate = Literal["succeed", "fail", "stuck"]
 #: Migration phases after Pending, in order (the shares of a migration's duration are per phase).
-MIGRATION_STEPS: Final = ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Succeeded")
+MIGRATION_STEPS: Final = (
+    PHASE_SCHEDULING,
+    PHASE_SCHEDULED,
+    PHASE_PREPARING_TARGET,
+    PHASE_TARGET_READY,
+    PHASE_RUNNING,
+    PHASE_SUCCEEDED,
+)
 NEXT_STEP: Final = dict(itertools.pairwise(MIGRATION_STEPS))
 
 
@@ -184,11 +195,6 @@ def boot_status(
         qosClass=old.get("qosClass") or "Burstable",
     )
     return old
-
-
-def is_scheduled_phase(phase: str) -> bool:
-    """A VMI virt-controller has placed on a node (its pod runs) and virt-handler has not started yet."""
-    return phase == PHASE_SCHEDULED
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 Why: a hot-plugged NIC (or disk) needs a free hot-pluggable ``pcie-root-port`` in the *running*
 domain. The number of free ports is fixed when the domain is defined (VMI start) and travels with the
-guest on live migration, so a migration never adds ports (notes/kubevirt.md §2). Exhaustion shows
+guest on live migration, so a migration never adds ports. Exhaustion shows
 only at attach time: libvirt ``internal error: No more available PCI slots``.
 
-Formulas (KubeVirt sources in notes/kubevirt.md §2):
+Formulas (the KubeVirt source of each is named):
 
 ``v1`` (KubeVirt ≤ 1.5, ``v1.5.0:pkg/virt-launcher/virtwrap/nichotplug.go`` ``ReservedInterfaces = 4``)
     ``free = max(0, 4 - interfaces at definition)``; none when the VMI has no interfaces or carries
@@ -28,24 +28,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-from agent.model import (
+from agent.kubevirt import (
     ANNOTATION_PCI_SLOT_COUNT,
     ANNOTATION_PLACE_ON_ROOT_COMPLEX,
     STATE_ABSENT,
+    V1_RESERVED_INTERFACES,
+    V2_LARGE_MEMORY_THRESHOLD,
+    V2_LARGE_MIN_FREE_PORTS,
+    V2_LARGE_TOTAL_PORTS,
+    V2_MIN_FREE_PORTS,
+    V2_TOTAL_PORTS,
     parse_quantity,
     parse_version,
 )
 
 Topology = Literal["v1", "v2"]
-
-V1_RESERVED_INTERFACES: Final = 4
-V2_TOTAL_PORTS: Final = 8
-V2_MIN_FREE_PORTS: Final = 3
-V2_LARGE_TOTAL_PORTS: Final = 16
-V2_LARGE_MIN_FREE_PORTS: Final = 6
-V2_LARGE_MEMORY_THRESHOLD: Final = 2 * 1024**3
 
 
 def topology_for_version(version: str) -> Topology:

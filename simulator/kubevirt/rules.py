@@ -1,8 +1,8 @@
 """KubeVirt's VM → VMI network rules, admission checks and live-migratability, as pure functions.
 
 Why pure: the simulated controllers apply these to raw dicts from their caches; keeping them free of
-I/O makes each rule unit-testable against the KubeVirt source it imitates (paths from
-notes/kubevirt.md). Every function takes and returns plain JSON-like data and never mutates its input.
+I/O makes each rule unit-testable against the KubeVirt source it imitates (named in its docstring).
+Every function takes and returns plain JSON-like data and never mutates its input.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from agent.model import INFO_SOURCE_DOMAIN, INFO_SOURCE_MULTUS_STATUS, STATE_ABSENT
+from agent.kubevirt import HOTPLUG_BINDINGS, INFO_SOURCE_DOMAIN, INFO_SOURCE_MULTUS_STATUS, STATE_ABSENT
 
 #: Bindings KubeVirt hot plugs (``applyDynamicIfaceRequestOnVMI``, HEAD:pkg/network/controllers/vm.go).
-HOTPLUG_BINDINGS: Final = frozenset({"bridge", "sriov"})
 _BINDING_KEYS: Final = ("bridge", "sriov", "masquerade", "passt", "slirp", "macvtap", "binding")
 ALLOW_POD_BRIDGE_ANNOTATION: Final = "kubevirt.io/allow-pod-bridge-network-live-migration"
 #: Simulator convention: a PVC whose claim name ends with this suffix is ReadWriteOnce (not shared).

@@ -2,7 +2,7 @@
 
 Why: the agent (and KubeVirt's own evaluator) read pending hot plugs from ``status.interfaces`` and
 its ``infoSource`` strings, so the simulator must write them byte for byte like KubeVirt
-(HEAD:pkg/network/vmispec/infosource.go, HEAD:pkg/network/controllers/vmi.go, notes/kubevirt.md §1.3).
+(HEAD:pkg/network/vmispec/infosource.go, HEAD:pkg/network/controllers/vmi.go).
 Pure module: no I/O.
 """
 
@@ -13,11 +13,15 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from agent.model import INFO_SOURCE_DOMAIN, INFO_SOURCE_GUEST_AGENT, INFO_SOURCE_MULTUS_STATUS
+from agent.kubevirt import (
+    INFO_SOURCE_DOMAIN,
+    INFO_SOURCE_GUEST_AGENT,
+    INFO_SOURCE_MULTUS_STATUS,
+    INFO_SOURCE_ORDER,
+)
 from simulator.kubevirt import rules
 
 INFO_SOURCE_DOMAIN_AND_GA: Final = f"{INFO_SOURCE_DOMAIN}, {INFO_SOURCE_GUEST_AGENT}"
-_ORDER: Final = (INFO_SOURCE_DOMAIN, INFO_SOURCE_GUEST_AGENT, INFO_SOURCE_MULTUS_STATUS)
 REASON_SYNC_FAILED: Final = "Synchronizing with the Domain failed."
 
 
@@ -25,7 +29,8 @@ def rfc3339(t: float) -> str:
     """RFC 3339 UTC with microseconds.
 
     KubeVirt's ``metav1.Time`` serializes whole seconds; the simulator needs sub-second precision for
-    fast (scaled) runs, so it writes microseconds. Consumers must parse both (RFC 3339 allows both).
+    fast (scaled) runs, so it writes microseconds. Consumers must parse both (RFC 3339 allows both;
+    :func:`agent.kubevirt.parse_timestamp` does).
     """
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -43,11 +48,6 @@ def rfc3339_seconds(t: float) -> str:
 Stamp = Callable[[float], str]
 
 
-def parse_rfc3339(value: str) -> float:
-    """Inverse of :func:`rfc3339`; also accepts whole seconds and offsets."""
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def pod_interface_name(network_name: str) -> str:
     """Hashed pod interface name: ``"pod" + sha256(networkName)[:11]`` (networknamescheme.go)."""
     return "pod" + hashlib.sha256(network_name.encode()).hexdigest()[:11]
@@ -56,7 +56,7 @@ def pod_interface_name(network_name: str) -> str:
 def join_info_source(sources: Iterable[str]) -> str:
     """KubeVirt's order and separator: ``domain, guest-agent, multus-status``."""
     present = set(sources)
-    return ", ".join(s for s in _ORDER if s in present)
+    return ", ".join(s for s in INFO_SOURCE_ORDER if s in present)
 
 
 def mac_for(namespace: str, name: str, iface: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from agent.model import VIRTCTL_MIGRATE_PREFIX
+from agent.kubevirt import VIRTCTL_MIGRATE_PREFIX
 from simulator.apiserver import AdmissionDenied, ApiError, Store
 from simulator.apiserver.httputil import json_response
 

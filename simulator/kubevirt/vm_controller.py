@@ -15,9 +15,9 @@ from typing import Any
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import COND_LIVE_MIGRATABLE, COND_RESTART_REQUIRED, parse_version
+from agent.kubevirt import COND_LIVE_MIGRATABLE, COND_RESTART_REQUIRED, VMIS, VMS, parse_version
 from simulator.kubevirt import rules, status
-from simulator.kubevirt.kube import VMIS, VMS, Controller, Key, Obj, key_of
+from simulator.kubevirt.kube import Controller, Key, Obj, key_of
 from simulator.kubevirt.world import World, start_revision, vmi_from_vm
 
 log = structlog.get_logger("simulator.kubevirt.vm")

@@ -23,14 +23,16 @@ from typing import Any
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agent.model import (
+from agent.kubevirt import (
     COND_MIGRATION_REQUIRED,
     REASON_AUTO_MIGRATION_DUE_TO_LIVE_UPDATE,
     REASON_AUTO_MIGRATION_PENDING,
+    VMIS,
+    parse_timestamp,
     parse_version,
 )
 from simulator.kubevirt import node, pci, rules, status
-from simulator.kubevirt.kube import VMIS, Controller, Key, Obj, key_of
+from simulator.kubevirt.kube import Controller, Key, Obj, key_of
 from simulator.kubevirt.vm_controller import is_migrating
 from simulator.kubevirt.world import World
 
@@ -65,7 +67,7 @@ def desired_status(
             since = now
             if current is not None and current.get("lastTransitionTime"):
                 try:
-                    since = status.parse_rfc3339(str(current["lastTransitionTime"]))
+                    since = parse_timestamp(str(current["lastTransitionTime"]))
                 except ValueError:
                     since = now
             if current is not None and now - since >= grace:

@@ -16,16 +16,19 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from agent.model import (
+from agent.kubevirt import (
     DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
     DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
+    KUBEVIRTS,
+    LABEL_NODE_NAME,
     STATE_ABSENT,
+    VMIMS,
+    VMIS,
+    VMS,
 )
 from simulator.kubevirt import node, pci, rules, status
 from simulator.kubevirt.config import KubeVirtSimConfig
-from simulator.kubevirt.kube import KUBEVIRTS, VMIMS, VMIS, VMS, Informer, Key, Kube, Obj, key_of
-
-LABEL_NODE_NAME = "kubevirt.io/nodeName"
+from simulator.kubevirt.kube import Informer, Key, Kube, Obj, key_of
 
 
 class World:

@@ -427,55 +427,50 @@ class ControlPlane:
         raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
     # -- CRDs and users
+    _CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
     def install_crds(self, files: Iterable[Path], timeout: float = 30.0) -> list[str]:
         """Create (or replace) the CRDs in ``files``; wait until each is Established and every served
         version lists the resource in discovery. Returns the CRD names."""
-        names: list[str] = []
-        crds: list[dict[str, Any]] = []
-        for path in files:
-            for doc in yaml.safe_load_all(path.read_text()):
-                if doc:
-                    crds.append(doc)
-        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        crds = [doc for path in files for doc in yaml.safe_load_all(path.read_text()) if doc]
+        names = [self._put_crd(crd) for crd in crds]
         for crd in crds:
             name = crd["metadata"]["name"]
-            res = self.request("POST", base, crd)
-            if res.status == 409:
-                current = self.request("GET", f"{base}/{name}").json()
-                crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                res = self.request("PUT", f"{base}/{name}", crd)
-            if res.status not in (200, 201):
-                raise RuntimeError(f"creating CRD {name}: HTTP {res.status} {res.body[:500]!r}")
-            names.append(name)
-
-        def established(crd: dict[str, Any]) -> bool:
-            obj = self.request("GET", f"{base}/{crd['metadata']['name']}").json()
-            conds = {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
-            return conds.get("Established") == "True" and conds.get("NamesAccepted") == "True"
-
-        def discoverable(crd: dict[str, Any]) -> bool:
-            group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
-            for version in crd["spec"]["versions"]:
-                if not version.get("served"):
-                    continue
-                res = self.request("GET", f"/apis/{group}/{version['name']}")
-                if res.status != 200:
-                    return False
-                if plural not in {r["name"] for r in res.json().get("resources", [])}:
-                    return False
-                # the new resource's watch cache answers 429 until it has synced
-                if self.request("GET", f"/apis/{group}/{version['name']}/{plural}?limit=1").status != 200:
-                    return False
-            return True
-
-        for crd in crds:
-            self._wait_for(
-                lambda crd=crd: established(crd), f"CRD {crd['metadata']['name']} Established", timeout
-            )
-            self._wait_for(
-                lambda crd=crd: discoverable(crd), f"CRD {crd['metadata']['name']} served", timeout
-            )
+            self._wait_for(lambda crd=crd: self._crd_established(crd), f"CRD {name} Established", timeout)
+            self._wait_for(lambda crd=crd: self._crd_discoverable(crd), f"CRD {name} served", timeout)
         return names
+
+    def _put_crd(self, crd: dict[str, Any]) -> str:
+        """Create the CRD, or replace the one of that name; its name."""
+        name: str = crd["metadata"]["name"]
+        res = self.request("POST", self._CRDS, crd)
+        if res.status == 409:
+            current = self.request("GET", f"{self._CRDS}/{name}").json()
+            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            res = self.request("PUT", f"{self._CRDS}/{name}", crd)
+        if res.status not in (200, 201):
+            raise RuntimeError(f"creating CRD {name}: HTTP {res.status} {res.body[:500]!r}")
+        return name
+
+    def _crd_established(self, crd: dict[str, Any]) -> bool:
+        obj = self.request("GET", f"{self._CRDS}/{crd['metadata']['name']}").json()
+        conds = {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+        return conds.get("Established") == "True" and conds.get("NamesAccepted") == "True"
+
+    def _crd_discoverable(self, crd: dict[str, Any]) -> bool:
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        for version in crd["spec"]["versions"]:
+            if not version.get("served"):
+                continue
+            res = self.request("GET", f"/apis/{group}/{version['name']}")
+            if res.status != 200:
+                return False
+            if plural not in {r["name"] for r in res.json().get("resources", [])}:
+                return False
+            # the new resource's watch cache answers 429 until it has synced
+            if self.request("GET", f"/apis/{group}/{version['name']}/{plural}?limit=1").status != 200:
+                return False
+        return True
 
     def make_user(self, name: str, groups: Sequence[str] = ()) -> Path:
         """A kubeconfig for a new client-certificate user (CN=name, O=groups). No RBAC is granted."""

@@ -5,8 +5,8 @@ they read. Everything here is emulated because it cannot run on this machine (no
 kubelet, no QEMU), and nothing more is emulated:
 
 * **Nodes**: Ready, with the labels virt-handler's node labeller sets (``kubevirt.io/schedulable``,
-  ``machine-type.node.kubevirt.io/q35``), allocatable KubeVirt devices and extended resources (SR-IOV
-  VFs), and virt-handler's heartbeat annotation.
+  ``machine-type.node.kubevirt.io/q35``, the host CPU model), allocatable KubeVirt devices and extended
+  resources (SR-IOV VFs), and virt-handler's heartbeat annotation.
 * **Scheduler**: binds each ``virt-launcher`` pod to a node that fits: Ready and not cordoned, node
   selector and required node affinity, required pod anti-affinity (a migration's target pod avoids the
   source's node), extended resources still free. An unschedulable pod stays Pending with
@@ -46,21 +46,31 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
-from agent.model import COND_MIGRATION_REQUIRED, INFO_SOURCE_MULTUS_STATUS, PHASE_RUNNING, PHASE_SCHEDULED
+from agent.kubevirt import (
+    COND_MIGRATION_REQUIRED,
+    INFO_SOURCE_MULTUS_STATUS,
+    LABEL_APP,
+    LABEL_CREATED_BY,
+    LABEL_NODE_NAME,
+    LAUNCHER_APP,
+    PHASE_RUNNING,
+    PHASE_SCHEDULED,
+    VMIS,
+)
 from simulator.kubevirt import node as node_side
 from simulator.kubevirt import rules, status
 from simulator.kubevirt.config import KubeVirtSimConfig
-from simulator.kubevirt.kube import MERGE_KW, NODES, PODS, VMIS, Controller, Informer, Key, Kube, Obj, key_of
+from simulator.kubevirt.kube import MERGE_KW, NODES, PODS, Controller, Informer, Key, Kube, Obj, key_of
 from simulator.kubevirt.pci import Domain
 
 log = structlog.get_logger("simulator.real.node")
 
-LAUNCHER_SELECTOR: Final = "kubevirt.io=virt-launcher"
+LAUNCHER_SELECTOR: Final = f"{LABEL_APP}={LAUNCHER_APP}"
+#: The CPU model every stand-in node reports (any name works; all nodes share it, so any can be a target).
+HOST_CPU_MODEL: Final = "Skylake-Client-IBRS"
 NETWORKS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/networks"
 NETWORK_STATUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/network-status"
 HEARTBEAT_ANNOTATION: Final = "kubevirt.io/heartbeat"
-NODE_NAME_LABEL: Final = "kubevirt.io/nodeName"
-CREATED_BY_LABEL: Final = "kubevirt.io/created-by"
 HEARTBEAT_SECONDS: Final = 30.0
 STRATEGIC_KW: dict[str, Any] = {"_content_type": "application/strategic-merge-patch+json"}
 #: What a node offers KubeVirt's launcher pods (virt-handler's device plugins).
@@ -69,18 +79,6 @@ KUBEVIRT_DEVICES: Final = {"devices.kubevirt.io/kvm": "1k", "devices.kubevirt.io
 
 
 _ts = status.rfc3339_seconds
-
-#: What virt-handler's node labeller writes for the host's CPU model
-#: (``pkg/virt-handler/node-labeller/node_labeller.go``). A migration of a ``host-model`` VMI copies the
-#: source node's model into the target pod's node selector, and virt-controller refuses to create the
-#: target pod while the source node lacks it (v1.5.2 logged "node does not contain labal
-#: host-model-cpu.node.kubevirt.io/" and kept the migration Pending).
-HOST_CPU_MODEL: Final = "Skylake-Client-IBRS"
-HOST_CPU_LABELS: Final = {
-    f"cpu-model.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
-    f"cpu-model-migration.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
-    f"host-model-cpu.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
-}
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,12 @@ def node_object(spec: NodeSpec) -> Obj:
                 "kubernetes.io/os": "linux",
                 "kubevirt.io/schedulable": "true",
                 "machine-type.node.kubevirt.io/q35": "true",
-                **HOST_CPU_LABELS,
+                # virt-handler's node labeller: the host CPU model. virt-controller v1.5 refuses to render
+                # a migration target pod of a host-model VMI without it ("node does not contain label
+                # host-model-cpu.node.kubevirt.io/"), and selects target nodes by the migration label.
+                f"host-model-cpu.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+                f"cpu-model-migration.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
+                f"cpu-model.node.kubevirt.io/{HOST_CPU_MODEL}": "true",
             },
         },
     }
@@ -427,7 +430,7 @@ class NodeSide:
 
     def launcher_pods_of(self, vmi: Obj) -> list[Obj]:
         uid = str((vmi.get("metadata") or {}).get("uid", ""))
-        return [p for p in self.pods.cache.values() if _labels(p).get(CREATED_BY_LABEL) == uid]
+        return [p for p in self.pods.cache.values() if _labels(p).get(LABEL_CREATED_BY) == uid]
 
     def vmi_of_pod(self, pod: Obj) -> Key:
         meta = pod.get("metadata") or {}
@@ -778,7 +781,7 @@ class _VirtHandler(Controller):
                 list(st.get("conditions") or []), COND_MIGRATION_REQUIRED
             )
             labels = dict((body.get("metadata") or {}).get("labels") or {})
-            labels[NODE_NAME_LABEL] = m.plan.target_node
+            labels[LABEL_NODE_NAME] = m.plan.target_node
             body["metadata"]["labels"] = labels
             return True
 

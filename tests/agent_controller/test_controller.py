@@ -8,17 +8,24 @@ with backoff then giving up, verification, caps.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from agent.controller import Controller, ControllerSettings
+from agent.config import DEFAULTS, AgentConfig
+from agent.controller import Controller
 from agent.decide import BlockReason
 from agent.events import EventRecorder
+from agent.kube import ApiError
 from agent.model import parse_vmim
 from metrics.definitions import HotplugMetrics
 from tests.agent_unit.builders import NS, iface, net, vm, vmi
+
+
+def config(**overrides: Any) -> AgentConfig:
+    return dataclasses.replace(DEFAULTS, **overrides)
 
 
 class Clock:
@@ -48,13 +55,6 @@ class FakeApi:
         self, namespace: str, name: str
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
         return None  # no start revision: the agent trusts RestartRequired
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def sample(metrics: HotplugMetrics, name: str, **labels: str) -> float:
@@ -90,13 +90,13 @@ def vmim_obj(name: str, vmi_name: str, phase: str, created: str = "2026-01-01T00
 
 
 async def make(
-    settings: ControllerSettings | None = None,
+    settings: AgentConfig | None = None,
 ) -> tuple[Controller, FakeApi, Clock, asyncio.Task[None]]:
     clock = Clock()
     api = FakeApi()
     metrics = HotplugMetrics()
     ctl = Controller(
-        settings or ControllerSettings(settle_seconds=0, bridge_grace_seconds=0, mode="active"),
+        settings or config(settle_seconds=0, bridge_grace_seconds=0, mode="active"),
         api,
         metrics,
         EventRecorder(None),
@@ -196,9 +196,7 @@ async def test_migration_that_succeeds_as_the_deadline_cancel_lands_counts_as_su
     """The deadline passes, the agent deletes the VMIM, but KubeVirt finished it first: succeeded,
     verified, not retried (and not counted as cancelled)."""
     ctl, api, clock, task = await make(
-        ControllerSettings(
-            settle_seconds=0, bridge_grace_seconds=0, mode="active", migration_deadline_seconds=5
-        )
+        config(settle_seconds=0, bridge_grace_seconds=0, mode="active", migration_deadline_seconds=5)
     )
     ctl.on_vm("ADDED", None, vm([BRIDGE]))
     ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
@@ -220,7 +218,7 @@ async def test_migration_that_succeeds_as_the_deadline_cancel_lands_counts_as_su
 
 
 async def test_failed_migration_retries_with_backoff_then_gives_up() -> None:
-    settings = ControllerSettings(
+    settings = config(
         settle_seconds=0, bridge_grace_seconds=0, mode="active", max_attempts=2, backoff_initial_seconds=10
     )
     ctl, api, clock, task = await make(settings)
@@ -251,7 +249,9 @@ async def test_failed_migration_retries_with_backoff_then_gives_up() -> None:
 
 async def test_cannot_migrate_rejection_blocks() -> None:
     ctl, api, _clock, task = await make()
-    api.fail_with = ApiError(422, "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: no")
+    api.fail_with = ApiError(
+        422, "Invalid", "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: no", verb="create"
+    )
     ctl.on_vm("ADDED", None, vm([BRIDGE]))
     ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
     await settle()
@@ -261,7 +261,7 @@ async def test_cannot_migrate_rejection_blocks() -> None:
 
 async def test_in_flight_rejection_requeues_without_counting_an_attempt() -> None:
     ctl, api, _clock, task = await make()
-    api.fail_with = ApiError(409, "in-flight migration detected. Active migration job (x) ...")
+    api.fail_with = ApiError(409, "Conflict", "in-flight migration detected. Active migration job (x) ...")
     ctl.on_vm("ADDED", None, vm([BRIDGE]))
     ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
     await settle()
@@ -271,7 +271,7 @@ async def test_in_flight_rejection_requeues_without_counting_an_attempt() -> Non
 
 
 async def test_cluster_cap_counts_every_active_migration() -> None:
-    settings = ControllerSettings(settle_seconds=0, bridge_grace_seconds=0, mode="active", max_in_flight=3)
+    settings = config(settle_seconds=0, bridge_grace_seconds=0, mode="active", max_in_flight=3)
     ctl, api, _clock, task = await make(settings)
     # one migration KubeVirt started counts against the cap
     other = parse_vmim(
@@ -293,9 +293,7 @@ async def test_cluster_cap_counts_every_active_migration() -> None:
 
 
 async def test_follower_and_observe_mode_create_nothing() -> None:
-    ctl, api, _clock, task = await make(
-        ControllerSettings(settle_seconds=0, bridge_grace_seconds=0, mode="observe")
-    )
+    ctl, api, _clock, task = await make(config(settle_seconds=0, bridge_grace_seconds=0, mode="observe"))
     ctl.on_vm("ADDED", None, vm([BRIDGE]))
     ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
     await settle()

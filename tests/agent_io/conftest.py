@@ -12,6 +12,7 @@ import pytest
 
 from agent.kube import VMS, KubeClient
 from agent.model import InvalidObject
+from simulator.manifests import vm_manifest
 from tests.apiserver_fixtures import kubeconfig, server  # noqa: F401 - fixtures
 
 
@@ -52,17 +53,8 @@ def parse_rec(raw: dict[str, Any]) -> Rec:
     )
 
 
-def vm(name: str, namespace: str = "default", **labels: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-        "spec": {"template": {"spec": {"domain": {"devices": {}}}}},
-    }
-
-
 async def create_vm(kube: KubeClient, name: str, namespace: str = "default", **labels: str) -> dict[str, Any]:
-    return await kube.create(VMS, namespace, vm(name, namespace, **labels))
+    return await kube.create(VMS, namespace, vm_manifest(namespace, name, labels=labels))
 
 
 async def eventually(

@@ -1,21 +1,36 @@
-"""AgentConfig: flag > environment > default, validation messages, and the table matches the contract."""
+"""AgentConfig: flag > environment > default, validation messages, and one declaration per setting
+(agent/config.py ``SETTINGS``) that the docs, the contract table and the chart's values agree with."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from agent.cli import build_parser
-from agent.config import SETTINGS, AgentConfig, ConfigError, load_config, split_address
+from agent.config import (
+    DEFAULTS,
+    SETTINGS,
+    AgentConfig,
+    ConfigError,
+    load_config,
+    markdown_table,
+    settings_of,
+    split_address,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "hotplug-agent"
 
 
-def parse(*argv: str, env: dict[str, str] | None = None) -> AgentConfig:
-    args = build_parser().parse_args(["run", *argv])
-    return load_config(args, env or {})
+def parse(*argv: str, env: dict[str, str] | None = None, command: str = "run") -> AgentConfig:
+    args = build_parser().parse_args([command, *argv])
+    return load_config(args, env or {}, command=command)
 
 
 def test_defaults() -> None:
@@ -122,9 +137,89 @@ def test_docs_configuration_lists_every_setting() -> None:
         assert f"`{s.flag}`" in text and f"`{s.env}`" in text, s.flag
 
 
-def test_controller_settings_view() -> None:
-    cfg = parse("--namespaces", "a", "--exclude-namespaces", "z", "--max-per-node", "3")
-    cs = cfg.controller_settings()
-    assert cs.include_namespaces == frozenset({"a"}) and cs.exclude_namespaces == frozenset({"z"})
-    assert cs.max_per_node == 3
-    assert parse().controller_settings().include_namespaces is None
+def test_config_object_is_declared_by_the_settings() -> None:
+    """AgentConfig has exactly one field per setting, and its defaults are the declared ones."""
+    assert [f.name for f in dataclasses.fields(AgentConfig)] == [s.attr for s in SETTINGS]
+    for s in SETTINGS:
+        assert getattr(DEFAULTS, s.attr) == s.default, s.attr
+        assert getattr(AgentConfig(), s.attr) == s.default, s.attr
+
+
+def test_docs_table_is_generated_from_the_settings() -> None:
+    """docs/configuration.md carries `python -m agent.config`'s output verbatim."""
+    assert markdown_table() in (ROOT / "docs" / "configuration.md").read_text()
+
+
+def _chart_value(path: str, tree: dict[str, Any]) -> Any:
+    node: Any = tree
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def _schema_of(path: str, schema: dict[str, Any]) -> dict[str, Any]:
+    node = schema
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node
+
+
+SCHEMA_TYPES = {"int": {"integer"}, "float": {"number", "integer"}, "bool": {"boolean"}, "list": {"array"}}
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.chart is not None], ids=lambda s: s.attr)
+def test_chart_values_and_schema_agree_with_the_setting(setting: Any) -> None:
+    """values.yaml holds the agent's default; the schema's type, choices and bounds accept nothing the
+    agent refuses (the chart may be stricter, e.g. whole seconds where it does arithmetic)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert setting.chart is not None
+    assert _chart_value(setting.chart, values) == setting.expected_chart_default
+    node = _schema_of(setting.chart, schema)
+    # metrics.port: the chart holds the port, the agent the whole address
+    kind = (
+        "int" if isinstance(setting.expected_chart_default, int) and setting.kind == "str" else setting.kind
+    )
+    assert node["type"] in SCHEMA_TYPES.get(kind, {"string"})
+    assert tuple(node.get("enum", ())) == setting.choices
+    if setting.above is not None:
+        assert node.get("exclusiveMinimum", -1) >= setting.above or node.get("minimum", -1) > setting.above
+    if setting.at_least is not None:
+        floor = max(node.get("minimum", float("-inf")), node.get("exclusiveMinimum", float("-inf")))
+        assert floor >= setting.at_least
+    assert setting.env in node.get("description", "") + json.dumps(node), "schema description names the env"
+
+
+def test_plan_has_its_own_flag_set() -> None:
+    """plan takes the settings that change its answer, not the lease, listen or shutdown flags."""
+    plan = {s.flag for s in settings_of("plan")}
+    assert {"--kubeconfig", "--context", "--namespaces", "--mode", "--slot-model"} <= plan
+    assert not plan & {"--lease-name", "--listen-address", "--shutdown-grace-seconds", "--leader-elect"}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["plan", "--lease-name", "x"])
+    # run-only variables are not read by plan: a bad one cannot stop it
+    cfg = parse(env={"HOTPLUG_AGENT_LEADER_ELECT": "maybe", "HOTPLUG_AGENT_MODE": "observe"}, command="plan")
+    assert cfg.mode == "observe" and cfg.leader_elect is DEFAULTS.leader_elect
+
+
+def test_every_unreadable_and_invalid_value_is_listed_at_once() -> None:
+    env = {
+        "HOTPLUG_AGENT_MAX_ATTEMPTS": "three",
+        "HOTPLUG_AGENT_DRY_RUN": "maybe",
+        "HOTPLUG_AGENT_BACKOFF_INITIAL_SECONDS": "soon",
+        "HOTPLUG_AGENT_SETTLE_SECONDS": "-1",
+    }
+    with pytest.raises(ConfigError) as info:
+        parse("--mode", "yolo", "--creates-per-second", "0", env=env)
+    text = str(info.value)
+    for needle in (
+        "--max-attempts / HOTPLUG_AGENT_MAX_ATTEMPTS (environment): 'three' is not an integer",
+        "--dry-run / HOTPLUG_AGENT_DRY_RUN (environment): 'maybe' is not a boolean",
+        "--backoff-initial-seconds / HOTPLUG_AGENT_BACKOFF_INITIAL_SECONDS (environment): 'soon'",
+        "--mode / HOTPLUG_AGENT_MODE (flag): 'yolo' is not one of auto, active, observe",
+        "--creates-per-second / HOTPLUG_AGENT_CREATES_PER_SECOND = 0.0: must be > 0",
+        "--settle-seconds / HOTPLUG_AGENT_SETTLE_SECONDS = -1.0: must be >= 0",
+    ):
+        assert needle in text
+    # a rule reading an unreadable value is not checked against a substituted default
+    assert "--backoff-max-seconds" not in text

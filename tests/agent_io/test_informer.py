@@ -11,6 +11,7 @@ import pytest
 
 from agent.informer import Informer
 from agent.kube import VMIS, VMS, KubeClient
+from agent.startup import connect
 from simulator.apiserver import ApiServer, FaultRule
 from tests.agent_io.conftest import Rec, create_vm, eventually, parse_rec
 
@@ -153,7 +154,7 @@ async def test_read_inactivity_timeout_restarts_a_silent_watch(kubeconfig: Any, 
     await srv.start()
     try:
         path = srv.write_kubeconfig(tmp_path / "silent")
-        client = await KubeClient.from_config(str(path))
+        client = await connect(str(path))
         try:
             rec = Recorder()
             async with running(make(client, rec, inactivity_timeout=0.3)) as inf:

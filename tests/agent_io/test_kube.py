@@ -7,17 +7,9 @@ import time
 
 import pytest
 
-from agent.kube import (
-    EVENTS,
-    MANAGED_BY_LABEL,
-    VMI_NAME_LABEL,
-    VMIMS,
-    VMIS,
-    VMS,
-    ApiError,
-    KubeClient,
-    error_from_response,
-)
+from agent.kube import EVENTS, VMIMS, VMIS, VMS, ApiError, KubeClient, error_from_response
+from agent.kubevirt import LABEL_VMI_NAME
+from agent.names import LABEL_MANAGED_BY
 from simulator.apiserver import ApiServer, FaultRule
 from tests.agent_io.conftest import create_vm
 
@@ -30,18 +22,19 @@ async def test_create_vmim_shape(kube: KubeClient, server: ApiServer) -> None:
     vmim = await kube.create_vmim("default", "vm-1")
     meta = vmim["metadata"]
     assert meta["name"].startswith("hotplug-vm-1-") and len(meta["name"]) > len("hotplug-vm-1-")
-    assert meta["labels"] == {MANAGED_BY_LABEL: "hotplug-agent", VMI_NAME_LABEL: "vm-1"}
+    assert meta["labels"] == {LABEL_MANAGED_BY: "hotplug-agent", LABEL_VMI_NAME: "vm-1"}
     assert vmim["spec"] == {"vmiName": "vm-1"}
-    ours = await kube.list_vmims(f"{MANAGED_BY_LABEL}=hotplug-agent")
+    ours, _ = await kube.list_objects(VMIMS, label_selector=f"{LABEL_MANAGED_BY}=hotplug-agent")
     assert [v["metadata"]["name"] for v in ours] == [meta["name"]]
-    assert await kube.list_vmims("app.kubernetes.io/managed-by=someone-else") == []
+    others, _ = await kube.list_objects(VMIMS, label_selector=f"{LABEL_MANAGED_BY}=someone-else")
+    assert others == []
     await kube.delete_vmim("default", meta["name"])
     await kube.delete_vmim("default", meta["name"])  # already gone: not an error
-    assert await kube.list_vmims() == []
+    assert (await kube.list_objects(VMIMS))[0] == []
 
 
 async def test_get_vmi_missing_is_none(kube: KubeClient) -> None:
-    assert await kube.get_vmi("default", "nope") is None
+    assert await kube.get(VMIS, "default", "nope") is None
     body = {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
@@ -49,7 +42,7 @@ async def test_get_vmi_missing_is_none(kube: KubeClient) -> None:
         "spec": {"domain": {"devices": {}}},
     }
     await kube.create(VMIS, "default", body)
-    got = await kube.get_vmi("default", "there")
+    got = await kube.get(VMIS, "default", "there")
     assert got is not None and got["metadata"]["name"] == "there"
 
 
@@ -103,13 +96,13 @@ async def test_429_surfaces_retry_after_when_attempts_run_out(kube: KubeClient, 
     kube.retry_attempts = 1
     server.faults.add(FaultRule(verbs=("list",), error_rate=1.0, error_codes=(429,), retry_after=7))
     with pytest.raises(ApiError) as info:
-        await kube.list_vms()
+        await kube.list_objects(VMS)
     assert info.value.status == 429 and info.value.retry_after == 7.0 and info.value.nothing_done
 
 
 async def test_5xx_retried_for_idempotent_verbs(kube: KubeClient, server: ApiServer) -> None:
     server.faults.add(FaultRule(verbs=("list",), error_rate=1.0, error_codes=(500, 503), remaining=3))
-    items, rv = await kube.list_vms()
+    items, rv = await kube.list_objects(VMS)
     assert items == [] and rv
     assert [e for e in errors(kube)] == [("list", errors(kube)[i][1]) for i in range(3)]
 
@@ -155,7 +148,7 @@ async def test_connection_refused_is_status_0(kube: KubeClient, server: ApiServe
     kube.retry_attempts = 1
     await server.stop()
     with pytest.raises(ApiError) as info:
-        await kube.list_vms()
+        await kube.list_objects(VMS)
     assert info.value.status == 0 and info.value.retryable
 
 

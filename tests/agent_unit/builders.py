@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from agent import model
+from agent import names
 from agent.model import VMIMRecord, VMIRecord, VMRecord, parse_vm, parse_vmi, parse_vmim
 
 #: Hypothesis examples per property test; raise it for a soak run: ``AGENT_UNIT_MAX_EXAMPLES=5000``.
@@ -129,7 +129,7 @@ def vm(
     name: str = NAME,
 ) -> VMRecord:
     pairs = default_ifaces() + list(extra)
-    labels = {model.LABEL_AUTO_MIGRATE: "false"} if opted_out else {}
+    labels = {names.LABEL_AUTO_MIGRATE: "false"} if opted_out else {}
     conds = [{"type": "RestartRequired", "status": "True"}] if restart_required else []
     return parse_vm(
         {
@@ -156,7 +156,7 @@ def vmim(
     ours: bool = True,
     source: str = "node-a",
 ) -> VMIMRecord:
-    labels = {model.LABEL_MANAGED_BY: model.MANAGED_BY_VALUE} if ours else {}
+    labels = {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE} if ours else {}
     return parse_vmim(
         {
             "metadata": {

@@ -89,6 +89,13 @@ def test_restart_required_blocks_even_a_deliverable_change() -> None:
     blocked(run(vmi([BR1]), vm([BR1], restart_required=True)), BlockReason.RESTART_REQUIRED)
 
 
+def test_an_interface_removed_instead_of_absent_blocks_even_with_a_plug_pending() -> None:
+    # KubeVirt sets RestartRequired for it; blocking at once does not race the condition.
+    d = run(vmi([BR1, BR2]), vm([BR2, (iface("br3", "bridge"), net("br3"))]))
+    blocked(d, BlockReason.RESTART_REQUIRED)
+    assert "br1: removed from the VM template" in d.message
+
+
 def test_restart_required_that_comes_only_from_the_hot_plug_is_ignored() -> None:
     # KubeVirt v1.5.1 sets RestartRequired for the hot plug itself; the agent showed it is only that.
     ctx = with_(READY, restart_check=RestartCheck(False, "only the network edit"))
@@ -298,9 +305,10 @@ def test_every_block_reason_is_covered() -> None:
 
 def test_observe_mode_reports_what_it_would_do() -> None:
     d = run(vmi([BR1]), vm([BR1]), with_(READY, mode="observe"))
-    assert d.kind is Kind.OBSERVE and d.would == "migrate"
+    assert d.kind is Kind.OBSERVE and d.would is Kind.MIGRATE and d.block_reason is None
     d = run(vmi([BR1], live_migratable="False"), vm([BR1]), with_(READY, mode="observe"))
-    assert d.kind is Kind.OBSERVE and d.would == "blocked:not-live-migratable"
+    assert d.kind is Kind.OBSERVE and d.would is Kind.BLOCKED
+    assert d.block_reason is BlockReason.NOT_LIVE_MIGRATABLE
     assert run(vmi([]), vm([]), with_(READY, mode="observe")).kind is Kind.NOTHING
 
 
@@ -426,6 +434,9 @@ def test_decide_is_total_and_consistent(
     event(f"{d.kind.value}:{d.block_reason or d.wait_reason or ''}")
     if d.kind is Kind.BLOCKED:
         assert d.block_reason is not None and d.message and d.wait_reason is None
+    elif d.kind is Kind.OBSERVE:  # what the agent would do in active mode, its reason included
+        assert (d.block_reason is not None) == (d.would is Kind.BLOCKED)
+        assert (d.wait_reason is not None) == (d.would is Kind.WAIT)
     else:
         assert d.block_reason is None
     if d.kind is Kind.WAIT:

@@ -1,4 +1,4 @@
-"""Detection per KubeVirt's evaluator rules (notes/kubevirt.md §1.4, §7)."""
+"""Detection per KubeVirt's evaluator rules (``pkg/network/migration/evaluator.go``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_bridge_plug_pending_with_grace() -> None:
     assert d.status == "pending"
     assert [(c.iface, c.kind, c.binding) for c in d.changes] == [("br1", "plug", "bridge")]
     assert not d.changes[0].immediate
-    assert d.needs_migration and d.plugs and not d.unplugs
+    assert d.plugs and not d.unplugs
 
 
 def test_sriov_plug_is_immediate() -> None:

@@ -10,17 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import model
-from agent.model import (
-    InvalidObject,
-    parse_kubevirt,
-    parse_quantity,
-    parse_timestamp,
-    parse_version,
-    parse_vm,
-    parse_vmi,
-    parse_vmim,
-)
+from agent import kubevirt, model, names
+from agent.kubevirt import parse_quantity, parse_timestamp, parse_version
+from agent.model import InvalidObject, parse_kubevirt, parse_vm, parse_vmi, parse_vmim
 from tests.agent_unit.builders import MAX_EXAMPLES
 
 
@@ -34,7 +26,7 @@ def vmi_obj() -> dict[str, Any]:
             "uid": "u-1",
             "resourceVersion": "42",
             "creationTimestamp": "2026-01-02T03:04:05Z",
-            "annotations": {model.ANNOTATION_PLACE_ON_ROOT_COMPLEX: "true"},
+            "annotations": {kubevirt.ANNOTATION_PLACE_ON_ROOT_COMPLEX: "true"},
         },
         "spec": {
             "domain": {
@@ -103,7 +95,7 @@ def test_parse_vmi_example() -> None:
     assert rec.sync_failed_pci
     assert rec.migration_required == model.MigrationRequired(False, "AutoMigrationPending", 1767323046.5)
     assert rec.memory_bytes == 2 * 1024**3
-    assert rec.disk_count == 2 and rec.hotplugged_volume_count == 1
+    assert rec.hotplugged_volume_count == 1
     assert rec.place_on_root_complex
     assert rec.migrating
     assert rec.creation_ts == 1767323045.0
@@ -157,12 +149,12 @@ def vm_obj() -> dict[str, Any]:
             "uid": "vm-u",
             "generation": 3,
             "resourceVersion": "7",
-            "labels": {model.LABEL_AUTO_MIGRATE: "false"},
+            "labels": {names.LABEL_AUTO_MIGRATE: "false"},
         },
         "spec": {
             "runStrategy": "Always",
             "template": {
-                "metadata": {"annotations": {model.ANNOTATION_PCI_SLOT_COUNT: "8"}},
+                "metadata": {"annotations": {kubevirt.ANNOTATION_PCI_SLOT_COUNT: "8"}},
                 "spec": {
                     "domain": {"devices": {"interfaces": [{"name": "br1", "bridge": {}}]}},
                     "networks": [{"name": "br1", "multus": {"networkName": "nad"}}],
@@ -179,10 +171,20 @@ def test_parse_vm() -> None:
     assert rec.generation == 3 and rec.pci_slot_count == 8
     assert rec.template_interface("br1") is not None
     obj = vm_obj()
-    obj["metadata"]["labels"] = {model.LABEL_AUTO_MIGRATE: "true"}
+    obj["metadata"]["labels"] = {names.LABEL_AUTO_MIGRATE: "true"}
     obj["spec"] = {"running": False}
     rec = parse_vm(obj)
     assert not rec.opted_out and rec.running is False and rec.template_interfaces == ()
+
+
+def test_the_opt_out_is_a_label_or_an_annotation() -> None:
+    obj = vm_obj()
+    obj["metadata"]["labels"] = {}
+    assert not parse_vm(obj).opted_out
+    obj["metadata"]["annotations"] = {model.LABEL_AUTO_MIGRATE: "False"}
+    assert parse_vm(obj).opted_out
+    obj["metadata"]["annotations"] = {model.LABEL_AUTO_MIGRATE: "yes"}
+    assert not parse_vm(obj).opted_out
 
 
 def vmim_obj(**meta: Any) -> dict[str, Any]:
@@ -207,13 +209,13 @@ def vmim_obj(**meta: Any) -> dict[str, Any]:
 
 
 def test_parse_vmim_initiators() -> None:
-    rec = parse_vmim(vmim_obj(labels={model.LABEL_MANAGED_BY: model.MANAGED_BY_VALUE}))
+    rec = parse_vmim(vmim_obj(labels={names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE}))
     assert rec.initiator == "agent"
     assert rec.vmi_key == ("ns1", "vm1")
     assert rec.source_node == "node-a" and rec.target_node == "node-b"
     assert rec.phase_ts("Running") == pytest.approx(1767323055.25)
     assert not rec.final
-    assert parse_vmim(vmim_obj(annotations={model.ANNOTATION_WORKLOAD_UPDATE: ""})).initiator == "kubevirt"
+    assert parse_vmim(vmim_obj(annotations={kubevirt.ANNOTATION_WORKLOAD_UPDATE: ""})).initiator == "kubevirt"
     assert parse_vmim(vmim_obj(generateName="kubevirt-evacuation-")).initiator == "kubevirt"
     assert parse_vmim(vmim_obj(generateName="kubevirt-migrate-vm-")).initiator == "other"
     obj = vmim_obj()
@@ -296,7 +298,8 @@ def test_parse_version(text: str, expected: tuple[int, int, int] | None) -> None
 
 
 def test_is_running_matches_kubevirt() -> None:
-    running = {p for p in model.MIGRATION_PHASES if model.is_running(p)}
+    phases = {getattr(kubevirt, n) for n in dir(kubevirt) if n.startswith("PHASE_")}
+    running = {p for p in phases if kubevirt.is_running(p)}
     assert running == {"Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running"}
 
 

@@ -24,20 +24,6 @@ async def api(kubeconfig: Path) -> AsyncIterator[ApiClient]:
 KV = ("kubevirt.io", "v1")
 
 
-def vm_manifest(name: str | None = None, *, generate: str | None = None, **labels: str) -> dict[str, object]:
-    meta: dict[str, object] = {"labels": dict(labels)}
-    if name:
-        meta["name"] = name
-    if generate:
-        meta["generateName"] = generate
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": meta,
-        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {"interfaces": []}}}}},
-    }
-
-
 def status_of(exc: BaseException) -> dict[str, object]:
     """The Status object an ApiException carries."""
     import json

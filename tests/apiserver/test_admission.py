@@ -7,7 +7,8 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import AdmissionDenied, AdmissionRequest, ApiServer
-from tests.apiserver.conftest import KV, status_of, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV, status_of
 
 
 async def test_mutating_and_denying_hooks(server: ApiServer, api: ApiClient) -> None:
@@ -80,7 +81,7 @@ async def test_hook_can_deny_update_and_store_bypass(server: ApiServer, api: Api
 
     server.add_admission(no_halt)
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("h"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "h"))
     with pytest.raises(ApiException) as exc:
         await co.patch_namespaced_custom_object(
             *KV,

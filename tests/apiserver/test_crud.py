@@ -9,13 +9,14 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api, CoreV1Api, C
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import ApiServer
-from tests.apiserver.conftest import KV, status_of, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV, status_of
 
 
 async def test_create_get_assigns_metadata_and_monotonic_rv(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    a = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("a"))
-    b = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("b"))
+    a = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "a"))
+    b = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "b"))
     rv_a, rv_b = int(a["metadata"]["resourceVersion"]), int(b["metadata"]["resourceVersion"])
     assert rv_b > rv_a > 0
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", a["metadata"]["creationTimestamp"])
@@ -47,9 +48,9 @@ async def test_generate_name_gets_random_suffix(api: ApiClient) -> None:
 
 async def test_create_duplicate_is_409_already_exists(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("dup"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "dup"))
     with pytest.raises(ApiException) as exc:
-        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("dup"))
+        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "dup"))
     assert exc.value.status == 409
     assert status_of(exc.value)["reason"] == "AlreadyExists"
 
@@ -57,15 +58,15 @@ async def test_create_duplicate_is_409_already_exists(api: ApiClient) -> None:
 async def test_create_in_missing_namespace_is_404(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     with pytest.raises(ApiException) as exc:
-        await co.create_namespaced_custom_object(*KV, "nope", "virtualmachines", vm_manifest("x"))
+        await co.create_namespaced_custom_object(*KV, "nope", "virtualmachines", vm_manifest(None, "x"))
     assert exc.value.status == 404
     assert status_of(exc.value)["message"] == 'namespaces "nope" not found'
 
 
 async def test_generation_bumps_on_spec_change_only(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("g"))
-    vm["metadata"]["labels"]["x"] = "y"
+    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "g"))
+    vm["metadata"]["labels"] = {"x": "y"}
     vm = await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "g", vm)
     assert vm["metadata"]["generation"] == 1  # metadata change
     vm["spec"]["runStrategy"] = "Halted"
@@ -94,7 +95,7 @@ async def test_vmi_without_status_subresource_bumps_generation_on_status(api: Ap
 
 async def test_stale_put_is_409_and_missing_rv_is_422_for_custom_resources(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("c"))
+    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "c"))
     stale = dict(vm)
     vm["spec"]["runStrategy"] = "Halted"
     await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "c", vm)
@@ -139,7 +140,7 @@ async def test_builtin_put_without_rv_is_unconditional(api: ApiClient) -> None:
 
 async def test_noop_update_keeps_resource_version(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("n"))
+    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "n"))
     again = await co.replace_namespaced_custom_object(*KV, "default", "virtualmachines", "n", vm)
     assert again["metadata"]["resourceVersion"] == vm["metadata"]["resourceVersion"]
 
@@ -149,11 +150,15 @@ async def test_list_cluster_wide_with_label_and_field_selectors(api: ApiClient) 
     core = CoreV1Api(api)
     await core.create_namespace({"metadata": {"name": "ns2"}})
     await co.create_namespaced_custom_object(
-        *KV, "default", "virtualmachines", vm_manifest("a", app="web", tier="1")
+        *KV, "default", "virtualmachines", vm_manifest(None, "a", labels={"app": "web", "tier": "1"})
     )
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("b", app="db"))
-    await co.create_namespaced_custom_object(*KV, "ns2", "virtualmachines", vm_manifest("c", app="web"))
-    await co.create_namespaced_custom_object(*KV, "ns2", "virtualmachines", vm_manifest("d"))
+    await co.create_namespaced_custom_object(
+        *KV, "default", "virtualmachines", vm_manifest(None, "b", labels={"app": "db"})
+    )
+    await co.create_namespaced_custom_object(
+        *KV, "ns2", "virtualmachines", vm_manifest(None, "c", labels={"app": "web"})
+    )
+    await co.create_namespaced_custom_object(*KV, "ns2", "virtualmachines", vm_manifest(None, "d"))
 
     async def names(**kw: str) -> list[str]:
         out = await co.list_cluster_custom_object(*KV, "virtualmachines", **kw)
@@ -188,7 +193,9 @@ async def test_list_cluster_wide_with_label_and_field_selectors(api: ApiClient) 
 
 async def test_list_exact_resource_version_rebuilds_history(server: ApiServer, api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    a = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("a", v="1"))
+    a = await co.create_namespaced_custom_object(
+        *KV, "default", "virtualmachines", vm_manifest(None, "a", labels={"v": "1"})
+    )
     at = a["metadata"]["resourceVersion"]
     await co.patch_namespaced_custom_object(
         *KV,
@@ -198,7 +205,7 @@ async def test_list_exact_resource_version_rebuilds_history(server: ApiServer, a
         {"metadata": {"labels": {"v": "2"}}},
         _content_type="application/merge-patch+json",
     )
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("b"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "b"))
     old = await co.list_namespaced_custom_object(
         *KV, "default", "virtualmachines", resource_version=at, resource_version_match="Exact"
     )
@@ -217,7 +224,7 @@ async def test_delete_collection_with_selector(server: ApiServer, api: ApiClient
     co = CustomObjectsApi(api)
     for name, app in (("a", "x"), ("b", "x"), ("c", "y")):
         await co.create_namespaced_custom_object(
-            *KV, "default", "virtualmachines", vm_manifest(name, app=app)
+            *KV, "default", "virtualmachines", vm_manifest(None, name, labels={"app": app})
         )
     out = await co.delete_collection_namespaced_custom_object(
         *KV, "default", "virtualmachines", label_selector="app=x"
@@ -236,7 +243,7 @@ async def test_bad_label_selector_is_400(api: ApiClient) -> None:
 
 async def test_delete_without_finalizers_is_immediate(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("d"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "d"))
     st = await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "d")
     # Removed at once: a success Status, like the real registry (not the object).
     assert st["kind"] == "Status" and st["status"] == "Success" and st["details"]["name"] == "d"
@@ -247,7 +254,7 @@ async def test_delete_without_finalizers_is_immediate(api: ApiClient) -> None:
 
 async def test_delete_with_finalizers_sets_deletion_timestamp_until_removed(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    m = vm_manifest("f")
+    m = vm_manifest(None, "f")
     m["metadata"]["finalizers"] = ["kubevirt.io/foo"]  # type: ignore[index]
     await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", m)
     await co.delete_namespaced_custom_object(*KV, "default", "virtualmachines", "f")
@@ -274,7 +281,7 @@ async def test_delete_with_finalizers_sets_deletion_timestamp_until_removed(api:
 
 async def test_delete_preconditions(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("p"))
+    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "p"))
     with pytest.raises(ApiException) as exc:
         await co.delete_namespaced_custom_object(
             *KV, "default", "virtualmachines", "p", body={"preconditions": {"uid": "not-the-uid"}}
@@ -293,7 +300,7 @@ async def test_delete_preconditions(api: ApiClient) -> None:
 async def test_status_subresource_vm_and_vmim(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     for plural, body in (
-        ("virtualmachines", vm_manifest("s")),
+        ("virtualmachines", vm_manifest(None, "s")),
         ("virtualmachineinstancemigrations", {"metadata": {"name": "s"}, "spec": {"vmiName": "x"}}),
     ):
         obj = await co.create_namespaced_custom_object(*KV, "default", plural, {**body, "status": {"x": 1}})
@@ -352,7 +359,7 @@ async def test_lease_crud_with_typed_client(api: ApiClient) -> None:
 
 
 async def test_in_process_store_goes_through_same_path(server: ApiServer, api: ApiClient) -> None:
-    created = await server.store.create("vm", vm_manifest("inproc"), "default")
+    created = await server.store.create("vm", vm_manifest(None, "inproc"), "default")
     co = CustomObjectsApi(api)
     got = await co.get_namespaced_custom_object(*KV, "default", "virtualmachines", "inproc")
     assert got["metadata"]["uid"] == created["metadata"]["uid"]
@@ -365,11 +372,11 @@ async def test_dry_run_stores_nothing(server: ApiServer, api: ApiClient) -> None
     co = CustomObjectsApi(api)
     rv = server.store.resource_version
     out = await co.create_namespaced_custom_object(
-        *KV, "default", "virtualmachines", vm_manifest("dry"), dry_run="All"
+        *KV, "default", "virtualmachines", vm_manifest(None, "dry"), dry_run="All"
     )
     assert out["metadata"]["name"] == "dry"
     assert server.store.try_get("vm", "default", "dry") is None
-    await server.store.create("vm", vm_manifest("wet"), "default")
+    await server.store.create("vm", vm_manifest(None, "wet"), "default")
     rv = server.store.resource_version
     await co.patch_namespaced_custom_object(
         *KV,
@@ -388,17 +395,17 @@ async def test_dry_run_stores_nothing(server: ApiServer, api: ApiClient) -> None
 async def test_paged_list_is_a_consistent_snapshot(server: ApiServer, api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     for n in ("a", "b", "c", "d"):
-        await server.store.create("vm", vm_manifest(n), "default")
+        await server.store.create("vm", vm_manifest(None, n), "default")
     first = await co.list_namespaced_custom_object(*KV, "default", "virtualmachines", limit=2)
     # Changes between pages are not seen by the later pages.
     await server.store.delete("vm", "default", "c")
-    await server.store.create("vm", vm_manifest("cc"), "default")
+    await server.store.create("vm", vm_manifest(None, "cc"), "default")
     await server.store.patch("vm", "default", "d", {"metadata": {"labels": {"changed": "yes"}}})
     rest = await co.list_namespaced_custom_object(
         *KV, "default", "virtualmachines", limit=10, _continue=first["metadata"]["continue"]
     )
     assert [o["metadata"]["name"] for o in rest["items"]] == ["c", "d"]
-    assert "changed" not in rest["items"][1]["metadata"]["labels"]
+    assert "changed" not in rest["items"][1]["metadata"].get("labels", {})
     assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     server.compact()
     with pytest.raises(ApiException) as exc:

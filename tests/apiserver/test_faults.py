@@ -13,7 +13,8 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import ApiServer, FaultRule, RequestRecord
-from tests.apiserver.conftest import KV, status_of, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV, status_of
 
 
 async def test_429_with_retry_after(server: ApiServer, api: ApiClient) -> None:
@@ -30,14 +31,14 @@ async def test_429_with_retry_after(server: ApiServer, api: ApiClient) -> None:
     st = status_of(exc.value)
     assert st["reason"] == "TooManyRequests" and st["details"] == {"retryAfterSeconds": 7}
     # other verbs and resources are untouched
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("ok"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "ok"))
     await co.list_namespaced_custom_object(*KV, "default", "virtualmachineinstances")
 
 
 async def test_error_rate_is_seeded_and_counted(server: ApiServer, api: ApiClient) -> None:
     rule_id = server.faults.add(FaultRule(verbs=("get",), error_rate=0.5, error_codes=(500, 503)))
     co = CustomObjectsApi(api)
-    await server.store.create("vm", vm_manifest("e"), "default")
+    await server.store.create("vm", vm_manifest(None, "e"), "default")
     codes: list[int] = []
     for _ in range(60):
         try:
@@ -59,7 +60,9 @@ async def test_remaining_limits_injected_errors(server: ApiServer, api: ApiClien
     statuses = []
     for i in range(4):
         try:
-            await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(f"r{i}"))
+            await co.create_namespaced_custom_object(
+                *KV, "default", "virtualmachines", vm_manifest(None, f"r{i}")
+            )
             statuses.append(201)
         except ApiException as exc:
             statuses.append(exc.status)
@@ -171,7 +174,7 @@ async def test_admin_http_endpoints(server: ApiServer, api: ApiClient) -> None:
         assert exc.value.status == 404
         async with s.post(server.url + "/sim/faults", json={"bogus": 1}) as r:
             assert r.status == 400
-        await server.store.create("vm", vm_manifest("c1"), "default")
+        await server.store.create("vm", vm_manifest(None, "c1"), "default")
         async with s.post(server.url + "/sim/compact") as r:
             compacted = int((await r.json())["resourceVersion"])
         assert compacted == server.store.resource_version
@@ -200,7 +203,7 @@ async def test_observers(server: ApiServer, api: ApiClient) -> None:
     server.add_event_observer(lambda t, r, o, ts: emitted.append((t, r, o["metadata"]["name"], ts)))
     co = CustomObjectsApi(api)
     t0 = time.perf_counter()
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("o"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "o"))
     await co.patch_namespaced_custom_object_status(
         *KV,
         "default",
@@ -243,7 +246,7 @@ async def test_slow_watcher_is_disconnected_not_buffered() -> None:
         # A client that never reads: kernel buffers fill, then the queue, then the server cuts it off.
         big = "x" * 4000
         for i in range(3000):
-            m = vm_manifest(f"s{i}")
+            m = vm_manifest(None, f"s{i}")
             m["metadata"]["annotations"] = {"pad": big}  # type: ignore[index]
             await srv.store.create("vm", m, "default")
             if watcher.closed is not None:
@@ -267,7 +270,7 @@ async def test_in_process_burst_does_not_overflow_a_reading_watcher(server: ApiS
                     break
                 await asyncio.sleep(0.02)
             for i in range(2000):  # a seeding loop: 40x the queue size, no explicit awaits
-                await srv.store.create("vm", vm_manifest(f"b{i}"), "default")
+                await srv.store.create("vm", vm_manifest(None, f"b{i}"), "default")
             lines = 0
             async with asyncio.timeout(10):
                 async for _ in r.content:

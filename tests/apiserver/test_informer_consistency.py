@@ -11,7 +11,8 @@ from kubernetes_asyncio import watch
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 
 from simulator.apiserver import ApiServer
-from tests.apiserver.conftest import KV, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV
 
 
 async def _random_ops(server: ApiServer, rng: random.Random, n: int) -> None:
@@ -21,7 +22,7 @@ async def _random_ops(server: ApiServer, rng: random.Random, n: int) -> None:
         cur = server.store.try_get("vm", "default", name)
         op = rng.random()
         if cur is None:
-            m = vm_manifest(name, app=rng.choice(["a", "b"]))
+            m = vm_manifest(None, name, labels={"app": rng.choice(["a", "b"])})
             if rng.random() < 0.3:
                 m["metadata"]["finalizers"] = ["test/f"]  # type: ignore[index]
             await server.store.create("vm", m, "default")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.apiserver import ApiServer
-from tests.apiserver.conftest import vm_manifest
+from simulator.manifests import vm_manifest
 from tests.tooling import require_tool
 
 pytestmark = pytest.mark.tools
@@ -49,9 +49,9 @@ async def _kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[in
 
 async def test_kubectl_get_apply_patch_delete(server: ApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     require_tool("kubectl")
-    await server.store.create("vm", vm_manifest("seeded"), "default")
+    await server.store.create("vm", vm_manifest(None, "seeded"), "default")
     await server.store.create("namespaces", {"metadata": {"name": "tenant"}})
-    await server.store.create("vm", vm_manifest("other"), "tenant")
+    await server.store.create("vm", vm_manifest(None, "other"), "tenant")
     _, out, _ = await _kubectl(kubeconfig, "get", "vm", "-A")
     lines = out.strip().splitlines()
     assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]
@@ -121,3 +121,39 @@ async def test_kubectl_get_watch_sees_a_change(server: ApiServer, kubeconfig: Pa
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def test_kubectl_create_namespace_and_get_events(server: ApiServer, kubeconfig: Path) -> None:
+    """The sandbox tour: kubectl's protobuf create of a built-in kind, and the Events table's columns."""
+    require_tool("kubectl")
+    _, out, _ = await _kubectl(kubeconfig, "create", "namespace", "sandbox")
+    assert out.strip() == "namespace/sandbox created"
+    assert server.store.get("namespaces", None, "sandbox")["status"]["phase"] == "Active"
+    await server.store.create(
+        "events",
+        {
+            "metadata": {"name": "vm-1.started"},
+            "involvedObject": {"kind": "VirtualMachine", "name": "vm-1", "namespace": "sandbox"},
+            "reason": "HotplugMigrationStarted",
+            "message": "migrating to attach hp1",
+            "type": "Normal",
+            "source": {"component": "hotplug-agent"},
+        },
+        "sandbox",
+    )
+    _, out, _ = await _kubectl(kubeconfig, "-n", "sandbox", "get", "events")
+    header, row = out.strip().splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert row.split()[1:] == [
+        "Normal",
+        "HotplugMigrationStarted",
+        "virtualmachine/vm-1",
+        "migrating",
+        "to",
+        "attach",
+        "hp1",
+    ]
+    _, out, _ = await _kubectl(kubeconfig, "-n", "sandbox", "get", "events", "-o", "wide")
+    assert out.split()[:8] == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE"]
+    _, out, _ = await _kubectl(kubeconfig, "delete", "namespace", "sandbox")
+    assert out.strip() == 'namespace "sandbox" deleted'

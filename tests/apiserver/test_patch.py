@@ -8,14 +8,15 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api, CustomObject
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import ApiServer
-from tests.apiserver.conftest import KV, status_of, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV, status_of
 
 MERGE = "application/merge-patch+json"
 
 
 async def test_merge_patch_merges_and_null_deletes(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    m = vm_manifest("mp", a="1", b="2")
+    m = vm_manifest(None, "mp", labels={"a": "1", "b": "2"})
     vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", m)
     out = await co.patch_namespaced_custom_object(
         *KV,
@@ -34,7 +35,7 @@ async def test_merge_patch_merges_and_null_deletes(api: ApiClient) -> None:
 
 async def test_merge_patch_with_stale_rv_conflicts(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("rv"))
+    vm = await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "rv"))
     await co.patch_namespaced_custom_object(
         *KV, "default", "virtualmachines", "rv", {"metadata": {"labels": {"x": "1"}}}, _content_type=MERGE
     )
@@ -52,7 +53,9 @@ async def test_merge_patch_with_stale_rv_conflicts(api: ApiClient) -> None:
 
 async def test_json_patch_ops_and_failed_test_is_422(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("jp"))
+    # With a label: an empty labels map is not stored (ObjectMeta's omitempty), and JSON patch needs the map.
+    body = vm_manifest(None, "jp", labels={"seed": "1"})
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", body)
     path = "/spec/template/spec/domain/devices/interfaces"
     out = await co.patch_namespaced_custom_object(
         *KV,
@@ -67,10 +70,12 @@ async def test_json_patch_ops_and_failed_test_is_422(api: ApiClient) -> None:
             {"op": "remove", "path": "/metadata/labels/a~1b"},
         ],
     )  # kubernetes-asyncio picks application/json-patch+json for a list body
-    assert out["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"] == [
-        {"name": "net1", "bridge": {}}
-    ]
-    assert out["metadata"]["labels"] == {"c": "x"}
+    interfaces = out["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+    assert [i["name"] for i in interfaces] == ["default", "net1"] and interfaces[-1] == {
+        "name": "net1",
+        "bridge": {},
+    }
+    assert out["metadata"]["labels"] == {"seed": "1", "c": "x"}
     before = out["metadata"]["resourceVersion"]
     with pytest.raises(ApiException) as exc:
         await co.patch_namespaced_custom_object(
@@ -111,7 +116,7 @@ async def _raw_patch(
 
 async def test_strategic_merge_is_415_on_custom_resources(server: ApiServer, api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("smp"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "smp"))
     code, st = await _raw_patch(
         server,
         "/apis/kubevirt.io/v1/namespaces/default/virtualmachines/smp",
@@ -154,7 +159,7 @@ async def test_strategic_merge_accepted_for_builtins(api: ApiClient) -> None:
 
 async def test_status_patch_on_vm_changes_only_status(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("st"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "st"))
     out = await co.patch_namespaced_custom_object_status(
         *KV,
         "default",
@@ -165,7 +170,7 @@ async def test_status_patch_on_vm_changes_only_status(api: ApiClient) -> None:
     )
     assert out["status"] == {"ready": True}
     assert out["spec"]["runStrategy"] == "Always"
-    assert "z" not in out["metadata"]["labels"]
+    assert "labels" not in out["metadata"]
     # ... and a main-resource patch cannot touch status.
     out = await co.patch_namespaced_custom_object(
         *KV, "default", "virtualmachines", "st", {"status": {"ready": False}}, _content_type=MERGE

@@ -7,7 +7,8 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, Ev
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import AdmissionRequest, ApiServer
-from tests.apiserver.conftest import KV, status_of, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV, status_of
 
 
 async def test_core_and_events_k8s_io_events_are_separate_resources(api: ApiClient) -> None:
@@ -62,7 +63,7 @@ async def test_namespace_delete_removes_contents(server: ApiServer, api: ApiClie
     core = CoreV1Api(api)
     co = CustomObjectsApi(api)
     await core.create_namespace({"metadata": {"name": "gone"}})
-    await co.create_namespaced_custom_object(*KV, "gone", "virtualmachines", vm_manifest("v"))
+    await co.create_namespaced_custom_object(*KV, "gone", "virtualmachines", vm_manifest(None, "v"))
     await core.delete_namespace("gone")
     with pytest.raises(ApiException) as exc:
         await co.get_namespaced_custom_object(*KV, "gone", "virtualmachines", "v")
@@ -77,14 +78,14 @@ async def test_crashing_hook_is_500_not_a_dead_server(server: ApiServer, api: Ap
     server.add_admission(broken)
     co = CustomObjectsApi(api)
     with pytest.raises(ApiException) as exc:
-        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("x"))
+        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "x"))
     assert exc.value.status == 500
     assert "boom" in str(status_of(exc.value)["message"])
     assert server.store.try_get("vm", "default", "x") is None
 
 
 async def test_in_process_create_copies_input(server: ApiServer) -> None:
-    body = vm_manifest("copy")
+    body = vm_manifest(None, "copy")
     stored = await server.store.create("vm", body, "default")
     body["spec"] = {"mutated": True}
     assert server.store.get("vm", "default", "copy")["spec"] == stored["spec"] != {"mutated": True}
@@ -113,7 +114,7 @@ async def test_unknown_dry_run_value_is_422_and_stores_nothing(server: ApiServer
     co = CustomObjectsApi(api)
     with pytest.raises(ApiException) as exc:
         await co.create_namespaced_custom_object(
-            *KV, "default", "virtualmachines", vm_manifest("d"), dry_run="Bogus"
+            *KV, "default", "virtualmachines", vm_manifest(None, "d"), dry_run="Bogus"
         )
     assert exc.value.status == 422
     assert status_of(exc.value)["details"]["causes"][0]["field"] == "dryRun"  # type: ignore[index]

@@ -11,7 +11,8 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 
 from simulator.apiserver import ApiServer
 from simulator.apiserver.table import json_path
-from tests.apiserver.conftest import KV, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
@@ -24,7 +25,7 @@ async def test_v1alpha3_shares_storage_with_v1(server: ApiServer, api: ApiClient
         "v1alpha3",
         "default",
         "virtualmachines",
-        {**vm_manifest("legacy"), "apiVersion": "kubevirt.io/v1alpha3"},
+        {**vm_manifest(None, "legacy"), "apiVersion": "kubevirt.io/v1alpha3"},
     )
     assert old["apiVersion"] == "kubevirt.io/v1alpha3"
     new = await co.get_namespaced_custom_object(*KV, "default", "virtualmachines", "legacy")

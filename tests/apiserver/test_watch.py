@@ -12,7 +12,8 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import ApiServer
-from tests.apiserver.conftest import KV, vm_manifest
+from simulator.manifests import vm_manifest
+from tests.apiserver.conftest import KV
 
 
 async def _collect(co: CustomObjectsApi, n: int, within: float = 5.0, **kw: Any) -> list[dict[str, Any]]:
@@ -29,10 +30,10 @@ async def _collect(co: CustomObjectsApi, n: int, within: float = 5.0, **kw: Any)
 
 async def test_watch_from_rv_replays_history_then_streams_live(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("before"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "before"))
     lst = await co.list_namespaced_custom_object(*KV, "default", "virtualmachines")
     rv = lst["metadata"]["resourceVersion"]
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("a"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "a"))
     await co.patch_namespaced_custom_object(
         *KV,
         "default",
@@ -61,7 +62,7 @@ async def test_watch_from_rv_replays_history_then_streams_live(api: ApiClient) -
 async def test_watch_without_rv_starts_with_synthetic_added(api: ApiClient) -> None:
     co = CustomObjectsApi(api)
     for n in ("x", "y"):
-        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(n))
+        await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, n))
     events = await _collect(co, 2)
     assert sorted((e["type"], e["object"]["metadata"]["name"]) for e in events) == [
         ("ADDED", "x"),
@@ -80,7 +81,7 @@ async def test_watch_timeout_seconds_ends_stream_cleanly(api: ApiClient) -> None
 
 async def test_bookmarks_carry_current_rv(server: ApiServer, api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("b"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "b"))
     w = watch.Watch()
     got: list[dict[str, Any]] = []
     async with asyncio.timeout(5):
@@ -113,7 +114,7 @@ async def test_no_bookmarks_unless_asked(server: ApiServer, api: ApiClient) -> N
 
 async def test_compacted_rv_is_410_expired(server: ApiServer, api: ApiClient) -> None:
     co = CustomObjectsApi(api)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("old"))
+    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest(None, "old"))
     old_rv = "1"
     server.compact()
     with pytest.raises(ApiException) as exc:
@@ -126,7 +127,7 @@ async def test_history_ring_buffer_overflow_expires_old_rvs(api: ApiClient, serv
     co = CustomObjectsApi(api)
     start = server.store.resource_version
     for i in range(1005):  # history_size=1000 in the fixture
-        await server.store.create("vm", vm_manifest(f"vm{i}"), "default")
+        await server.store.create("vm", vm_manifest(None, f"vm{i}"), "default")
     with pytest.raises(ApiException) as exc:
         await _collect(co, 1, resource_version=str(start))
     assert exc.value.status == 410
@@ -141,8 +142,12 @@ async def test_watch_label_selector_and_leaving_selector_is_deleted(
 ) -> None:
     co = CustomObjectsApi(api)
     rv = str(server.store.resource_version)
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("m", app="web"))
-    await co.create_namespaced_custom_object(*KV, "default", "virtualmachines", vm_manifest("n", app="db"))
+    await co.create_namespaced_custom_object(
+        *KV, "default", "virtualmachines", vm_manifest(None, "m", labels={"app": "web"})
+    )
+    await co.create_namespaced_custom_object(
+        *KV, "default", "virtualmachines", vm_manifest(None, "n", labels={"app": "db"})
+    )
     await co.patch_namespaced_custom_object(
         *KV,
         "default",

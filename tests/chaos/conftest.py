@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.harness import quiet_logs
+from simulator.testing import quiet_logs
 
 LONG = os.environ.get("HOTPLUG_CHAOS_LONG") == "1"
 

@@ -11,7 +11,7 @@ from simulator.apiserver import FaultRule
 from simulator.cluster import ClusterConfig
 from simulator.report import Report
 from simulator.scenario import ScenarioConfig
-from tests.harness import BLOCKED_STATES, AgentProcess, Metrics, SimHarness
+from simulator.testing import BLOCKED_STATES, AgentProcess, Metrics, SimHarness
 
 #: Agent timings scaled to a simulated cluster whose migrations take about a second.
 FAST_AGENT: tuple[str, ...] = (
@@ -22,9 +22,6 @@ FAST_AGENT: tuple[str, ...] = (
     *("--lease-duration-seconds", "2", "--renew-deadline-seconds", "1.5", "--retry-period-seconds", "0.3"),
     *("--shutdown-grace-seconds", "2", "--log-level", "info"),
 )
-
-#: Final states of the agent's own "gave up" verdicts (the report sees them as ``pending``).
-AGENT_GAVE_UP = ("retries-exhausted", "migration-rejected")
 
 #: Disagreements the harness found that are agent bugs, reported to their owner and not fixed yet:
 #: line prefix → what is wrong. A test that meets only these ends as xfail (and passes once fixed).

@@ -20,9 +20,11 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from agent.kubevirt import VMIMS, VMIS, VMS
 from simulator.apiserver import ApiError
+from simulator.manifests import vm_manifest
+from simulator.testing import SimHarness, check_invariants, wait_until
 from tests.chaos.scenario import FAST_AGENT, cluster_config
-from tests.harness import VMIMS, VMIS, VMS, SimHarness, check_invariants, vm_body, wait_until
 
 LONG = os.environ.get("HOTPLUG_CHAOS_LONG") == "1"
 NS = "garbage"
@@ -130,7 +132,7 @@ def malformed(draw: st.DrawFn, index: int = 0) -> tuple[str, dict[str, Any]]:
     resource = draw(st.sampled_from([VMS, VMIS, VMIMS]))
     name = draw(st.one_of(names, huge_name)) + f"-{index}"
     name = name[-253:].lstrip("-") or f"g-{index}"
-    vm = vm_body(NS, name, [("net-a", draw(bindings))])
+    vm = vm_manifest(NS, name, [("net-a", draw(bindings))])
     obj = {VMS: vm, VMIS: _vmi_from(vm), VMIMS: _vmim_for(name)}[resource]
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         kind = draw(
@@ -145,10 +147,13 @@ def malformed(draw: st.DrawFn, index: int = 0) -> tuple[str, dict[str, Any]]:
             _set(obj, path, draw(junk))
         elif kind == "unbacked-iface":
             iface = {"name": draw(st.text(min_size=1, max_size=30)), draw(bindings): {}}
+            # Earlier mutations may have turned any of these into junk: follow objects only.
             spec = obj.get("spec")
-            if resource == VMS and isinstance(spec, dict):
-                spec = (spec.get("template") or {}).get("spec")
-            devices = ((spec or {}).get("domain") or {}).get("devices") if isinstance(spec, dict) else None
+            if resource == VMS:
+                template = spec.get("template") if isinstance(spec, dict) else None
+                spec = template.get("spec") if isinstance(template, dict) else None
+            domain = spec.get("domain") if isinstance(spec, dict) else None
+            devices = domain.get("devices") if isinstance(domain, dict) else None
             if isinstance(devices, dict) and isinstance(devices.get("interfaces"), list):
                 devices["interfaces"].append(iface)
         elif kind == "duplicate":
@@ -195,7 +200,7 @@ def sure_invalid() -> list[tuple[str, dict[str, Any]]]:
 
 async def _garbage_run(batch: list[tuple[str, dict[str, Any]]]) -> None:
     async with SimHarness(cluster_config(migration_mean_seconds=0.3)) as h:
-        await h.seed([vm_body("valid", f"vm-{i}") for i in range(4)])
+        await h.seed([vm_manifest("valid", f"vm-{i}", [("net-a", "bridge")]) for i in range(4)])
         await h.cluster.ensure_namespaces([NS])
         h.shield_simulator(NS)
         # Garbage VMIMs in a non-final phase count as others' migrations against the agent's caps, and

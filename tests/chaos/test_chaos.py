@@ -5,7 +5,7 @@ resets), forced 410 Gone on resumed watches, migration failures (20 %), stuck mi
 the agent past its deadline), SIGKILLs of the leading agent process with failover between two replicas
 (leader election on a Lease, distinct ``--identity``), and observe mode (KubeVirt 1.6 + LiveMigrate).
 
-Invariants (``tests.harness.check_invariants``): every hot plug completed or blocked with a reason;
+Invariants (``simulator.testing.check_invariants``): every hot plug completed or blocked with a reason;
 never two concurrent migrations for one VMI; none for opted-out, not-live-migratable or RestartRequired
 VMs; none by the agent in observe mode; the caps never exceeded; the leader's ``/metrics`` agree with
 the ground truth. No timing assertions: every wait is a safety net that fails with the state it saw.
@@ -18,6 +18,15 @@ from collections.abc import Sequence
 
 import pytest
 
+from simulator.testing import (
+    AgentProcess,
+    Caps,
+    Metrics,
+    SimHarness,
+    check_invariants,
+    metrics_disagreements,
+    wait_until,
+)
 from tests.chaos.scenario import (
     FAST_AGENT,
     FaultPlan,
@@ -28,15 +37,6 @@ from tests.chaos.scenario import (
     scenario_config,
     settled,
     split_known,
-)
-from tests.harness import (
-    AgentProcess,
-    Caps,
-    Metrics,
-    SimHarness,
-    check_invariants,
-    metrics_disagreements,
-    wait_until,
 )
 
 #: KubeVirt's defaults (the KubeVirt CR sets no limits): the agent reads them from the CR.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
+from simulator.testing import Metrics, SimHarness, classify, wait_until
 from tests.chaos.scenario import FAST_AGENT, cluster_config, leader_of
-from tests.harness import Metrics, SimHarness, classify, wait_until
 
 
 def test_classify_names_requests_like_the_api_server() -> None:

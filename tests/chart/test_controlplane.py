@@ -51,6 +51,16 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ValidatingAdmissionPolicy": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicies",
+        False,
+    ),
+    "ValidatingAdmissionPolicyBinding": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicybindings",
+        False,
+    ),
     "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules", True),
 }
@@ -61,6 +71,7 @@ RESOURCES_TO_PROBE = (
     ("kubevirt.io", "virtualmachineinstances"),
     ("kubevirt.io", "virtualmachineinstancemigrations"),
     ("kubevirt.io", "kubevirts"),
+    ("apps", "controllerrevisions"),
     ("", "events"),
     ("events.k8s.io", "events"),
     ("coordination.k8s.io", "leases"),
@@ -346,3 +357,69 @@ def test_agent_runs_with_exactly_the_chart_rbac(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, f"exit code {proc.returncode} after SIGTERM:\n{log.read_text()[-4000:]}"
+
+
+def as_user(cluster: ControlPlane, creds: Any, method: str, path: str) -> tuple[int, bytes]:
+    """One request with a client certificate (not the admin's)."""
+    req = urllib.request.Request(f"{cluster.url}{path}", method=method)
+    req.add_header("Accept", "application/json")
+    try:
+        with urllib.request.urlopen(req, context=cluster.ssl_context(creds), timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_admission_policy_lets_the_agent_delete_only_its_own_migrations(
+    cluster: ControlPlane, helm: Helm
+) -> None:
+    """The chart's ValidatingAdmissionPolicy on kube-apiserver v1.34: the agent's ServiceAccount deletes a
+    migration labelled as its own, is refused another one (403 with the policy's message), and everyone
+    else (here the admin) is not affected."""
+    cluster.install_crds(KUBEVIRT_CRDS)
+    release = "agent-vap"
+    rendered = install(
+        cluster, helm, release, "admissionPolicy.enabled=true", f"leaderElection.leaseName={release}"
+    )
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        create(cluster, rendered.one(kind), dry_run=False)
+    sa = rendered.one("ServiceAccount")["metadata"]["name"]
+    creds = cluster.pki.client(
+        f"system:serviceaccount:{RELEASE_NAMESPACE}:{sa}",
+        ["system:serviceaccounts", f"system:serviceaccounts:{RELEASE_NAMESPACE}"],
+    )
+    namespace = "vap-tenant"
+    ensure_namespace(cluster, namespace)
+    base = f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstancemigrations"
+
+    def vmim(name: str, labels: dict[str, str]) -> None:
+        body = {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"vmiName": "vm-1"},
+        }
+        res = cluster.request("POST", base, body)
+        assert res.status == 201, res.body[:500]
+
+    vmim("ours", {"app.kubernetes.io/managed-by": "hotplug-agent", "kubevirt.io/vmi-name": "vm-1"})
+    vmim("theirs", {"kubevirt.io/vmi-name": "vm-1"})
+    vmim("unlabelled", {})
+    # The API server enforces a new policy once its informer has it: wait on a dry-run delete.
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = as_user(cluster, creds, "DELETE", f"{base}/theirs?dryRun=All")
+        if status == 403:
+            break
+        assert status == 200, body[:500]
+        assert time.monotonic() < deadline, "the ValidatingAdmissionPolicy never took effect"
+        time.sleep(0.3)
+    assert b"may delete only the migrations it created" in body, body[:500]
+    for name in ("theirs", "unlabelled"):
+        status, body = as_user(cluster, creds, "DELETE", f"{base}/{name}")
+        assert status == 403 and b"ValidatingAdmissionPolicy" in body, (name, status, body[:500])
+    status, body = as_user(cluster, creds, "DELETE", f"{base}/ours")
+    assert status == 200, body[:500]
+    # Only the agent's ServiceAccount is matched: the admin deletes the others.
+    for name in ("theirs", "unlabelled"):
+        assert cluster.request("DELETE", f"{base}/{name}").status == 200

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import render_variant
+from tests.chart.conftest import VARIANTS, render_variant
 from tests.chart.helm import CHART, NAMESPACE, Helm, Rendered
 
 pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
@@ -199,7 +199,11 @@ def test_two_replicas_with_leader_election_by_default(default: Rendered) -> None
     assert spread["labelSelector"]["matchLabels"] == selector
     assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
     pdb = default.one("PodDisruptionBudget")
-    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": {"matchLabels": selector},
+    }
 
 
 def test_termination_grace_exceeds_shutdown_grace(rendered: Rendered) -> None:
@@ -239,6 +243,32 @@ def test_hardened_variant(helm: Helm) -> None:
     assert policy["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     service = rendered.one("Service")["spec"]
     assert service["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    pdb = rendered.one("PodDisruptionBudget")["spec"]
+    assert (pdb["minAvailable"], pdb["unhealthyPodEvictionPolicy"]) == (1, "IfHealthyBudget")
+    assert "maxUnavailable" not in pdb
+    policy = rendered.one("ValidatingAdmissionPolicy")
+    binding = rendered.one("ValidatingAdmissionPolicyBinding")["spec"]
+    assert binding == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    sa = rendered.one("ServiceAccount")["metadata"]
+    (condition,) = policy["spec"]["matchConditions"]
+    assert f'"system:serviceaccount:{sa["namespace"]}:{sa["name"]}"' in condition["expression"]
+
+
+def test_pdb_policy_can_be_left_to_the_api_server(helm: Helm) -> None:
+    rendered = helm.render(set_values=("podDisruptionBudget.unhealthyPodEvictionPolicy=",))
+    assert "unhealthyPodEvictionPolicy" not in rendered.one("PodDisruptionBudget")["spec"]
+
+
+def test_admission_policy_off_by_default_and_scoped_to_watched_namespaces(helm: Helm) -> None:
+    assert not render_variant(helm, "default").of_kind("ValidatingAdmissionPolicy")
+    rendered = helm.render(VARIANTS["watch-namespaces"], set_values=("admissionPolicy.enabled=true",))
+    binding = rendered.one("ValidatingAdmissionPolicyBinding")["spec"]
+    (expression,) = binding["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert expression == {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "In",
+        "values": ["tenant-a", "tenant-b"],
+    }
 
 
 def test_pdb_only_with_several_replicas(helm: Helm) -> None:

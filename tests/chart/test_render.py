@@ -21,7 +21,12 @@ from tests.chart.helm import CHART, NAMESPACE, RELEASE, Helm, Rendered
 
 pytestmark = pytest.mark.tools  # helm (hack/tools/install-helm.sh, $HELM or PATH)
 
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 
 EXPECTED_KINDS: dict[str, list[str]] = {
     "default": [
@@ -79,6 +84,8 @@ EXPECTED_KINDS: dict[str, list[str]] = {
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ],
 }
 
@@ -180,6 +187,23 @@ def test_unknown_kind_is_an_error() -> None:
         (("metrics.port=70000",), "/metrics/port"),
         (("watchNamespaces={Tenant_A}",), "/watchNamespaces/0"),
         (("leaderElection.enabled=false",), "replicaCount > 1 needs leaderElection.enabled=true"),
+        (
+            ("leaderElection.renewDeadlineSeconds=2",),
+            "leaderElection.renewDeadlineSeconds (2) must be > 1.2 x leaderElection.retryPeriodSeconds (2)",
+        ),
+        (
+            ("leaderElection.leaseDurationSeconds=10",),
+            "leaderElection.leaseDurationSeconds (10) must be > leaderElection.renewDeadlineSeconds (10)",
+        ),
+        (("podDisruptionBudget.minAvailable=1",), "set minAvailable or maxUnavailable, not both"),
+        (
+            ("podDisruptionBudget.maxUnavailable=null",),
+            "podDisruptionBudget: set minAvailable or maxUnavailable",
+        ),
+        (
+            ("podDisruptionBudget.unhealthyPodEvictionPolicy=Sometimes",),
+            "/podDisruptionBudget/unhealthyPodEvictionPolicy",
+        ),
     ],
 )
 def test_bad_values_are_rejected(helm: Helm, set_values: tuple[str, ...], message: str) -> None:

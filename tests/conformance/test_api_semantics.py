@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from simulator.manifests import vm_manifest
 from tests.conformance.backends import (
     JSON_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -37,17 +38,8 @@ def vmis(ns: str, name: str = "", sub: str = "") -> str:
 
 
 def vm(name: str = "", labels: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
-    metadata: dict[str, Any] = {**meta}
-    if name:
-        metadata["name"] = name
-    if labels:
-        metadata["labels"] = labels
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": metadata,
-        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}}}},
-    }
+    """The shared test VM with these labels and other metadata (``generateName``, finalizers …)."""
+    return vm_manifest(None, name or None, labels=labels, metadata=meta)
 
 
 def rv(obj: dict[str, Any]) -> int:
@@ -308,7 +300,7 @@ async def test_merge_patch(kube: KubeHttp, ns: str) -> None:
     ).ok()
     assert patched["metadata"]["labels"] == {"keep": "1", "new": "1"}
     assert patched["spec"]["list"] == [9], "lists are replaced whole"
-    assert patched["spec"]["template"] == {"spec": {"domain": {"devices": {}}}, "extra": True}
+    assert patched["spec"]["template"] == {**created["spec"]["template"], "extra": True}, "maps are merged"
     assert patched["spec"]["runStrategy"] == "Always"
     assert rv(patched) > rv(created)
     assert patched["metadata"]["generation"] == created["metadata"]["generation"] + 1
@@ -378,6 +370,16 @@ async def test_patch_missing_object_is_404(kube: KubeHttp, ns: str) -> None:
 
 
 # ---------------------------------------------------------------------------- status subresource
+
+
+async def test_empty_labels_and_annotations_are_not_stored(kube: KubeHttp, ns: str) -> None:
+    """``ObjectMeta`` marshals its maps ``omitempty``: an empty or null map is gone from the answer."""
+    created = (await kube.post(vms(ns), vm("a", {}, annotations={}))).ok()
+    assert "labels" not in created["metadata"] and "annotations" not in created["metadata"]
+    labelled = (await kube.patch(vms(ns, "a"), {"metadata": {"labels": {"k": "v"}}})).ok()
+    assert labelled["metadata"]["labels"] == {"k": "v"}
+    emptied = (await kube.patch(vms(ns, "a"), {"metadata": {"labels": {"k": None}}})).ok()
+    assert "labels" not in emptied["metadata"]
 
 
 async def test_status_subresource(kube: KubeHttp, ns: str) -> None:

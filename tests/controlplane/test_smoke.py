@@ -13,6 +13,7 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 
+from simulator.manifests import vm_manifest
 from tests.controlplane.cluster import REPO, ControlPlane
 
 pytestmark = pytest.mark.controlplane
@@ -43,21 +44,8 @@ async def admin(controlplane: ControlPlane) -> AsyncIterator[client.ApiClient]:
         yield api
 
 
-def vm_body(name: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "labels": {"app": "smoke"}},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]}}}
-            },
-        },
-    }
-    if status is not None:
-        body["status"] = status
-    return body
+def smoke_vm(name: str) -> dict[str, Any]:
+    return vm_manifest(None, name, labels={"app": "smoke"})
 
 
 def unique(prefix: str) -> str:
@@ -102,13 +90,13 @@ async def test_kubevirt_crds_served_with_kubevirt_subresources(admin: client.Api
 async def test_create_vm_with_custom_objects_api(admin: client.ApiClient) -> None:
     api = client.CustomObjectsApi(admin)
     name = unique("smoke-vm")
-    created = await api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", vm_body(name))
+    created = await api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", smoke_vm(name))
     assert created["metadata"]["name"] == name
     assert created["metadata"]["uid"]
     assert int(created["metadata"]["resourceVersion"]) > 0
     assert created["metadata"]["generation"] == 1
     got = await api.get_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", name)
-    assert got["spec"] == vm_body(name)["spec"]
+    assert got["spec"] == smoke_vm(name)["spec"]
     listed = await api.list_namespaced_custom_object(
         GROUP, VERSION, NS, "virtualmachines", label_selector="app=smoke"
     )
@@ -123,7 +111,7 @@ async def test_vm_status_subresource(admin: client.ApiClient) -> None:
     api = client.CustomObjectsApi(admin)
     name = unique("smoke-status")
     created = await api.create_namespaced_custom_object(
-        GROUP, VERSION, NS, "virtualmachines", vm_body(name, status={"printableStatus": "Running"})
+        GROUP, VERSION, NS, "virtualmachines", {**smoke_vm(name), "status": {"printableStatus": "Running"}}
     )
     assert "status" not in created, "status is dropped on create when the status subresource exists"
     # a PUT of the main resource ignores status

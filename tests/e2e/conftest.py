@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.harness import quiet_logs
+from simulator.testing import quiet_logs
 
 
 def pytest_configure(config: pytest.Config) -> None:

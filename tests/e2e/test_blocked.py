@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
+from agent.kubevirt import VMIMS
+from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.apiserver import AdmissionDenied, AdmissionRequest
 from simulator.apiserver.errors import ApiError
-from tests.e2e.world import VMIMS, World, agent_vmims, cluster_config, reasons, vm_body, world
+from simulator.manifests import hotplug_volumes, vm_manifest
+from tests.e2e.world import NET_A, NS, World, agent_vmims, cluster_config, reasons, world
 
 
 async def assert_blocked(
@@ -37,7 +39,8 @@ async def assert_blocked(
 
 async def test_not_live_migratable() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-nlm", pod_binding="bridge"))  # pod network on bridge: not migratable
+        # pod network on bridge: not migratable
+        await w.seed(vm_manifest(NS, "vm-nlm", NET_A, pod_binding="bridge"))
         await w.start_agent()
         await w.plug("vm-nlm")
         ev = await assert_blocked(w, "vm-nlm", "not-live-migratable")
@@ -47,7 +50,7 @@ async def test_not_live_migratable() -> None:
 
 async def test_opted_out() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-optout", labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}))
+        await w.seed(vm_manifest(NS, "vm-optout", NET_A, labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}))
         await w.start_agent()
         await w.plug("vm-optout")
         await assert_blocked(w, "vm-optout", "opted-out")
@@ -55,10 +58,24 @@ async def test_opted_out() -> None:
         assert not w.recorder.report().violations
 
 
+async def test_opted_out_by_annotation() -> None:
+    """The way users also write it: the same key as an annotation opts the VM out too."""
+    async with world() as w:
+        body = vm_manifest(NS, "vm-optout-ann", NET_A)
+        body["metadata"]["annotations"] = {LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}
+        await w.seed(body)
+        await w.start_agent()
+        await w.plug("vm-optout-ann")
+        ev = await assert_blocked(w, "vm-optout-ann", "opted-out")
+        assert "label or annotation" in ev["message"]
+        assert w.observer.created == []
+        assert not w.recorder.report().violations
+
+
 async def test_restart_required() -> None:
     """An interface removed instead of set absent (plus a plug): KubeVirt sets RestartRequired."""
     async with world() as w:
-        await w.seed(vm_body("vm-restart", [("net-a", "bridge"), ("net-b", "bridge")]))
+        await w.seed(vm_manifest(NS, "vm-restart", [("net-a", "bridge"), ("net-b", "bridge")]))
         await w.start_agent()
         vm = w.vm("vm-restart") or {}
         spec = vm["spec"]["template"]["spec"]
@@ -77,7 +94,7 @@ async def test_slots_exhausted_predicted_v1() -> None:
     """KubeVirt <= 1.5 reserves hot-plug slots only up to 4 interfaces: a VM booted with 4 has none."""
     async with world(cluster_config(kubevirt_version="v1.5.2")) as w:
         four = [("net-a", "bridge"), ("net-b", "bridge"), ("net-c", "bridge")]
-        await w.seed(vm_body("vm-slots", four))
+        await w.seed(vm_manifest(NS, "vm-slots", four))
         agent = await w.start_agent()
         await w.plug("vm-slots")
         await assert_blocked(w, "vm-slots", "slots-exhausted", event="HotplugSlotsExhausted")
@@ -94,7 +111,8 @@ async def test_slots_exhausted_observed_after_a_migration() -> None:
     migrates once, the VMI then shows ``Synchronized=False`` / ``No more available PCI slots``, and the
     agent blocks the VM instead of migrating again."""
     async with world(cluster_config(kubevirt_version="v1.5.2")) as w:
-        await w.seed(vm_body("vm-obs", hotplug_disks=2))  # v1: 4 - 2 interfaces = 2 free ports
+        # v1: 4 - 2 interfaces = 2 free ports, both taken by the hot-plugged disks
+        await w.seed(vm_manifest(NS, "vm-obs", NET_A, volumes=hotplug_volumes("vm-obs", 2)))
         agent = await w.start_agent()
         await w.plug("vm-obs")
         await assert_blocked(w, "vm-obs", "slots-exhausted", event="HotplugSlotsExhausted", migrations=1)
@@ -109,7 +127,7 @@ async def test_slots_exhausted_observed_after_a_migration() -> None:
 
 async def test_namespace_excluded() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-excl"))
+        await w.seed(vm_manifest(NS, "vm-excl", NET_A))
         await w.start_agent(exclude_namespaces=("e2e",))
         await w.plug("vm-excl")
         await assert_blocked(w, "vm-excl", "namespace-not-selected")
@@ -119,7 +137,7 @@ async def test_namespace_excluded() -> None:
 async def test_sriov_unplug_rejected_by_admission() -> None:
     """``state: absent`` on SR-IOV never reaches the cluster: KubeVirt's VM webhook refuses it."""
     async with world() as w:
-        await w.seed(vm_body("vm-sriov", [("sriov-a", "sriov")]))
+        await w.seed(vm_manifest(NS, "vm-sriov", [("sriov-a", "sriov")]))
         await w.start_agent()
         with pytest.raises(ApiError) as err:
             await w.unplug("vm-sriov", "sriov-a")
@@ -131,7 +149,7 @@ async def test_sriov_removed_from_template_is_blocked() -> None:
     """Where an SR-IOV unplug does arise (the NIC removed from the template instead of set absent),
     the agent blocks it: KubeVirt cannot hot unplug SR-IOV, a migration would not remove it."""
     async with world() as w:
-        await w.seed(vm_body("vm-sriov", [("net-a", "bridge"), ("sriov-a", "sriov")]))
+        await w.seed(vm_manifest(NS, "vm-sriov", [("net-a", "bridge"), ("sriov-a", "sriov")]))
         await w.start_agent()
         vm = w.vm("vm-sriov") or {}
         spec = vm["spec"]["template"]["spec"]
@@ -146,7 +164,7 @@ async def test_migration_rejected_by_the_webhook() -> None:
     """KubeVirt's migration webhook refuses with ``Cannot migrate VMI`` for a reason the VMI conditions
     do not show (here a hook plays a CPU-model check): blocked, no VMIM stored, failure counted."""
     async with world() as w:
-        await w.seed(vm_body("vm-rej"))
+        await w.seed(vm_manifest(NS, "vm-rej", NET_A))
         denied: list[str] = []
 
         async def reject(req: AdmissionRequest) -> None:
@@ -173,7 +191,7 @@ async def test_migration_rejected_by_the_webhook() -> None:
 
 async def test_retries_exhausted_gives_up() -> None:
     async with world(cluster_config(failure_rate=1.0)) as w:
-        await w.seed(vm_body("vm-fail"))
+        await w.seed(vm_manifest(NS, "vm-fail", NET_A))
         agent = await w.start_agent(max_attempts=2)
         await w.plug("vm-fail")
         gave_up = await w.wait_event("vm-fail", "HotplugMigrationGaveUp")
@@ -191,7 +209,7 @@ async def test_deadline_exceeded_cancels_and_retries() -> None:
     """Every migration hangs in Running: past the deadline the agent deletes (cancels) it and retries
     with a new one; never two at once for the VMI."""
     async with world(cluster_config(stuck_rate=1.0)) as w:
-        await w.seed(vm_body("vm-stuck"))
+        await w.seed(vm_manifest(NS, "vm-stuck", NET_A))
         agent = await w.start_agent(max_attempts=2, migration_deadline_seconds=1.0)
         await w.plug("vm-stuck")
         await w.wait_event("vm-stuck", "HotplugMigrationGaveUp")

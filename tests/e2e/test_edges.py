@@ -4,23 +4,18 @@ a VM deleted while blocked, the KubeVirt CR switched to ``LiveMigrate`` at runti
 
 from __future__ import annotations
 
-from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
+from agent.kubevirt import VMS
+from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
+from simulator.manifests import vm_manifest
 from tests.e2e.test_failover import LEASE
-from tests.e2e.world import (
-    VMS,
-    agent_vmims,
-    cluster_config,
-    reasons,
-    vm_body,
-    world,
-)
+from tests.e2e.world import NET_A, NS, agent_vmims, cluster_config, reasons, world
 
 
 async def test_plug_during_our_migration_gets_its_own_migration_without_a_verify_failure() -> None:
     """The second interface reaches the VMI after our migration captured its target networks: the
     first plug is verified, the second needs (and gets) one more migration — not a verify failure."""
     async with world(cluster_config(migration_mean_seconds=1.5)) as w:
-        await w.seed(vm_body("vm-two"))
+        await w.seed(vm_manifest(NS, "vm-two", NET_A))
         agent = await w.start_agent(verify_timeout_seconds=10.0)
         await w.plug("vm-two", "hp-1")
         await w.wait(lambda: agent_vmims(w, "vm-two"), "our first migration")
@@ -39,7 +34,7 @@ async def test_plug_during_our_migration_gets_its_own_migration_without_a_verify
 
 async def test_settle_window_coalesces_two_edits_into_one_migration() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-coalesce"))
+        await w.seed(vm_manifest(NS, "vm-coalesce", NET_A))
         await w.start_agent(settle_seconds=1.0)
         await w.plug("vm-coalesce", "hp-1")
         await w.plug("vm-coalesce", "hp-2")
@@ -52,7 +47,7 @@ async def test_settle_window_coalesces_two_edits_into_one_migration() -> None:
 
 async def test_unplug_in_place_by_the_dynamic_networks_controller() -> None:
     async with world(cluster_config(dnc_enabled=True, dnc_delay_seconds=0.2)) as w:
-        await w.seed(vm_body("vm-dnc", [("net-a", "bridge"), ("net-b", "bridge")]))
+        await w.seed(vm_manifest(NS, "vm-dnc", [("net-a", "bridge"), ("net-b", "bridge")]))
         await w.start_agent(bridge_grace_seconds=3600.0)
         await w.unplug("vm-dnc", "net-b")
         await w.wait(lambda: w.recorder.completed_count == 1, "net-b gone from the VM template")
@@ -61,7 +56,10 @@ async def test_unplug_in_place_by_the_dynamic_networks_controller() -> None:
 
 async def test_agent_started_after_the_edits_picks_them_up() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-cold-1"), vm_body("vm-cold-2", [("net-a", "bridge"), ("net-b", "bridge")]))
+        await w.seed(
+            vm_manifest(NS, "vm-cold-1", NET_A),
+            vm_manifest(NS, "vm-cold-2", [("net-a", "bridge"), ("net-b", "bridge")]),
+        )
         await w.plug("vm-cold-1")
         await w.unplug("vm-cold-2", "net-b")
         await w.wait(
@@ -78,7 +76,7 @@ async def test_agent_started_after_the_edits_picks_them_up() -> None:
 
 async def test_vm_deleted_while_blocked_is_forgotten() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-gone", labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}))
+        await w.seed(vm_manifest(NS, "vm-gone", NET_A, labels={LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}))
         agent = await w.start_agent()
         await w.plug("vm-gone")
         await w.wait_event("vm-gone", "HotplugBlocked")
@@ -93,7 +91,7 @@ async def test_vm_deleted_while_blocked_is_forgotten() -> None:
 
 async def test_live_migrate_enabled_at_runtime_switches_auto_to_observe() -> None:
     async with world(cluster_config(kubevirt_version="v1.6.0")) as w:
-        await w.seed(vm_body("vm-switch"))
+        await w.seed(vm_manifest(NS, "vm-switch", NET_A))
         agent = await w.start_agent(mode="auto")
         await w.wait(
             lambda: agent.sample("hotplug_agent_mode", mode="active") == 1, "active without LiveMigrate"
@@ -118,7 +116,7 @@ async def test_graceful_shutdown_drains_and_releases_the_lease() -> None:
     so the standby leads without waiting the (long) lease duration out."""
     lease = {**LEASE, "lease_duration_seconds": 120.0, "renew_deadline_seconds": 60.0}
     async with world(cluster_config(migration_mean_seconds=1.5)) as w:
-        await w.seed(vm_body("vm-drain"))
+        await w.seed(vm_manifest(NS, "vm-drain", NET_A))
         a = await w.start_agent(identity="replica-a", shutdown_grace_seconds=30.0, **lease)
         await w.wait(lambda: a.leading, "replica-a leads")
         b = await w.start_agent(identity="replica-b", **lease)
@@ -139,7 +137,7 @@ async def test_watch_namespaces_restricts_the_agent() -> None:
     """``--namespaces e2e``: per-namespace watches; a VM elsewhere is not the agent's business at all
     (no migration, no Event), while the watched namespace works end to end."""
     async with world() as w:
-        await w.seed(vm_body("vm-in"), vm_body("vm-out", namespace="elsewhere"))
+        await w.seed(vm_manifest(NS, "vm-in", NET_A), vm_manifest("elsewhere", "vm-out", NET_A))
         agent = await w.start_agent(namespaces=("e2e",))
         await w.plug("vm-out", ns="elsewhere")
         await w.plug("vm-in")

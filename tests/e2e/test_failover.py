@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.model import is_final
-from tests.e2e.world import RunningAgent, World, agent_vmims, cluster_config, vm_body, world
+from agent.kubevirt import is_final
+from simulator.manifests import vm_manifest
+from tests.e2e.world import NET_A, NS, RunningAgent, World, agent_vmims, cluster_config, world
 
 LEASE: dict[str, Any] = {
     "leader_elect": True,
@@ -28,7 +29,7 @@ def _unfinished(w: World, vmi: str) -> bool:
 
 async def test_restart_adopts_the_in_flight_migration() -> None:
     async with world(cluster_config(migration_mean_seconds=4.0)) as w:
-        await w.seed(vm_body("vm-adopt"))
+        await w.seed(vm_manifest(NS, "vm-adopt", NET_A))
         first = await w.start_agent(identity="agent-1")
         await w.plug("vm-adopt")
         await w.wait(lambda: agent_vmims(w, "vm-adopt"), "the first agent's migration")
@@ -53,7 +54,7 @@ async def _leader(w: World, agents: list[RunningAgent]) -> RunningAgent:
 
 async def test_two_replicas_only_the_leader_creates_and_the_standby_takes_over() -> None:
     async with world(cluster_config(migration_mean_seconds=3.0)) as w:
-        await w.seed(vm_body("vm-1"), vm_body("vm-2"))
+        await w.seed(vm_manifest(NS, "vm-1", NET_A), vm_manifest(NS, "vm-2", NET_A))
         replicas = [
             await w.start_agent(identity="replica-a", **LEASE),
             await w.start_agent(identity="replica-b", **LEASE),

@@ -8,12 +8,13 @@ attached (``domain`` in ``infoSource``) or gone from status, VMI spec and VM tem
 
 from __future__ import annotations
 
-from tests.e2e.world import agent_vmims, cluster_config, reasons, vm_body, world
+from simulator.manifests import vm_manifest
+from tests.e2e.world import NET_A, NS, agent_vmims, cluster_config, reasons, world
 
 
 async def test_bridge_plug_one_migration_attached_and_event() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-bridge"))
+        await w.seed(vm_manifest(NS, "vm-bridge", NET_A))
         agent = await w.start_agent()
         await w.plug("vm-bridge", "hp-bridge", "bridge")
         await w.wait_event("vm-bridge", "HotplugCompleted")
@@ -25,7 +26,9 @@ async def test_bridge_plug_one_migration_attached_and_event() -> None:
         assert vmim["status"]["phase"] == "Succeeded"
         assert vmim["metadata"]["generateName"] == "hotplug-vm-bridge-"
         assert vmim["metadata"]["labels"]["kubevirt.io/vmi-name"] == "vm-bridge"
-        assert reasons(w.events("vm-bridge")) == ["HotplugMigrationStarted", "HotplugCompleted"]
+        told = reasons(w.events("vm-bridge"))
+        assert told[0] == "HotplugWaiting"  # the settle window began
+        assert [r for r in told if r != "HotplugWaiting"] == ["HotplugMigrationStarted", "HotplugCompleted"]
         assert "hp-bridge" in w.events("vm-bridge", reason="HotplugCompleted")[0]["message"]
         assert agent.sample("hotplug_agent_hotplugs_completed_total", operation="plug") == 1
         assert agent.sample("hotplug_agent_migrations_total", result="succeeded", initiator="agent") == 1
@@ -36,7 +39,7 @@ async def test_sriov_plug_migrates_without_the_bridge_grace() -> None:
     """SR-IOV cannot be plugged in place by the dynamic networks controller: no grace applies, so a
     bridge grace of an hour must not hold the SR-IOV plug back."""
     async with world() as w:
-        await w.seed(vm_body("vm-sriov"))
+        await w.seed(vm_manifest(NS, "vm-sriov", NET_A))
         await w.start_agent(bridge_grace_seconds=3600.0)
         await w.plug("vm-sriov", "hp-sriov", "sriov")
         await w.wait_event("vm-sriov", "HotplugCompleted")
@@ -49,7 +52,7 @@ async def test_bridge_plug_waits_out_the_grace_when_the_dnc_plugs_in_place() -> 
     """With the dynamic networks controller running, a bridge plug lands in place within the grace:
     the agent never migrates (the grace is long; the DNC is quick)."""
     async with world(cluster_config(dnc_enabled=True, dnc_delay_seconds=0.2)) as w:
-        await w.seed(vm_body("vm-dnc"))
+        await w.seed(vm_manifest(NS, "vm-dnc", NET_A))
         await w.start_agent(bridge_grace_seconds=3600.0)
         await w.plug("vm-dnc", "hp-bridge", "bridge")
         await w.wait(lambda: w.attached("vm-dnc", "hp-bridge"), "in-place attach")
@@ -58,7 +61,7 @@ async def test_bridge_plug_waits_out_the_grace_when_the_dnc_plugs_in_place() -> 
 
 async def test_bridge_unplug_leaves_status_spec_then_template() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-unplug", [("net-a", "bridge"), ("net-b", "bridge")]))
+        await w.seed(vm_manifest(NS, "vm-unplug", [("net-a", "bridge"), ("net-b", "bridge")]))
         await w.start_agent()
         assert w.attached("vm-unplug", "net-b")
         await w.unplug("vm-unplug", "net-b")
@@ -85,13 +88,15 @@ async def test_bridge_unplug_completes_once() -> None:
     """One unplug is one completion: a single ``HotplugCompleted`` Event, after the migration, and
     the completion counter and latency histogram count it once."""
     async with world() as w:
-        await w.seed(vm_body("vm-unplug", [("net-a", "bridge"), ("net-b", "bridge")]))
+        await w.seed(vm_manifest(NS, "vm-unplug", [("net-a", "bridge"), ("net-b", "bridge")]))
         agent = await w.start_agent()
         await w.unplug("vm-unplug", "net-b")
         await w.wait(lambda: w.recorder.completed_count == 1, "unplug complete in the cluster")
         await w.wait(lambda: w.events("vm-unplug", reason="HotplugCompleted"), "HotplugCompleted")
         # Let the agent settle: its gauge of pending work drops to 0 once it forgot the VMI.
         await w.wait(lambda: agent.parsed().sum("hotplug_agent_pending_hotplugs") == 0, "agent idle")
-        assert reasons(w.events("vm-unplug")) == ["HotplugMigrationStarted", "HotplugCompleted"]
+        told = reasons(w.events("vm-unplug"))
+        assert told[0] == "HotplugWaiting"  # the settle window began
+        assert [r for r in told if r != "HotplugWaiting"] == ["HotplugMigrationStarted", "HotplugCompleted"]
         assert agent.sample("hotplug_agent_hotplugs_completed_total", operation="unplug") == 1
         assert agent.sample("hotplug_agent_hotplug_latency_seconds_count", operation="unplug") == 1

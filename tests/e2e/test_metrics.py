@@ -10,20 +10,12 @@ from typing import Any
 
 import pytest
 
-from agent.model import is_final
+from agent.kubevirt import VMIMS, is_final
+from agent.model import parse_vmim
 from metrics.definitions import PHASES, phase_durations
 from simulator.scenario import ScenarioConfig
-from tests.e2e.world import (
-    NS,
-    VMIMS,
-    World,
-    cluster_config,
-    creator_of,
-    resolved,
-    run_scenario,
-    world,
-)
-from tests.harness import Caps, Metrics, check_invariants, metrics_disagreements
+from simulator.testing import Caps, Metrics, check_invariants, metrics_disagreements
+from tests.e2e.world import NS, World, cluster_config, creator_of, resolved, run_scenario, world
 from tests.observability.prometheus_server import async_prometheus_server
 from tests.observability.promtool import check_metrics_with_promtool
 
@@ -43,9 +35,9 @@ def agent_phase_counts(w: World) -> Counter[str]:
         st = m.get("status") or {}
         if creator_of(m) != "agent" or not is_final(str(st.get("phase", ""))):
             continue
-        for phase, _seconds in phase_durations(
-            st.get("phaseTransitionTimestamps"), m["metadata"].get("creationTimestamp")
-        ):
+        rec = parse_vmim(m)
+        points = [(stamp, phase) for phase, stamp in rec.phase_transitions]
+        for phase, _seconds in phase_durations(points, rec.creation_ts):
             counts[phase] += 1
     return counts
 

@@ -8,7 +8,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from metrics.definitions import PHASES
-from tests.e2e.world import cluster_config, vm_body, world
+from simulator.manifests import vm_manifest
+from tests.e2e.world import NET_A, NS, cluster_config, world
 
 
 async def test_kubevirt_live_migrate_auto_mode_observes_and_measures() -> None:
@@ -18,7 +19,7 @@ async def test_kubevirt_live_migrate_auto_mode_observes_and_measures() -> None:
     cfg = cluster_config(kubevirt_version="v1.6.0", workload_update_methods=("LiveMigrate",))
     names = ["vm-kv-1", "vm-kv-2", "vm-kv-3"]
     async with world(cfg) as w:
-        await w.seed(*(vm_body(n) for n in names))
+        await w.seed(*(vm_manifest(NS, n, NET_A) for n in names))
         agent = await w.start_agent(mode="auto")
         await w.wait(lambda: agent.sample("hotplug_agent_mode", mode="observe") == 1, "observe mode")
         for n in names:
@@ -52,7 +53,7 @@ async def test_kubevirt_live_migrate_auto_mode_observes_and_measures() -> None:
 async def test_dry_run_decides_but_creates_nothing() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     async with world() as w:
-        await w.seed(vm_body("vm-dry"))
+        await w.seed(vm_manifest(NS, "vm-dry", NET_A))
         with capture_logs() as logs:
             agent = await w.start_agent(dry_run=True)
             await w.plug("vm-dry")

@@ -5,13 +5,15 @@ the simulated KubeVirt would queue extra migrations itself, the agent must not c
 
 from __future__ import annotations
 
+from agent.kubevirt import VMIMS
 from simulator.apiserver import RequestRecord
-from tests.e2e.world import VMIMS, agent_vmims, cluster_config, vm_body, world
+from simulator.manifests import vm_manifest
+from tests.e2e.world import NET_A, NS, agent_vmims, cluster_config, world
 
 
 async def test_busy_vmi_waits_for_a_running_manual_migration() -> None:
     async with world(cluster_config(migration_mean_seconds=1.5)) as w:
-        await w.seed(vm_body("vm-busy"))
+        await w.seed(vm_manifest(NS, "vm-busy", NET_A))
         creates: list[int] = []
 
         def on_request(rec: RequestRecord) -> None:
@@ -52,7 +54,7 @@ async def test_cluster_cap_from_the_kubevirt_cr() -> None:
         migration_mean_seconds=0.6, parallel_migrations_per_cluster=3, parallel_outbound_migrations_per_node=3
     )
     async with world(cfg) as w:
-        await w.seed(*(vm_body(f"vm-{i:02d}") for i in range(n)))
+        await w.seed(*(vm_manifest(NS, f"vm-{i:02d}", NET_A) for i in range(n)))
         agent = await w.start_agent(settle_seconds=0.5)
         for i in range(n):
             await w.plug(f"vm-{i:02d}")
@@ -77,7 +79,7 @@ async def test_per_node_cap_flag() -> None:
         parallel_outbound_migrations_per_node=20,
     )
     async with world(cfg) as w:
-        await w.seed(*(vm_body(f"vm-{i:02d}") for i in range(n)))
+        await w.seed(*(vm_manifest(NS, f"vm-{i:02d}", NET_A) for i in range(n)))
         agent = await w.start_agent(settle_seconds=0.5, max_per_node=1)
         for i in range(n):
             await w.plug(f"vm-{i:02d}")

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,17 +23,18 @@ from prometheus_client import generate_latest
 
 from agent import app
 from agent.config import AgentConfig, validate
-from agent.model import ANNOTATION_WORKLOAD_UPDATE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, is_final
+from agent.kubevirt import ANNOTATION_WORKLOAD_UPDATE, VMIMS, VMIS, VMS, is_final
+from agent.names import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
+from simulator.manifests import plug_patch
 from simulator.report import Recorder
 from simulator.scenario import Request
-from tests.harness import Metrics, free_port, plug_patch, wait_until
+from simulator.testing import Metrics, free_port, wait_until
 
-VMS = "virtualmachines"
-VMIS = "virtualmachineinstances"
-VMIMS = "virtualmachineinstancemigrations"
 NS = "e2e"
+#: The usual test VM's secondary interface: one bridge NIC on ``net-a``.
+NET_A = [("net-a", "bridge")]
 #: Safety net for any single wait (never a timing assertion).
 SAFETY = 60.0
 
@@ -62,57 +63,6 @@ def cluster_config(**overrides: Any) -> ClusterConfig:
     }
     base.update(overrides)
     return ClusterConfig(**base)
-
-
-def vm_body(
-    name: str,
-    secondary: Iterable[tuple[str, str]] = (("net-a", "bridge"),),
-    *,
-    namespace: str = NS,
-    labels: Mapping[str, str] | None = None,
-    pod_binding: str = "masquerade",
-    hotplug_disks: int = 0,
-    memory: str = "1Gi",
-) -> dict[str, Any]:
-    """A running VM: pod network (``pod_binding``) plus Multus ``secondary`` (network, binding) NICs;
-    ``hotplug_disks`` hot-pluggable PVC volumes (they take free PCI root ports right after start)."""
-    ifaces: list[dict[str, Any]] = [{"name": "default", pod_binding: {}}]
-    nets: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
-    for net, binding in secondary:
-        ifaces.append({"name": net, binding: {}})
-        nets.append({"name": net, "multus": {"networkName": f"{namespace}/{net}"}})
-    disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    volumes: list[dict[str, Any]] = [
-        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}
-    ]
-    for k in range(hotplug_disks):
-        disks.append({"name": f"hp-disk-{k}", "disk": {"bus": "scsi"}})
-        volumes.append(
-            {
-                "name": f"hp-disk-{k}",
-                "persistentVolumeClaim": {"claimName": f"{name}-hp-{k}", "hotpluggable": True},
-            }
-        )
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": {"labels": {"kubevirt.io/vm": name}},
-                "spec": {
-                    "domain": {
-                        "devices": {"interfaces": ifaces, "disks": disks},
-                        "memory": {"guest": memory},
-                        "resources": {},
-                    },
-                    "networks": nets,
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
 
 
 @dataclass
@@ -440,7 +390,6 @@ __all__ = [
     "cluster_config",
     "creator_of",
     "reasons",
-    "vm_body",
     "world",
 ]
 

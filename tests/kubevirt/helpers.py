@@ -23,17 +23,17 @@ from kubernetes_asyncio.config import new_client_from_config
 
 from agent import app
 from agent.config import AgentConfig, validate
+from agent.kubevirt import GROUP, VERSION, VMIMS, VMIS, VMS
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.kube import JSON_PATCH_KW, MERGE_KW, Informer, Kube, Obj
+from simulator.manifests import vm_manifest
 from simulator.real.kubevirt import HANDLER_SA, NAMESPACE, KubeVirtSettings
 from simulator.real.node import NodeSide, node_specs
-from simulator.scenario import vm_manifest
 from tests.kubevirt.cluster import Tier
 
-G, V = "kubevirt.io", "v1"
-VMS, VMIS, VMIMS = "virtualmachines", "virtualmachineinstances", "virtualmachineinstancemigrations"
+G, V = GROUP, VERSION
 NAD_GROUP, NAD_VERSION, NADS = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
 SRIOV_RESOURCE = "intel.com/sriov_net"
 NODES = 3

@@ -7,18 +7,18 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.kubevirt.helpers import VMIMS, VMIS, VMS, Env, condition, info_sources, sample, wait_for
+from agent.kubevirt import VMIMS, VMIS, VMS
+from agent.names import LABEL_MANAGED_BY, MANAGED_BY_VALUE
+from tests.kubevirt.helpers import Env, condition, info_sources, sample, wait_for
 
 pytestmark = pytest.mark.kubevirt
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
 async def agent_vmims(env: Env) -> list[dict]:
     return [
         m
         for m in await env.list(VMIMS)
-        if (m["metadata"].get("labels") or {}).get(MANAGED_BY) == "hotplug-agent"
+        if (m["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE
     ]
 
 

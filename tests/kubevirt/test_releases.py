@@ -13,11 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from agent.kubevirt import VMIMS, VMIS, VMS
 from tests.kubevirt.cluster import TierPool
 from tests.kubevirt.helpers import (
-    VMIMS,
-    VMIS,
-    VMS,
     Env,
     condition,
     info_sources,

@@ -7,10 +7,11 @@ import asyncio
 
 import pytest
 
+from agent.kubevirt import VMS
 from simulator.real.kubevirt import KubeVirtSettings
 from simulator.scenario import ScenarioConfig, ScenarioDriver, build_plan
 from simulator.watch_recorder import WatchRecorder
-from tests.kubevirt.helpers import VMS, Env, wait_for
+from tests.kubevirt.helpers import Env, wait_for
 
 pytestmark = pytest.mark.kubevirt
 

@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
+from agent.kubevirt import VMS
 from tests.kubevirt.cluster import Tier
-from tests.kubevirt.helpers import VMS, Env, condition
+from tests.kubevirt.helpers import Env, condition
 
 pytestmark = pytest.mark.kubevirt
 

@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
+from agent.kubevirt import VMIMS
 from tests.kubevirt.cluster import DEFAULT_VERSION, ensure_build
-from tests.kubevirt.helpers import VMIMS, Env, wait_for
+from tests.kubevirt.helpers import Env, wait_for
 
 pytestmark = pytest.mark.kubevirt
 

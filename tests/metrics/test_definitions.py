@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from metrics import definitions as d
-from metrics.definitions import SERIES, HotplugMetrics, normalise_api_code
+from metrics.definitions import RUNTIME_SERIES, SERIES, HotplugMetrics, normalise_api_code
+from metrics.exposition import render
 
 
 def value(m: HotplugMetrics, name: str, **labels: str) -> float | None:
@@ -28,7 +30,7 @@ def test_names_follow_conventions() -> None:
             assert not spec.name.endswith("_total"), spec.name
         if spec.kind == "histogram":
             assert spec.name.endswith("_seconds"), spec.name
-            assert spec.buckets[-1] >= 3600
+            assert spec.buckets == tuple(sorted(set(spec.buckets))), spec.name
             # No per-VM identity on histograms.
             assert not {"vmi", "vm", "name", "namespace", "vmim"} & set(spec.label_names)
 
@@ -59,6 +61,9 @@ def test_contract_names_exist() -> None:
         "hotplug_agent_invalid_objects_total",
         "hotplug_agent_cache_synced",
         "hotplug_agent_build_info",
+        "hotplug_agent_rest_client_requests_total",
+        "hotplug_agent_rest_client_request_duration_seconds",
+        "hotplug_agent_queue_wait_seconds",
     }
     assert expected <= {spec.name for spec in SERIES}
 
@@ -73,11 +78,72 @@ def test_each_instance_has_its_own_registry() -> None:
     assert c.registry is reg
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the process collector reads /proc")
 def test_every_registered_family_is_declared_and_vice_versa() -> None:
     m = HotplugMetrics()
     exposed = {fam.name for fam in m.registry.collect()}
-    declared = {spec.name.removesuffix("_total") for spec in SERIES}
+    declared = {spec.name.removesuffix("_total") for spec in (*SERIES, *RUNTIME_SERIES)}
     assert exposed == declared
+    # And the runtime families' declared help and type are the collectors' own.
+    by_name = {fam.name: fam for fam in m.registry.collect()}
+    for spec in RUNTIME_SERIES:
+        family = by_name[spec.name.removesuffix("_total")]
+        assert (family.documentation, family.type) == (spec.help, spec.kind), spec.name
+
+
+def test_no_created_series() -> None:
+    """Only the samples of each family's own type: no ``*_created`` (they double the scrape)."""
+    m = HotplugMetrics()
+    m.observe_migration("succeeded", "agent", 1.0)
+    m.observe_api_request("list", "virtualmachines", 200, 0.01)
+    body, _ = render(m.registry, None)
+    text = body.decode()
+    assert "_created" not in text
+    assert "hotplug_agent_migrations_total{" in text
+
+
+def test_runtime_collectors_report_this_process() -> None:
+    m = HotplugMetrics()
+    if sys.platform == "linux":
+        assert (value(m, "process_resident_memory_bytes") or 0) > 0
+        assert (value(m, "process_open_fds") or 0) > 0
+    assert value(m, "python_gc_collections_total", generation="0") is not None
+
+
+def test_api_requests_by_verb_resource_and_code() -> None:
+    m = HotplugMetrics()
+    # Not pre-initialised: the combinations in use depend on the code path.
+    requests = "hotplug_agent_rest_client_requests_total"
+    assert value(m, requests, verb="list", resource="leases", code="200") is None
+    m.observe_api_request("list", "virtualmachines", 200, 0.02)
+    m.observe_api_request("create", "virtualmachineinstancemigrations", 201, 0.2)
+    m.observe_api_request("create", "virtualmachineinstancemigrations", 422, 0.1)
+    m.observe_api_request("watch", "kubevirts", 0, 10.0)
+    m.observe_api_request("get", "pods", 418, 0.01)
+    assert value(m, requests, verb="list", resource="virtualmachines", code="200") == 1.0
+    assert value(m, requests, verb="create", resource="virtualmachineinstancemigrations", code="201") == 1.0
+    assert value(m, requests, verb="create", resource="virtualmachineinstancemigrations", code="422") == 1.0
+    assert value(m, requests, verb="watch", resource="kubevirts", code="network") == 1.0
+    assert value(m, requests, verb="get", resource="other", code="other") == 1.0
+    duration = "hotplug_agent_rest_client_request_duration_seconds"
+    assert value(m, f"{duration}_count", verb="create") == 2.0
+    assert value(m, f"{duration}_bucket", verb="create", le="0.1") == 1.0
+    assert value(m, f"{duration}_bucket", verb="create", le="0.25") == 2.0
+    assert value(m, f"{duration}_count", verb="delete") == 0.0  # by verb: pre-initialised
+    with pytest.raises(ValueError):
+        m.observe_api_request("proxy", "pods", 200, 0.1)
+
+
+def test_queue_wait() -> None:
+    m = HotplugMetrics()
+    assert value(m, "hotplug_agent_queue_wait_seconds_count") == 0.0
+    m.observe_queue_wait(0.003, vmi="ns/vm")
+    m.observe_queue_wait(75.0)
+    m.observe_queue_wait(-1.0)  # clock skew: clamped
+    assert value(m, "hotplug_agent_queue_wait_seconds_count") == 3.0
+    assert value(m, "hotplug_agent_queue_wait_seconds_bucket", le="0.005") == 2.0
+    assert value(m, "hotplug_agent_queue_wait_seconds_bucket", le="60.0") == 2.0
+    assert value(m, "hotplug_agent_queue_wait_seconds_bucket", le="120.0") == 3.0
 
 
 def test_all_known_label_combinations_start_at_zero() -> None:
@@ -100,7 +166,7 @@ def test_all_known_label_combinations_start_at_zero() -> None:
         assert value(m, "hotplug_agent_mode", mode=mode) == 0.0
     # Count samples per family: exactly the cross product of the declared label values.
     for spec in SERIES:
-        if spec is d.BUILD_INFO or not spec.labels:
+        if spec is d.BUILD_INFO or not spec.labels or not spec.preinitialise:
             continue
         expected = 1
         for _label, values in spec.labels:
@@ -169,27 +235,6 @@ def test_snapshots_replace_previous_values() -> None:
     assert value(m, "hotplug_agent_pending_hotplugs", state="queued") == 1.0
 
 
-def test_observe_phase_durations_records_into_histogram() -> None:
-    m = HotplugMetrics()
-    recorded = m.observe_phase_durations(
-        [
-            {"phase": "Pending", "phaseTransitionTimestamp": "2024-05-01T10:00:00Z"},
-            {"phase": "Scheduling", "phaseTransitionTimestamp": "2024-05-01T10:00:45Z"},
-            {"phase": "Failed", "phaseTransitionTimestamp": "2024-05-01T10:01:00Z"},
-        ],
-        "2024-05-01T10:00:00Z",
-        "kubevirt",
-    )
-    assert recorded == [("Pending", 45.0), ("Scheduling", 15.0)]
-    name = "hotplug_agent_migration_phase_duration_seconds"
-    assert value(m, f"{name}_sum", phase="Pending", initiator="kubevirt") == 45.0
-    assert value(m, f"{name}_bucket", phase="Pending", initiator="kubevirt", le="40.0") == 0.0
-    assert value(m, f"{name}_bucket", phase="Pending", initiator="kubevirt", le="50.0") == 1.0
-    assert value(m, f"{name}_count", phase="Pending", initiator="agent") == 0.0
-    with pytest.raises(ValueError):
-        m.observe_phase_durations([], None, "virtctl")
-
-
 def test_observe_migration_and_hotplug() -> None:
     m = HotplugMetrics()
     m.observe_migration("succeeded", "agent", 75.0, vmi="ns/vm1")
@@ -252,32 +297,20 @@ def test_normalise_api_code(status: int | str | None, code: str) -> None:
     assert normalise_api_code(status) == code
 
 
-def _vmim(uid: str, phase: str | None, stamps: list[tuple[str, int]]) -> dict[str, object]:
-    status: dict[str, object] = {
-        "phaseTransitionTimestamps": [
-            {"phase": p, "phaseTransitionTimestamp": f"2024-05-01T10:{s // 60:02d}:{s % 60:02d}Z"}
-            for p, s in stamps
-        ]
-    }
-    if phase is not None:
-        status["phase"] = phase
-    return {
-        "metadata": {
-            "uid": uid,
-            "namespace": "ns",
-            "name": f"hotplug-vm-{uid}",
-            "creationTimestamp": "2024-05-01T10:00:00Z",
-        },
-        "spec": {"vmiName": "vm"},
-        "status": status,
-    }
+T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z, the VMIM's creationTimestamp
 
 
-def test_observe_finished_vmim_records_once() -> None:
+def _finished(m: HotplugMetrics, uid: str, phase: str, stamps: list[tuple[str, int]], **kw: object) -> bool:
+    points = [(T0 + second, p) for p, second in stamps]
+    initiator = str(kw.pop("initiator", "agent"))
+    return m.observe_finished_points(uid, phase, points, T0, initiator, **kw)  # type: ignore[arg-type]
+
+
+def test_observe_finished_points_records_once() -> None:
     m = HotplugMetrics()
-    vmim = _vmim("u1", "Succeeded", [("Pending", 0), ("Scheduling", 2), ("Running", 10), ("Succeeded", 70)])
-    assert m.observe_finished_vmim(vmim, "agent") is True
-    assert m.observe_finished_vmim(vmim, "agent") is False  # re-delivered watch event
+    stamps = [("Pending", 0), ("Scheduling", 2), ("Running", 10), ("Succeeded", 70)]
+    assert _finished(m, "u1", "Succeeded", stamps, vmi="ns/vm") is True
+    assert _finished(m, "u1", "Succeeded", stamps) is False  # re-delivered watch event
     labels = {"result": "succeeded", "initiator": "agent"}
     assert value(m, "hotplug_agent_migrations_total", **labels) == 1.0
     assert value(m, "hotplug_agent_migration_duration_seconds_sum", **labels) == 70.0
@@ -285,30 +318,30 @@ def test_observe_finished_vmim_records_once() -> None:
     assert value(m, f"{phase}_sum", phase="Scheduling", initiator="agent") == 8.0
     assert value(m, f"{phase}_count", phase="Running", initiator="agent") == 1.0
     assert value(m, f"{phase}_sum", phase="Running", initiator="agent") == 60.0
+    assert value(m, f"{phase}_bucket", phase="Running", initiator="agent", le="50.0") == 0.0
+    assert value(m, f"{phase}_bucket", phase="Running", initiator="agent", le="60.0") == 1.0
 
 
-def test_observe_finished_vmim_failed_cancelled_and_running() -> None:
+def test_observe_finished_points_failed_cancelled_and_running() -> None:
     m = HotplugMetrics()
-    assert m.observe_finished_vmim(_vmim("r", "Running", [("Pending", 0), ("Running", 5)]), "other") is False
+    assert _finished(m, "r", "Running", [("Pending", 0), ("Running", 5)], initiator="other") is False
     assert value(m, "hotplug_agent_migrations_total", result="failed", initiator="other") == 0.0
-    failed = _vmim("f", "Failed", [("Pending", 0), ("Failed", 30)])
-    assert m.observe_finished_vmim(failed, "kubevirt") is True
+    assert _finished(m, "f", "Failed", [("Pending", 0), ("Failed", 30)], initiator="kubevirt") is True
     assert value(m, "hotplug_agent_migrations_total", result="failed", initiator="kubevirt") == 1.0
-    stuck = _vmim("c", "Scheduling", [("Pending", 0), ("Scheduling", 1)])
-    created = 1714557600.0  # 2024-05-01T10:00:00Z
-    assert m.observe_finished_vmim(stuck, "agent", cancelled=True, now=created + 900) is True
+    stuck = [("Pending", 0), ("Scheduling", 1)]
+    assert _finished(m, "c", "Scheduling", stuck, cancelled=True, now=T0 + 900) is True
     labels = {"result": "cancelled", "initiator": "agent"}
     assert value(m, "hotplug_agent_migrations_total", **labels) == 1.0
     assert value(m, "hotplug_agent_migration_duration_seconds_sum", **labels) == 900.0
-    assert m.observe_finished_vmim({"status": {"phase": "Succeeded"}}, "agent") is False  # no uid
+    assert _finished(m, "", "Succeeded", [("Succeeded", 1)]) is False  # no uid
     with pytest.raises(ValueError):
-        m.observe_finished_vmim(failed, "virtctl")
+        _finished(m, "v", "Failed", [("Failed", 1)], initiator="virtctl")
 
 
-def test_observe_finished_vmim_memory_is_bounded() -> None:
+def test_observe_finished_points_memory_is_bounded() -> None:
     m = HotplugMetrics()
     m._observed_vmims_limit = 3
     for uid in "abcd":
-        assert m.observe_finished_vmim(_vmim(uid, "Succeeded", [("Succeeded", 1)]), "agent")
+        assert _finished(m, uid, "Succeeded", [("Succeeded", 1)])
     assert list(m._observed_vmims) == ["b", "c", "d"]
-    assert m.observe_finished_vmim(_vmim("d", "Succeeded", [("Succeeded", 1)]), "agent") is False
+    assert _finished(m, "d", "Succeeded", [("Succeeded", 1)]) is False

@@ -68,14 +68,16 @@ def build_config(
     targets: Sequence[ScrapeTarget],
     rule_files: Sequence[Path] = (),
     scrape_interval: str = "1s",
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The prometheus.yml for ``targets`` (jobs grouped by name)."""
+    """The prometheus.yml for ``targets`` (jobs grouped by name), sending alerts to ``alertmanagers``
+    (``host:port``) when given."""
     jobs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for target in targets:
         jobs.setdefault((target.job, target.metrics_path), []).append(
             {"targets": [target.address], "labels": dict(target.labels)}
         )
-    return {
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
             "scrape_timeout": scrape_interval,
@@ -87,6 +89,9 @@ def build_config(
             for (job, path), static in jobs.items()
         ],
     }
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+    return config
 
 
 def _as_targets(targets: str | ScrapeTarget | Sequence[str | ScrapeTarget]) -> list[ScrapeTarget]:
@@ -138,10 +143,11 @@ def _launch(
     scrape_interval: str,
     enable_exemplars: bool,
     port: int,
+    alertmanagers: Sequence[str] = (),
 ) -> _Process:
     binary = require_tool("prometheus")
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(build_config(targets, rule_files, scrape_interval)))
+    config_path.write_text(yaml.safe_dump(build_config(targets, rule_files, scrape_interval, alertmanagers)))
     log_path = workdir / "prometheus.log"
     args = [
         binary,
@@ -152,6 +158,9 @@ def _launch(
     ]
     if enable_exemplars:
         args.append("--enable-feature=exemplar-storage")
+    if alertmanagers:
+        # Re-send firing alerts every second instead of every minute (tests wait on Alertmanager).
+        args.append("--rules.alert.resend-delay=1s")
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return _Process(f"http://127.0.0.1:{port}", port, workdir, process, log_path)
@@ -360,6 +369,7 @@ async def async_prometheus_server(
     enable_exemplars: bool = False,
     workdir: Path | None = None,
     startup_timeout: float = 30.0,
+    alertmanagers: Sequence[str] = (),
 ) -> AsyncIterator[AsyncPrometheusServer]:
     """Async twin of :func:`prometheus_server`; readiness is awaited without blocking the loop."""
     async with contextlib.AsyncExitStack() as stack:
@@ -375,6 +385,7 @@ async def async_prometheus_server(
             enable_exemplars,
             startup_timeout,
             session,
+            alertmanagers,
         )
         stack.callback(proc.stop)
         yield AsyncPrometheusServer(proc, session)
@@ -388,10 +399,13 @@ async def _start_async(
     enable_exemplars: bool,
     startup_timeout: float,
     session: aiohttp.ClientSession,
+    alertmanagers: Sequence[str] = (),
 ) -> _Process:
     last_error: PrometheusError | None = None
     for _attempt in range(3):
-        proc = _launch(targets, workdir, rule_files, scrape_interval, enable_exemplars, free_port())
+        proc = _launch(
+            targets, workdir, rule_files, scrape_interval, enable_exemplars, free_port(), alertmanagers
+        )
         deadline = time.monotonic() + startup_timeout
         try:
             while True:

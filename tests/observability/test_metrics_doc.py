@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics.definitions import SERIES, SeriesSpec, all_sample_names
+from metrics.definitions import RUNTIME_SERIES, SERIES, SeriesSpec, all_sample_names
 from tests.observability.promql_names import metric_names
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
@@ -37,3 +37,9 @@ def test_promql_examples_use_defined_metrics() -> None:
             if expr:
                 names = metric_names(expr)
                 assert names and names <= known, (expr, names - known)
+
+
+@pytest.mark.parametrize("spec", RUNTIME_SERIES, ids=lambda spec: spec.name)
+def test_runtime_series_documented(spec: SeriesSpec) -> None:
+    section = DOC.read_text().split("\n## Process and Python runtime\n", 1)[1].split("\n## ", 1)[0]
+    assert f"| `{spec.name}` | {spec.kind} | {spec.help} |" in section

@@ -23,16 +23,9 @@ def populated() -> HotplugMetrics:
     m.set_in_flight({"agent": 2, "other": 1})
     m.set_slot_exhausted({"predicted": 1})
     m.set_oldest_pending(1_700_000_000.0)
-    m.observe_phase_durations(
-        [
-            {"phase": "Pending", "phaseTransitionTimestamp": "2024-05-01T10:00:00Z"},
-            {"phase": "Running", "phaseTransitionTimestamp": "2024-05-01T10:00:05Z"},
-            {"phase": "Succeeded", "phaseTransitionTimestamp": "2024-05-01T10:00:35Z"},
-        ],
-        "2024-05-01T10:00:00Z",
-        "agent",
-    )
-    m.observe_migration("succeeded", "agent", 35.0, vmi="ns/vm")
+    t0 = 1_714_557_600.0
+    points = [(t0, "Pending"), (t0 + 5, "Running"), (t0 + 35, "Succeeded")]
+    m.observe_finished_points("uid-1", "Succeeded", points, t0, "agent", vmi="ns/vm")
     m.observe_hotplug_completed("plug", 47.0, vmi="ns/vm")
     m.record_failure("migration-failed")
     m.record_retry()
@@ -41,6 +34,9 @@ def populated() -> HotplugMetrics:
     m.record_rate_limited("node")
     m.record_watch_restart("virtualmachineinstances", "gone")
     m.record_api_error("create", 409)
+    m.observe_api_request("create", "virtualmachineinstancemigrations", 409, 0.05)
+    m.observe_api_request("watch", "virtualmachines", 200, 0.01)
+    m.observe_queue_wait(2.5, vmi="ns/vm")
     m.record_invalid_object("virtualmachines")
     return m
 

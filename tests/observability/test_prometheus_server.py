@@ -27,7 +27,7 @@ from tests.observability.prometheus_server import (
 )
 from tests.observability.promtool import RULES_FILE
 from tests.observability.rules_files import alerting_rules
-from tests.observability.test_dashboard import expressions
+from tests.observability.test_dashboard import expressions, substitute
 from tests.observability.test_dashboard import load as load_dashboard
 from tests.observability.test_metrics_promtool import populated
 
@@ -98,7 +98,7 @@ async def test_async_prometheus_scrapes_registry_with_exemplars_rules_and_dashbo
             # Every declared sample name is ingested.
             names = {
                 r["metric"]["__name__"]
-                for r in await prom.query('count by (__name__) ({__name__=~"hotplug_agent_.*"})')
+                for r in await prom.query('count by (__name__) ({job="hotplug-agent"})')
             }
             assert all_sample_names() <= names, sorted(all_sample_names() - names)
 
@@ -127,11 +127,7 @@ async def test_async_prometheus_scrapes_registry_with_exemplars_rules_and_dashbo
             for title, expr in expressions(load_dashboard()):
                 if expr.lstrip().startswith("label_values("):
                     continue
-                promql = (
-                    expr.replace("$__rate_interval", "1m")
-                    .replace('"$namespace"', '"hotplug"')
-                    .replace('"$phase"', '".*"')
-                )
+                promql = substitute(expr, job="hotplug-agent", namespace="hotplug")
                 try:
                     if not await prom.query(promql):
                         empty.append(title)
@@ -139,7 +135,13 @@ async def test_async_prometheus_scrapes_registry_with_exemplars_rules_and_dashbo
                     pytest.fail(f"{title}: {error}")
             # rate()/increase() need two scrapes and histogram_quantile needs observations in the
             # window, so some panels may be empty this early; gauges must not be.
-            for must_have_data in ("Leader replicas", "Pending hot plugs", "Migrations in flight vs caps"):
+            for must_have_data in (
+                "Leader replicas",
+                "Pending hot plugs",
+                "Migrations in flight vs caps",
+                "Memory",
+                "Open file descriptors",
+            ):
                 assert must_have_data not in empty
     finally:
         await runner.cleanup()

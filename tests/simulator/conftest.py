@@ -13,6 +13,7 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.cluster import ClusterConfig, SimulatedCluster
+from simulator.manifests import plug_patch
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 if not SHARED.exists():  # the repo is /work/main, shared data is /work/shared
@@ -59,55 +60,6 @@ async def api(cluster: SimulatedCluster) -> AsyncIterator[CustomObjectsApi]:
         await client.close()
 
 
-def vm(
-    name: str,
-    namespace: str = "default",
-    *,
-    secondary: list[tuple[str, str]] | None = None,
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-    pod_binding: str = "masquerade",
-    volumes: list[dict[str, Any]] | None = None,
-    memory: str = "1Gi",
-    host_devices: bool = False,
-) -> dict[str, Any]:
-    """A running VM: pod network + ``secondary`` (name, binding) Multus interfaces."""
-    ifaces: list[dict[str, Any]] = [{"name": "default", pod_binding: {}}]
-    nets: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
-    for net, binding in secondary or []:
-        ifaces.append({"name": net, binding: {}})
-        nets.append({"name": net, "multus": {"networkName": f"{net}-nad"}})
-    disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    vols: list[dict[str, Any]] = [
-        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora"}}
-    ]
-    for v in volumes or []:
-        disks.append({"name": v["name"], "disk": {"bus": "scsi"}})
-        vols.append(v)
-    devices: dict[str, Any] = {"interfaces": ifaces, "disks": disks}
-    if host_devices:
-        devices["hostDevices"] = [{"name": "gpu0", "deviceName": "nvidia.com/GP102GL"}]
-    tmeta: dict[str, Any] = {"labels": {"kubevirt.io/vm": name}}
-    if annotations:
-        tmeta["annotations"] = annotations
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "metadata": tmeta,
-                "spec": {
-                    "domain": {"devices": devices, "memory": {"guest": memory}, "resources": {}},
-                    "networks": nets,
-                    "volumes": vols,
-                },
-            },
-        },
-    }
-
-
 async def wait_for(
     fn: Callable[[], Awaitable[Any]],
     timeout: float = 10.0,  # noqa: ASYNC109 - polling helper with a deadline
@@ -133,10 +85,7 @@ async def plug(
 ) -> None:
     """Hot plug the way a user does: merge patch of the template's interfaces and networks."""
     cur = await get(api, "virtualmachines", name, ns)
-    spec = cur["spec"]["template"]["spec"]
-    ifaces = [*spec["domain"]["devices"]["interfaces"], {"name": net, binding: {}}]
-    nets = [*spec["networks"], {"name": net, "multus": {"networkName": f"{net}-nad"}}]
-    body = {"spec": {"template": {"spec": {"domain": {"devices": {"interfaces": ifaces}}, "networks": nets}}}}
+    body = plug_patch(cur, net, binding)
     await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, **MERGE_KW)
 
 

@@ -9,7 +9,8 @@ from kubernetes_asyncio.config import new_client_from_config
 
 from agent.model import parse_kubevirt, parse_vm, parse_vmi, parse_vmim
 from simulator.cluster import SimulatedCluster
-from tests.simulator.conftest import G, V, entry, fast_config, get, migrate, plug, set_state, vm, wait_for
+from simulator.manifests import vm_manifest
+from tests.simulator.conftest import G, V, entry, fast_config, get, migrate, plug, set_state, wait_for
 
 
 async def test_agent_parses_simulated_objects(tmp_path: Path) -> None:
@@ -17,7 +18,7 @@ async def test_agent_parses_simulated_objects(tmp_path: Path) -> None:
         fast_config(kubevirt_version="v1.6.0"), kubeconfig_path=tmp_path / "kc"
     ) as cluster:
         await cluster.seed(40)
-        await cluster.seed([vm("p1", secondary=[("a", "bridge")])])
+        await cluster.seed([vm_manifest("default", "p1", [("a", "bridge")])])
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:

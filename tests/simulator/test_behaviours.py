@@ -9,7 +9,8 @@ from typing import Any
 from kubernetes_asyncio.client import CustomObjectsApi
 
 from simulator.cluster import SimulatedCluster
-from tests.simulator.conftest import G, V, condition, entry, fast_config, get, migrate, plug, vm, wait_for
+from simulator.manifests import vm_manifest
+from tests.simulator.conftest import G, V, condition, entry, fast_config, get, migrate, plug, wait_for
 from tests.simulator.test_integration import create_vm, wait_vmim
 
 
@@ -26,7 +27,7 @@ async def test_limits_keep_vmims_pending(tmp_path: Path) -> None:
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            vms = [vm(f"lim{i}") for i in range(5)]
+            vms = [vm_manifest("default", f"lim{i}") for i in range(5)]
             await cluster.seed(vms)
             for i in range(5):
                 await migrate(api, f"lim{i}")
@@ -57,7 +58,7 @@ async def test_per_node_limit(tmp_path: Path) -> None:
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            await cluster.seed([vm(f"n{i}") for i in range(3)])
+            await cluster.seed([vm_manifest("default", f"n{i}") for i in range(3)])
             for i in range(3):
                 await migrate(api, f"n{i}")
 
@@ -72,7 +73,7 @@ async def test_per_node_limit(tmp_path: Path) -> None:
 
 async def test_slot_exhaustion_v1(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
     # v1: booted with 4 interfaces -> no placeholders; a 5th cannot attach after migration.
-    await create_vm(api, vm("full", secondary=[("a", "bridge"), ("b", "bridge"), ("c", "bridge")]))
+    await create_vm(api, vm_manifest("default", "full", [("a", "bridge"), ("b", "bridge"), ("c", "bridge")]))
     await plug(api, "full", "d")
 
     async def propagated() -> bool:
@@ -102,7 +103,7 @@ async def test_hotplugged_disks_exhaust_slots(cluster: SimulatedCluster, api: Cu
         for i in range(2)
     ]
     # 2 interfaces -> 2 placeholders, both taken by hot-plugged disks.
-    await create_vm(api, vm("disks", secondary=[("a", "bridge")], volumes=hot))
+    await create_vm(api, vm_manifest("default", "disks", [("a", "bridge")], volumes=hot))
     await plug(api, "disks", "b")
 
     async def propagated() -> bool:
@@ -128,8 +129,8 @@ async def test_kubevirt_16_migration_required_and_workload_updater(tmp_path: Pat
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            await create_vm(api, vm("auto", secondary=[("a", "bridge")]))
-            await create_vm(api, vm("autosriov"))
+            await create_vm(api, vm_manifest("default", "auto", [("a", "bridge")]))
+            await create_vm(api, vm_manifest("default", "autosriov"))
             await plug(api, "auto", "b")
             await plug(api, "autosriov", "s", "sriov")
 
@@ -170,7 +171,7 @@ async def test_migration_required_without_live_migrate(tmp_path: Path) -> None:
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            await create_vm(api, vm("idle", secondary=[("a", "bridge")]))
+            await create_vm(api, vm_manifest("default", "idle", [("a", "bridge")]))
             await plug(api, "idle", "b")
 
             async def flipped() -> bool:
@@ -193,7 +194,7 @@ async def test_dnc_in_place(tmp_path: Path) -> None:
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            await create_vm(api, vm("dyn", secondary=[("a", "bridge")]))
+            await create_vm(api, vm_manifest("default", "dyn", [("a", "bridge")]))
             node = (await get(api, "virtualmachineinstances", "dyn"))["status"]["nodeName"]
             await plug(api, "dyn", "b")
 
@@ -218,7 +219,7 @@ async def test_finalized_vmims_garbage_collected(tmp_path: Path) -> None:
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            await cluster.seed([vm("gc")])
+            await cluster.seed([vm_manifest("default", "gc")])
             for _ in range(4):
                 m = await migrate(api, "gc")
                 await wait_vmim(api, m["metadata"]["name"], "Succeeded")
@@ -239,11 +240,11 @@ async def test_gc_freeze_option_freezes_after_seed_and_periodically(tmp_path: Pa
     gc.unfreeze()
     try:
         async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "off") as plain:
-            await plain.seed([vm("p0")])
+            await plain.seed([vm_manifest("default", "p0")])
             assert gc.get_freeze_count() == 0
         cluster = SimulatedCluster(fast_config(gc_freeze_seconds=0.05), kubeconfig_path=tmp_path / "on")
         async with cluster:
-            await cluster.seed([vm("f0")])
+            await cluster.seed([vm_manifest("default", "f0")])
             after_seed = gc.get_freeze_count()
             assert after_seed > 0
             gc.unfreeze()

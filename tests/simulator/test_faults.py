@@ -11,7 +11,8 @@ from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.apiserver import FaultRule
 from simulator.cluster import SimulatedCluster
-from tests.simulator.conftest import entry, fast_config, get, migrate, plug, set_state, vm, wait_for
+from simulator.manifests import vm_manifest
+from tests.simulator.conftest import entry, fast_config, get, migrate, plug, set_state, wait_for
 
 
 async def _retry(fn: Any, *args: Any) -> Any:
@@ -26,7 +27,7 @@ async def _retry(fn: Any, *args: Any) -> Any:
 
 async def test_converges_under_faults(tmp_path: Path) -> None:
     async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "kc") as cluster:
-        await cluster.seed([vm(f"f{i}", secondary=[("a", "bridge")]) for i in range(6)])
+        await cluster.seed([vm_manifest("default", f"f{i}", [("a", "bridge")]) for i in range(6)])
         cluster.server.faults.add(
             FaultRule(
                 verbs=("create", "update", "patch", "get"),
@@ -93,7 +94,7 @@ async def test_controller_bug_is_not_silent(tmp_path: Path) -> None:
             raise KeyError("bug")
 
         cluster.vmi_controller.sync = broken  # type: ignore[method-assign]
-        await cluster.seed([vm("boom")])
+        await cluster.seed([vm_manifest("default", "boom")])
         for _ in range(100):
             await asyncio.sleep(0.02)
             try:

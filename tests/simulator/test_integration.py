@@ -10,6 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import FaultRule
 from simulator.cluster import SimulatedCluster
+from simulator.manifests import vm_manifest
 from tests.simulator.conftest import (
     MERGE_KW,
     G,
@@ -21,7 +22,6 @@ from tests.simulator.conftest import (
     migrate,
     plug,
     set_state,
-    vm,
     wait_for,
 )
 
@@ -51,7 +51,7 @@ async def wait_vmim(api: CustomObjectsApi, name: str, phase: str, ns: str = "def
 
 
 async def test_hotplug_bridge_via_migration(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
-    await create_vm(api, vm("vm1", secondary=[("blue", "bridge")]))
+    await create_vm(api, vm_manifest("default", "vm1", [("blue", "bridge")]))
     vmi = await get(api, "virtualmachineinstances", "vm1")
     blue = entry(vmi, "blue")
     assert blue is not None and blue["infoSource"] == "domain, guest-agent, multus-status"
@@ -111,7 +111,7 @@ def status_body(exc: ApiException) -> dict[str, Any]:
 
 
 async def test_unplug_bridge(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
-    await create_vm(api, vm("vm2", secondary=[("blue", "bridge")]))
+    await create_vm(api, vm_manifest("default", "vm2", [("blue", "bridge")]))
     await set_state(api, "vm2", "blue", "absent")
 
     async def detached() -> bool:
@@ -141,7 +141,7 @@ async def test_unplug_bridge(cluster: SimulatedCluster, api: CustomObjectsApi) -
 
 
 async def test_sriov_absent_rejected(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
-    await create_vm(api, vm("vm3", secondary=[("fast", "sriov")]))
+    await create_vm(api, vm_manifest("default", "vm3", [("fast", "sriov")]))
     with pytest.raises(ApiException) as err:
         await set_state(api, "vm3", "fast", "absent")
     assert (
@@ -152,7 +152,7 @@ async def test_sriov_absent_rejected(cluster: SimulatedCluster, api: CustomObjec
 
 
 async def test_restart_required(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
-    await create_vm(api, vm("vm4", secondary=[("blue", "bridge")]))
+    await create_vm(api, vm_manifest("default", "vm4", [("blue", "bridge")]))
     cur = await get(api, "virtualmachines", "vm4")
     spec = cur["spec"]["template"]["spec"]
     ifaces = [i for i in spec["domain"]["devices"]["interfaces"] if i["name"] != "blue"]
@@ -183,7 +183,7 @@ async def test_restart_required(cluster: SimulatedCluster, api: CustomObjectsApi
 async def test_not_migratable_rejected(
     cluster: SimulatedCluster, api: CustomObjectsApi, kwargs: dict[str, Any], reason: str, fragment: str
 ) -> None:
-    await create_vm(api, vm("vm5", **kwargs))
+    await create_vm(api, vm_manifest("default", "vm5", **kwargs))
     v = await get(api, "virtualmachineinstances", "vm5")
     assert condition(v, "LiveMigratable")["reason"] == reason  # type: ignore[index]
     with pytest.raises(ApiException) as err:
@@ -198,7 +198,7 @@ async def test_not_migratable_rejected(
 
 
 async def test_in_flight_and_missing_rejected(cluster: SimulatedCluster, api: CustomObjectsApi) -> None:
-    await create_vm(api, vm("vm6"))
+    await create_vm(api, vm_manifest("default", "vm6"))
     first = await migrate(api, "vm6")
     with pytest.raises(ApiException) as err:
         await migrate(api, "vm6")
@@ -219,7 +219,7 @@ async def test_cancel_by_delete(cluster: SimulatedCluster, api: CustomObjectsApi
     cluster.config.migration_mean_seconds = 5.0
     assert cluster.world is not None
     cluster.world.config.migration_mean_seconds = 5.0
-    await create_vm(api, vm("vm7"))
+    await create_vm(api, vm_manifest("default", "vm7"))
     m = await migrate(api, "vm7")
     name = m["metadata"]["name"]
     await wait_vmim(api, name, "Scheduling")
@@ -241,7 +241,7 @@ async def test_cancel_with_a_failed_vmi_write_still_closes_the_vmi_migration_sta
 ) -> None:
     """Cancel writes two objects; when the VMI write fails once (an API error), the retry must not
     leave the VMI "migrating" forever (found by the long chaos run: the agent waited on it)."""
-    await create_vm(api, vm("vm8"))
+    await create_vm(api, vm_manifest("default", "vm8"))
     m = await migrate(api, "vm8")
     name = m["metadata"]["name"]
     await wait_vmim(api, name, "Running")  # stuck there

@@ -18,7 +18,8 @@ from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.controllers import KubeVirtControllers, node_names
-from tests.simulator.conftest import G, V, condition, entry, get, migrate, plug, vm, wait_for
+from simulator.manifests import vm_manifest
+from tests.simulator.conftest import G, V, condition, entry, get, migrate, plug, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -47,7 +48,7 @@ async def test_controllers_on_real_apiserver(real_kubeconfig: Path) -> None:
         await controllers.start()
         api = CustomObjectsApi(client)
         await api.create_namespaced_custom_object(
-            G, V, ns, "virtualmachines", vm("real", ns, secondary=[("a", "bridge")])
+            G, V, ns, "virtualmachines", vm_manifest(ns, "real", [("a", "bridge")])
         )
 
         async def running() -> bool:

@@ -12,6 +12,7 @@ from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.cluster import SimulatedCluster
+from simulator.manifests import vm_manifest
 from tests.simulator.conftest import (
     SHARED,
     G,
@@ -22,7 +23,6 @@ from tests.simulator.conftest import (
     migrate,
     plug,
     set_state,
-    vm,
     wait_for,
 )
 from tests.simulator.test_integration import create_vm, wait_vmim
@@ -61,8 +61,8 @@ async def simulated_objects(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         api = CustomObjectsApi(client)
         try:
-            await create_vm(api, vm("s1", secondary=[("a", "bridge"), ("b", "bridge")]))
-            await cluster.seed([vm("s2", secondary=[("x", "sriov")], pod_binding="bridge")])
+            await create_vm(api, vm_manifest("default", "s1", [("a", "bridge"), ("b", "bridge")]))
+            await cluster.seed([vm_manifest("default", "s2", [("x", "sriov")], pod_binding="bridge")])
             await plug(api, "s1", "c", "sriov")
             await set_state(api, "s1", "a", "absent")
 
@@ -72,7 +72,7 @@ async def simulated_objects(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
 
             await wait_for(attached, timeout=15)
             cluster.world.config.failure_rate = 1.0  # type: ignore[union-attr]
-            await create_vm(api, vm("s3"))
+            await create_vm(api, vm_manifest("default", "s3"))
             m = await migrate(api, "s3")
             await wait_vmim(api, m["metadata"]["name"], "Failed")
             return {

@@ -118,14 +118,23 @@ async def test_report_attributes_creators_and_flags_opted_out(tmp_path: Path) ->
     from kubernetes_asyncio.client import CustomObjectsApi
     from kubernetes_asyncio.config import new_client_from_config
 
+    from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
     from simulator.cluster import SimulatedCluster
+    from simulator.manifests import vm_manifest
     from simulator.report import Recorder
-    from tests.simulator.conftest import fast_config, migrate, vm, wait_for
+    from tests.simulator.conftest import fast_config, migrate, wait_for
 
     async with SimulatedCluster(fast_config(), kubeconfig_path=tmp_path / "kc") as cluster:
         recorder = Recorder(cluster.server.store)
         cluster.server.add_event_observer(recorder.observe)
-        await cluster.seed([vm("r1"), vm("r2", labels={"hotplug-agent.io/auto-migrate": "false"}), vm("r3")])
+        opted_out = {LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}
+        await cluster.seed(
+            [
+                vm_manifest("default", "r1"),
+                vm_manifest("default", "r2", labels=opted_out),
+                vm_manifest("default", "r3"),
+            ]
+        )
         client = await new_client_from_config(config_file=str(cluster.kubeconfig_path))
         try:
             api = CustomObjectsApi(client)

@@ -72,9 +72,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- /*
-RBAC rules on KubeVirt objects and Events in the watched scope (ClusterRole for all namespaces, one Role
-per namespace with watchNamespaces). Exactly what the agent calls: list/watch (+ get) of VMs, VMIs and
-migrations; create and delete (cancel) of migrations; Events through both Event APIs.
+RBAC rules in the watched scope (ClusterRole for all namespaces, one Role per namespace with
+watchNamespaces): exactly the requests the agent makes (tests/chart/test_rbac_used.py records them in an
+end-to-end run and compares). list/watch of VMs, VMIs and migrations (informers); get of single VMs and
+VMIs and of apps/v1 ControllerRevisions (the RestartRequired check on KubeVirt v1.5.1); create and delete
+(cancel) of migrations; create of core/v1 Events (never patched: each Event is new).
 */}}
 {{- define "hotplug-agent.workloadRules" -}}
 - apiGroups: ["kubevirt.io"]
@@ -82,20 +84,20 @@ migrations; create and delete (cancel) of migrations; Events through both Event 
   verbs: ["get", "list", "watch"]
 - apiGroups: ["kubevirt.io"]
   resources: ["virtualmachineinstancemigrations"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
+- apiGroups: ["apps"]
+  resources: ["controllerrevisions"]
+  verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
-{{- /* RBAC rule for the KubeVirt CR (migration limits, version, workload-update methods): read only. */}}
+{{- /* RBAC rule for the KubeVirt CR (migration limits, version, workload-update methods): its informer. */}}
 {{- define "hotplug-agent.kubevirtConfigRules" -}}
 - apiGroups: ["kubevirt.io"]
   resources: ["kubevirts"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{- /* Comma list of a string list (for HOTPLUG_AGENT_NAMESPACES / _EXCLUDE_NAMESPACES). */}}
