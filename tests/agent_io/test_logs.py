@@ -19,8 +19,8 @@ from agent.kube import VMS, KubeClient
 from agent.logs import configure_logging
 from simulator.apiserver import ApiServer
 from simulator.apiserver.faults import FaultRule
+from simulator.testing import AgentProcess, wait_until
 from tests.agent_io.conftest import create_vm, eventually, parse_rec
-from tests.harness import AgentProcess, wait_until
 
 
 @pytest.fixture

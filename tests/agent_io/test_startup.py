@@ -25,8 +25,8 @@ from agent.plan import run_plan
 from agent.startup import StartupError, connect, discover, forbidden_hint
 from simulator.apiserver import ApiServer
 from simulator.apiserver.registry import BUILTINS, Registry
+from simulator.real.controlplane import free_port
 from tests.agent_io.conftest import eventually
-from tests.harness import free_port
 
 
 @pytest.fixture

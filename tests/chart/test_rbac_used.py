@@ -16,10 +16,11 @@ from __future__ import annotations
 import pytest
 
 from agent import kube
+from simulator.manifests import vm_manifest
 from tests.chart.conftest import render_variant
 from tests.chart.helm import Helm, Rendered
 from tests.chart.test_rbac import grants
-from tests.e2e.world import cluster_config, vm_body, world
+from tests.e2e.world import NET_A, NS, cluster_config, world
 
 pytestmark = pytest.mark.tools  # helm
 
@@ -43,7 +44,7 @@ def granted(rendered: Rendered) -> set[Call]:
 async def agent_calls() -> set[Call]:
     # KubeVirt v1.5.1 sets RestartRequired for the hot plug: the agent reads the VM's start revision too.
     async with world(cluster_config(stuck_rate=1.0, kubevirt_version="v1.5.1")) as w:
-        await w.seed(vm_body("vm-a"))
+        await w.seed(vm_manifest(NS, "vm-a", NET_A))
         agent = await w.start_agent(max_attempts=2, migration_deadline_seconds=1.0, **LEASE)
         await w.wait(lambda: agent.leading, "the agent leads")
         await w.plug("vm-a")

@@ -9,13 +9,14 @@ that really needs a restart.
 
 from __future__ import annotations
 
+from simulator.manifests import vm_manifest
 from tests.e2e.test_blocked import assert_blocked
-from tests.e2e.world import NS, VMS, cluster_config, vm_body, world
+from tests.e2e.world import NET_A, NS, VMS, cluster_config, world
 
 
 async def test_v151_flags_a_hot_plug_and_the_agent_still_delivers_it() -> None:
     async with world(cluster_config(kubevirt_version="v1.5.1")) as w:
-        await w.seed(vm_body("vm-rr"))
+        await w.seed(vm_manifest(NS, "vm-rr", NET_A))
         agent = await w.start_agent()
         await w.plug("vm-rr")
         await w.wait(lambda: w.attached("vm-rr", "hp-bridge"), "hp-bridge attached")
@@ -28,7 +29,7 @@ async def test_v151_flags_a_hot_plug_and_the_agent_still_delivers_it() -> None:
 
 async def test_v151_a_real_restart_required_change_is_still_refused() -> None:
     async with world(cluster_config(kubevirt_version="v1.5.1")) as w:
-        await w.seed(vm_body("vm-cores"))
+        await w.seed(vm_manifest(NS, "vm-cores", NET_A))
         await w.start_agent()
         await w.store.patch(
             VMS, NS, "vm-cores", {"spec": {"template": {"spec": {"domain": {"cpu": {"cores": 4}}}}}}
@@ -41,7 +42,7 @@ async def test_v151_a_real_restart_required_change_is_still_refused() -> None:
 
 async def test_v152_does_not_flag_a_hot_plug() -> None:
     async with world(cluster_config(kubevirt_version="v1.5.2")) as w:
-        await w.seed(vm_body("vm-fixed"))
+        await w.seed(vm_manifest(NS, "vm-fixed", NET_A))
         await w.start_agent()
         await w.plug("vm-fixed")
         await w.wait(lambda: w.attached("vm-fixed", "hp-bridge"), "hp-bridge attached")

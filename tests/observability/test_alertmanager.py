@@ -22,8 +22,9 @@ import pytest
 import yaml
 from aiohttp import web
 
+from simulator.manifests import vm_manifest
 from tests.chart.helm import Helm, find_helm
-from tests.e2e.world import NS, VMS, cluster_config, vm_body, world
+from tests.e2e.world import NET_A, NS, VMS, cluster_config, world
 from tests.observability.alertmanager import amtool_check_config, async_alertmanager, docs_route_config
 from tests.observability.prometheus_server import ScrapeTarget, async_prometheus_server, free_port
 
@@ -128,7 +129,9 @@ async def test_blocked_vm_alert_fires_and_resolves_through_alertmanager(tmp_path
             world(cluster_config()) as w,
             async_alertmanager(route_towards(f"http://127.0.0.1:{port}")) as alertmanager,
         ):
-            await w.seed(vm_body("vm-nlm", pod_binding="bridge"))  # pod network on bridge: not migratable
+            await w.seed(
+                vm_manifest(NS, "vm-nlm", NET_A, pod_binding="bridge")
+            )  # pod network on bridge: not migratable
             agent = await w.start_agent(http=True)
             await w.plug("vm-nlm")
             await w.wait(

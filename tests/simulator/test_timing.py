@@ -14,13 +14,14 @@ from typing import Any
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.config import new_client_from_config
 
-from agent.model import ANNOTATION_WORKLOAD_UPDATE
+from agent.kubevirt import ANNOTATION_WORKLOAD_UPDATE
 from simulator.cluster import KUBEVIRT_NAMESPACE, SimulatedCluster
 from simulator.kubevirt import status
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.migration import MigrationController
 from simulator.kubevirt.workload_updater import WorkloadUpdater
-from tests.simulator.conftest import MERGE_KW, G, V, fast_config, get, migrate, vm, wait_for
+from simulator.manifests import vm_manifest
+from tests.simulator.conftest import MERGE_KW, G, V, fast_config, get, migrate, wait_for
 from tests.simulator.test_integration import wait_vmim
 
 
@@ -43,7 +44,7 @@ async def _two_migrations_one_slot(tmp_path: Path, version: str, gates: list[str
                     G, V, KUBEVIRT_NAMESPACE, "kubevirts", "kubevirt", patch, **MERGE_KW
                 )
                 await asyncio.sleep(0.2)  # the controllers see the CR through their informer
-            await cluster.seed([vm("first"), vm("second")])
+            await cluster.seed([vm_manifest("default", "first"), vm_manifest("default", "second")])
             m1 = await migrate(api, "first")
             await wait_vmim(api, m1["metadata"]["name"], "Scheduling")
             m2 = await migrate(api, "second")
