@@ -270,7 +270,7 @@ class Recorder:
             return
         self._on_vmim_unfinished(key, vmi_key)
         if is_running(phase):
-            self._on_vmim_running(key, vmi_key, st)
+            self._on_vmim_running(key, vmi_key, st, str((obj.get("metadata") or {}).get("uid", "")))
 
     def _on_vmim_created(self, meta: dict[str, Any], vmi_key: tuple[str, str]) -> None:
         """Count the migration by creator, and what it migrates that the agent must leave alone."""
@@ -325,14 +325,23 @@ class Recorder:
         self.stats.max_concurrent_per_vmi = max(self.stats.max_concurrent_per_vmi, n)
         self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._unfinished))
 
-    def _on_vmim_running(self, key: tuple[str, str], vmi_key: tuple[str, str], st: dict[str, Any]) -> None:
+    def _on_vmim_running(
+        self, key: tuple[str, str], vmi_key: tuple[str, str], st: dict[str, Any], uid: str
+    ) -> None:
         """A running migration, by source node: the per-node high-water mark."""
-        # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the
-        # source is where the VMI is.
+        if key in self._running:
+            return  # taken once: the VMI moves to the target before the VMIM's Succeeded arrives
+        # KubeVirt copies migrationState into the VMIM only once it is final; while it runs, the source
+        # is in the VMI's migrationState (written at the hand-off), else where the VMI is.
         source = str((st.get("migrationState") or {}).get("sourceNode") or "")
         if not source:
-            vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
-            source = str(((vmi or {}).get("status") or {}).get("nodeName") or "")
+            vmi = self.store.try_get("virtualmachineinstances", *vmi_key) or {}
+            vmi_status = vmi.get("status") or {}
+            state = vmi_status.get("migrationState") or {}
+            if state.get("migrationUid") == uid and state.get("sourceNode"):
+                source = str(state["sourceNode"])
+            else:
+                source = str(vmi_status.get("nodeName") or "")
         self._running[key] = source
         self.stats.max_concurrent_running = max(self.stats.max_concurrent_running, len(self._running))
         per_node: dict[str, int] = {}

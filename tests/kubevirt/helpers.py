@@ -158,6 +158,10 @@ class History:
         versions = self.versions(name)
         return versions[-1] if versions else None
 
+    def phase(self, name: str) -> str:
+        """The last ``status.phase`` seen of object ``name`` ("" if none)."""
+        return str(((self.last(name) or {}).get("status") or {}).get("phase", ""))
+
 
 @dataclass
 class Env:
@@ -295,6 +299,14 @@ class Env:
             return vmim if phase in ("Succeeded", "Failed") else None
 
         vmim: dict[str, Any] = await wait_for(final, f"VMIM {self.ns}/{name} final", seconds)
+        return vmim
+
+    async def wait_vmim_phase(self, name: str, phase: str, seconds: float = 60.0) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            vmim = await self.get(VMIMS, name)
+            return vmim if ((vmim or {}).get("status") or {}).get("phase") == phase else None
+
+        vmim: dict[str, Any] = await wait_for(reached, f"VMIM {self.ns}/{name} {phase}", seconds)
         return vmim
 
     async def delete_vmim(self, name: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.real.kubevirt import KubeVirtSettings
-from tests.kubevirt.helpers import VMIMS, VMIS, VMS, Env, History, condition, info_sources, wait_for
+from tests.kubevirt.helpers import VMIMS, VMIS, VMS, Env, condition, info_sources, wait_for
 
 VMIM_PHASES = ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Succeeded"]
 
@@ -261,25 +261,11 @@ async def test_changing_a_networks_nad_requires_a_restart(kv_env: Env) -> None:
     assert condition(vmi, "MigrationRequired") is None
 
 
-def final_phase(history: History, name: str) -> str:
-    last = history.last(name)
-    return str(((last or {}).get("status") or {}).get("phase", ""))
-
-
 def stamp(vmim: dict[str, Any], phase: str) -> datetime:
     for entry in vmim["status"]["phaseTransitionTimestamps"]:
         if entry["phase"] == phase:
             return datetime.fromisoformat(entry["phaseTransitionTimestamp"].replace("Z", "+00:00"))
     raise AssertionError(f"no {phase} in {vmim['status']['phaseTransitionTimestamps']}")
-
-
-async def wait_phase(env: Env, name: str, phase: str) -> dict[str, Any]:
-    async def reached() -> dict[str, Any] | None:
-        vmim = await env.get(VMIMS, name)
-        return vmim if ((vmim or {}).get("status") or {}).get("phase") == phase else None
-
-    found: dict[str, Any] = await wait_for(reached, f"VMIM {name} {phase}", 60)
-    return found
 
 
 async def test_over_the_limit_a_migration_waits_pending_and_cancels_end_failed(kv_env: Env) -> None:
@@ -296,24 +282,24 @@ async def test_over_the_limit_a_migration_waits_pending_and_cancels_end_failed(k
             env.backend.timing.stuck_rate = 1.0
             try:
                 running = (await env.migrate("cap-a"))["metadata"]["name"]
-                await wait_phase(env, running, "Running")
+                await env.wait_vmim_phase(running, "Running")
             finally:
                 env.backend.timing.stuck_rate = 0.0
             waiting = (await env.migrate("cap-b"))["metadata"]["name"]
-            await wait_phase(env, waiting, "Pending")
+            await env.wait_vmim_phase(waiting, "Pending")
             await env.delete_vmim(waiting)
             await env.wait_gone(VMIMS, waiting)
-            assert final_phase(seen, waiting) == "Failed"
+            assert seen.phase(waiting) == "Failed"
             vmi_b = await env.get(VMIS, "cap-b")
             assert not ((vmi_b or {}).get("status") or {}).get("migrationState")
 
             queued = (await env.migrate("cap-b"))["metadata"]["name"]
-            await wait_phase(env, queued, "Pending")
+            await env.wait_vmim_phase(queued, "Pending")
             assert ((await env.get(VMIMS, running)) or {})["status"]["phase"] == "Running"
             await env.delete_vmim(running)
             await env.wait_gone(VMIMS, running)
             ended = seen.last(running)
-            assert ended is not None and final_phase(seen, running) == "Failed"
+            assert ended is not None and seen.phase(running) == "Failed"
             vmi_a = await env.get(VMIS, "cap-a")
             assert vmi_a is not None
             assert vmi_a["status"]["nodeName"] == first_vmi["status"]["nodeName"]
@@ -400,7 +386,7 @@ async def test_deleting_the_vm_during_a_migration_leaves_no_unfinished_vmim(kv_e
         env.backend.timing.stuck_rate = 1.0
         try:
             name = (await env.migrate("gone"))["metadata"]["name"]
-            await wait_phase(env, name, "Running")
+            await env.wait_vmim_phase(name, "Running")
         finally:
             env.backend.timing.stuck_rate = 0.0
         await env.custom.delete_namespaced_custom_object("kubevirt.io", "v1", env.ns, VMS, "gone")
@@ -412,4 +398,4 @@ async def test_deleting_the_vm_during_a_migration_leaves_no_unfinished_vmim(kv_e
             return vmim is None or vmim["status"].get("phase") in ("Succeeded", "Failed")
 
         await wait_for(ended, "the migration of the deleted VM ended or gone", 30)
-    assert final_phase(seen, name) == "Failed"
+    assert seen.phase(name) == "Failed"
