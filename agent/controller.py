@@ -208,17 +208,8 @@ class Controller:
 
     def _perform(self, key: Key, action: lc.Action) -> None:
         match action:
-            case lc.CreateMigration():
-                if self.acting and self.executor.can_act:
-                    self.executor.create(key)
-                else:
-                    self.post(key, lc.CreateAbandoned())
-            case lc.CancelMigration(_, name) if self.executor.can_act:
-                self.executor.cancel(key, name)
-            case lc.CheckRestart(_, generation):
-                kv = self.mirror.kubevirt
-                live = kv is not None and kv.vm_rollout_strategy == "LiveUpdate"
-                self.executor.check_restart(key, generation, live_update=live)
+            case lc.CreateMigration() | lc.CancelMigration() | lc.CheckRestart():
+                self._call_api(key, action)
             case lc.Emit() | lc.Count():
                 self.reporter.report(action)
             case lc.WakeAt(at):
@@ -236,6 +227,21 @@ class Controller:
                 self.dispatcher.remove(key)
                 self.wakeups.cancel(key)
                 self.reporter.gauges_dirty = True
+
+    def _call_api(self, key: Key, action: lc.CreateMigration | lc.CancelMigration | lc.CheckRestart) -> None:
+        """The lifecycle's API actions, through the executor (only an acting replica creates)."""
+        match action:
+            case lc.CreateMigration():
+                if self.acting and self.executor.can_act:
+                    self.executor.create(key)
+                else:
+                    self.post(key, lc.CreateAbandoned())
+            case lc.CancelMigration(_, name) if self.executor.can_act:
+                self.executor.cancel(key, name)
+            case lc.CheckRestart(_, generation):
+                kv = self.mirror.kubevirt
+                live = kv is not None and kv.vm_rollout_strategy == "LiveUpdate"
+                self.executor.check_restart(key, generation, live_update=live)
 
     def _on_wakeup(self, key: Key) -> None:
         if key == _DISPATCH:

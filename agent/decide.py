@@ -18,8 +18,7 @@ Order of the rules (first match wins; docs/decisions.md explains each):
    that flag every network edit: ``agent.restart``; while that check runs → WAIT
    ``waiting-for-kubevirt``) → BLOCKED ``restart-required``
 8. only template changes KubeVirt has not copied to the VMI yet → WAIT ``waiting-for-kubevirt``
-   (bounded by ``kubevirt_sync_wait_seconds`` when ``RestartRequired`` is set, then BLOCKED
-   ``restart-required``)
+   (event-driven: KubeVirt's copy is the next VMI event)
 9. slots exhausted (observed, or predicted with certainty) → BLOCKED ``slots-exhausted``
 10. ``LiveMigratable=False`` → BLOCKED ``not-live-migratable``
 11. the webhook answered ``Cannot migrate VMI`` → BLOCKED ``migration-rejected``
@@ -215,126 +214,178 @@ def _wait(d: Detection, reason: WaitReason, message: str, until: float | None) -
 
 
 def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext) -> Decision:
-    now = ctx.now
+    """Rules 5 to 14 (the module docstring), in order: the first that decides wins."""
+    for rule in (_in_flight, _sriov_unplug, _restart_required, _only_template_changes):
+        if (decision := rule(vmi, vm, d, ctx)) is not None:
+            return decision
+    slots = assess(vmi, ctx.slot_model, len(d.plugs) + len(d.attaching), ctx.known_hotplugged)
+    for blocker in (_slots_exhausted, _attaching_only, _not_live_migratable, _rejected, _retries_exhausted):
+        if (decision := blocker(vmi, d, ctx, slots)) is not None:
+            return decision
+    for wait in (_backing_off, _settling, _more_on_the_way, _bridge_grace):
+        if (decision := wait(vmi, d, ctx)) is not None:
+            return decision
+    names = _names(tuple(f"{c.kind} {c.iface}" for c in d.changes))
+    return Decision(Kind.MIGRATE, d, message=f"migrating to {names}", slots=slots)
+
+
+def _in_flight(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext) -> Decision | None:
     if d.active_migration is not None:
         return _wait(d, WaitReason.IN_FLIGHT, f"migration {d.active_migration.name} in flight", None)
-    if vmi.migrating:
-        # The status says a migration runs but no unfinished migration object is known: the object may
-        # not be in the cache yet, so wait; past the deadline from its start the status is stale (a
-        # KubeVirt write that never landed) and waiting on it would leave the hot plug pending forever.
-        stale_at = (
-            vmi.migration_started + ctx.migration_deadline_seconds
-            if vmi.migration_started is not None
-            else None
-        )
-        if stale_at is None or now < stale_at:
-            return _wait(d, WaitReason.IN_FLIGHT, "the VMI status shows a migration in flight", stale_at)
+    if not vmi.migrating:
+        return None
+    # The status says a migration runs but no unfinished migration object is known: the object may not
+    # be in the cache yet, so wait; past the deadline from its start the status is stale (a KubeVirt
+    # write that never landed) and waiting on it would leave the hot plug pending forever.
+    started = vmi.migration_started
+    stale_at = started + ctx.migration_deadline_seconds if started is not None else None
+    if stale_at is None or ctx.now < stale_at:
+        return _wait(d, WaitReason.IN_FLIGHT, "the VMI status shows a migration in flight", stale_at)
+    return None
 
-    if d.sriov_unplugs:
-        return _blocked(
-            d,
-            BlockReason.SRIOV_UNPLUG,
-            f"SR-IOV interface(s) {_names(d.sriov_unplugs)} cannot be hot unplugged; restart the VM to "
-            "remove them",
-        )
 
-    # A VM whose template has a non-live-updatable change (RestartRequired) is blocked: the restart it
-    # needs applies the pending network change too, so a migration would be wasted. Some KubeVirt
-    # releases set the condition for the hot plug itself; the agent checks those (agent.restart).
-    restart_required = vm is not None and vm.restart_required
-    if restart_required and ctx.restart_check_pending:
-        return _wait(
-            d,
-            WaitReason.WAITING_FOR_KUBEVIRT,
-            "checking whether RestartRequired comes only from the hot plug (VM start revision)",
-            None,
-        )
-    check = ctx.restart_check if restart_required else None
+def _sriov_unplug(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext) -> Decision | None:
+    if not d.sriov_unplugs:
+        return None
+    return _blocked(
+        d,
+        BlockReason.SRIOV_UNPLUG,
+        f"SR-IOV interface(s) {_names(d.sriov_unplugs)} cannot be hot unplugged; restart the VM to "
+        "remove them",
+    )
+
+
+def _restart_required(
+    vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext
+) -> Decision | None:
+    """A VM whose template has a non-live-updatable change (RestartRequired) is blocked: the restart it
+    needs applies the pending network change too, so a migration would be wasted. Some KubeVirt
+    releases set the condition for the hot plug itself; the agent checks those (agent.restart). An
+    interface removed instead of set absent makes KubeVirt set RestartRequired too: blocked at once
+    rather than racing the condition (a migration now would deliver the rest and still need a restart)."""
+    required = vm is not None and vm.restart_required
+    if required and ctx.restart_check_pending:
+        why = "checking whether RestartRequired comes only from the hot plug (VM start revision)"
+        return _wait(d, WaitReason.WAITING_FOR_KUBEVIRT, why, None)
+    check = ctx.restart_check if required else None
     if check is not None and not check.needed:
-        restart_required = False
-    # An interface removed instead of set absent makes KubeVirt set RestartRequired too: block at once
-    # rather than race the condition (a migration now would deliver the rest and still need a restart).
-    if restart_required or d.removed or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable):
-        details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
-        if not details:
-            details = check.reason if check is not None else "VM condition RestartRequired"
-        return _blocked(
-            d,
-            BlockReason.RESTART_REQUIRED,
-            f"network change needs a restart ({details}); restart the VM to apply it",
-        )
-    if not d.changes and not d.attaching:
-        # Only template changes KubeVirt has not copied to the VMI yet: event-driven.
-        return _wait(
-            d,
-            WaitReason.WAITING_FOR_KUBEVIRT,
-            f"interface(s) {_names(d.waiting_for_kubevirt)} not yet in the VMI spec",
-            None,
-        )
+        required = False
+    if not (required or d.removed or (not d.changes and not d.waiting_for_kubevirt and d.undeliverable)):
+        return None
+    details = "; ".join(f"{n}: {why}" for n, why in d.undeliverable)
+    if not details:
+        details = check.reason if check is not None else "VM condition RestartRequired"
+    return _blocked(
+        d,
+        BlockReason.RESTART_REQUIRED,
+        f"network change needs a restart ({details}); restart the VM to apply it",
+    )
 
-    plugs = len(d.plugs) + len(d.attaching)
-    slots = assess(vmi, ctx.slot_model, plugs, ctx.known_hotplugged)
+
+def _only_template_changes(
+    vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionContext
+) -> Decision | None:
+    """Only template changes KubeVirt has not copied to the VMI yet: event-driven."""
+    if d.changes or d.attaching:
+        return None
+    why = f"interface(s) {_names(d.waiting_for_kubevirt)} not yet in the VMI spec"
+    return _wait(d, WaitReason.WAITING_FOR_KUBEVIRT, why, None)
+
+
+def _slots_exhausted(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
     if slots.exhausted and slots.certain:
         return _blocked(d, BlockReason.SLOTS_EXHAUSTED, f"no free PCI slot: {slots.explanation}", slots)
-    if not d.changes:
-        # Only in-place attaches remain and they are not blocked on slots: KubeVirt is on it.
-        return Decision(Kind.NOTHING, d, message="hot plug attaching in place", slots=slots)
+    return None
 
-    if vmi.live_migratable is False:
-        why = vmi.live_migratable_reason or "LiveMigratable=False"
-        text = f": {vmi.live_migratable_message}" if vmi.live_migratable_message else ""
-        return _blocked(
-            d,
-            BlockReason.NOT_LIVE_MIGRATABLE,
-            f"VMI is not live-migratable ({why}{text}); restart the VM to apply the interface change",
-            slots,
-        )
 
-    if ctx.rejected_message:
-        return _blocked(
-            d,
-            BlockReason.MIGRATION_REJECTED,
-            f"KubeVirt rejected the migration: {ctx.rejected_message}",
-            slots,
-        )
-    if ctx.attempts >= ctx.max_attempts:
-        return _blocked(
-            d,
-            BlockReason.RETRIES_EXHAUSTED,
-            f"gave up after {ctx.attempts} failed migration attempt(s); migrate the VM manually or "
-            "restart it",
-            slots,
-        )
+def _attaching_only(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
+    """Only in-place attaches remain and they are not blocked on slots: KubeVirt is on it."""
+    if d.changes:
+        return None
+    return Decision(Kind.NOTHING, d, message="hot plug attaching in place", slots=slots)
 
-    if ctx.next_retry_at is not None and ctx.next_retry_at > now:
+
+def _not_live_migratable(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
+    if vmi.live_migratable is not False:
+        return None
+    why = vmi.live_migratable_reason or "LiveMigratable=False"
+    text = f": {vmi.live_migratable_message}" if vmi.live_migratable_message else ""
+    return _blocked(
+        d,
+        BlockReason.NOT_LIVE_MIGRATABLE,
+        f"VMI is not live-migratable ({why}{text}); restart the VM to apply the interface change",
+        slots,
+    )
+
+
+def _rejected(vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction) -> Decision | None:
+    if not ctx.rejected_message:
+        return None
+    message = f"KubeVirt rejected the migration: {ctx.rejected_message}"
+    return _blocked(d, BlockReason.MIGRATION_REJECTED, message, slots)
+
+
+def _retries_exhausted(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
+    if ctx.attempts < ctx.max_attempts:
+        return None
+    return _blocked(
+        d,
+        BlockReason.RETRIES_EXHAUSTED,
+        f"gave up after {ctx.attempts} failed migration attempt(s); migrate the VM manually or restart it",
+        slots,
+    )
+
+
+def _backing_off(vmi: VMIRecord, d: Detection, ctx: DecisionContext) -> Decision | None:
+    if ctx.next_retry_at is not None and ctx.next_retry_at > ctx.now:
         return _wait(d, WaitReason.RETRY_BACKOFF, "backing off after a failed migration", ctx.next_retry_at)
-    if ctx.last_change is not None and ctx.last_change + ctx.settle_seconds > now:
+    return None
+
+
+def _settling(vmi: VMIRecord, d: Detection, ctx: DecisionContext) -> Decision | None:
+    if ctx.last_change is not None and ctx.last_change + ctx.settle_seconds > ctx.now:
         return _wait(
             d, WaitReason.SETTLING, "waiting for changes to settle", ctx.last_change + ctx.settle_seconds
         )
-    if d.waiting_for_kubevirt and ctx.last_change is not None:
-        until = ctx.last_change + ctx.kubevirt_sync_wait_seconds
-        if until > now:
-            return _wait(
-                d,
-                WaitReason.WAITING_FOR_KUBEVIRT,
-                f"more interface(s) on the way ({_names(d.waiting_for_kubevirt)}), one migration for all",
-                until,
-            )
-    if not any(c.immediate for c in d.changes):
-        seen = [ctx.first_seen.get(c.iface, now) for c in d.changes]
-        if vmi.migration_required is not None and vmi.migration_required.since is not None:
-            seen.append(vmi.migration_required.since)
-        until = min(seen) + ctx.bridge_grace_seconds
-        if until > now:
-            return _wait(
-                d,
-                WaitReason.BRIDGE_GRACE,
-                "grace period for an in-place hot plug by the dynamic networks controller",
-                until,
-            )
-    names = _names(tuple(f"{c.kind} {c.iface}" for c in d.changes))
-    return Decision(Kind.MIGRATE, d, message=f"migrating to {names}", slots=slots)
+    return None
+
+
+def _more_on_the_way(vmi: VMIRecord, d: Detection, ctx: DecisionContext) -> Decision | None:
+    """Deliverable changes wait (bounded) for further template changes to reach the VMI: one migration."""
+    if not d.waiting_for_kubevirt or ctx.last_change is None:
+        return None
+    until = ctx.last_change + ctx.kubevirt_sync_wait_seconds
+    if until <= ctx.now:
+        return None
+    why = f"more interface(s) on the way ({_names(d.waiting_for_kubevirt)}), one migration for all"
+    return _wait(d, WaitReason.WAITING_FOR_KUBEVIRT, why, until)
+
+
+def _bridge_grace(vmi: VMIRecord, d: Detection, ctx: DecisionContext) -> Decision | None:
+    """The dynamic networks controller may plug a bridge in place: give it KubeVirt's grace period
+    (from the earliest of when we saw the change and KubeVirt's MigrationRequired)."""
+    if any(c.immediate for c in d.changes):
+        return None
+    seen = [ctx.first_seen.get(c.iface, ctx.now) for c in d.changes]
+    if vmi.migration_required is not None and vmi.migration_required.since is not None:
+        seen.append(vmi.migration_required.since)
+    until = min(seen) + ctx.bridge_grace_seconds
+    if until <= ctx.now:
+        return None
+    return _wait(
+        d,
+        WaitReason.BRIDGE_GRACE,
+        "grace period for an in-place hot plug by the dynamic networks controller",
+        until,
+    )
 
 
 __all__ = [

@@ -62,80 +62,98 @@ class VMController(Controller):
         await self.enqueue(key_of(obj))
 
     async def sync(self, key: Key) -> None:
-        ns, name = key
         vm = self.world.vms.get(key)
         vmi = self.world.vmis.get(key)
-        kube = self.world.kube
         if vm is None:
-            # The VMI watch can be ahead of the VM watch: confirm with the API before acting as the
-            # garbage collector for the owner reference.
-            if vmi is not None and _owned_by_vm(vmi) and await kube.get(VMS, ns, name) is None:
-                await kube.delete(VMIS, ns, name)
+            await self._collect_orphan(key, vmi)
             return
         if (vm.get("metadata") or {}).get("deletionTimestamp"):
             return
         if not wants_running(vm):
             if vmi is not None:
-                await kube.delete(VMIS, ns, name)
+                await self.world.kube.delete(VMIS, *key)
             await self._sync_status(vm, None)
             return
         if vmi is None:
-            node = self.world.pick_node(key)
-            await kube.create_revision(start_revision(vm))
-            try:
-                created = await kube.create(VMIS, ns, vmi_from_vm(vm, node, self.world.version()))
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                # AlreadyExists: the VMI watch is behind the VM watch; read it and continue from there.
-                existing = await kube.get(VMIS, ns, name)
-                if existing is not None:
-                    self.world.vmis.write_through(existing)
-                    await self.enqueue(key)
-                return
-            self.world.vmis.write_through(created)
-            log.debug("vmi created", vmi=f"{ns}/{name}", node=node)
-            await self._sync_status(vm, created)
+            await self._start(key, vm)
             return
         if (vmi.get("metadata") or {}).get("deletionTimestamp"):
             return
+        vmi = await self._sync_vmi_interfaces(key, vm, vmi)
+        if vmi is None:
+            return
+        vm = await self._clean_template(key, vm, vmi)
+        if vm is not None:
+            await self._sync_status(vm, vmi)
+
+    async def _collect_orphan(self, key: Key, vmi: Obj | None) -> None:
+        """No VM: the VMI watch can be ahead of the VM watch, so confirm with the API before acting as
+        the garbage collector for the owner reference."""
+        if vmi is not None and _owned_by_vm(vmi) and await self.world.kube.get(VMS, *key) is None:
+            await self.world.kube.delete(VMIS, *key)
+
+    async def _start(self, key: Key, vm: Obj) -> None:
+        """Start the VM: its start revision, then its VMI (already Running on a node, see ``vmi_from_vm``)."""
+        kube = self.world.kube
+        node = self.world.pick_node(key)
+        await kube.create_revision(start_revision(vm))
+        try:
+            created = await kube.create(VMIS, key[0], vmi_from_vm(vm, node, self.world.version()))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # AlreadyExists: the VMI watch is behind the VM watch; read it and continue from there.
+            existing = await kube.get(VMIS, *key)
+            if existing is not None:
+                self.world.vmis.write_through(existing)
+                await self.enqueue(key)
+            return
+        self.world.vmis.write_through(created)
+        log.debug("vmi created", vmi=f"{key[0]}/{key[1]}", node=node)
+        await self._sync_status(vm, created)
+
+    async def _sync_vmi_interfaces(self, key: Key, vm: Obj, vmi: Obj) -> Obj | None:
+        """Hot plug / unplug requests VM → VMI, and detached interfaces out of the VMI spec. Returns the
+        VMI as it is now, None when a stale cache made the patch fail (re-queued)."""
         template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
         vmi_spec = vmi.get("spec") or {}
-        vmi_status = vmi.get("status") or {}
-        # Hot plug / unplug requests VM → VMI.
-        change = rules.propagate(template_spec, vmi_spec)
+        change = rules.propagate(template_spec, vmi_spec) or rules.cleanup_vmi(
+            vmi_spec, vmi.get("status") or {}
+        )
         if change is None:
-            change = rules.cleanup_vmi(vmi_spec, vmi_status)
-        if change is not None:
-            ops = rules.spec_json_patch(vmi_spec, *change)
-            try:
-                out = await kube.json_patch(VMIS, ns, name, ops)
-            except ApiException as exc:
-                if exc.status == 422:  # a `test` failed: our cache is stale; the watch brings the news
-                    self.queue.add_after(key, 0.05)
-                    return
-                raise
+            return vmi
+        out = await self._patch(key, VMIS, rules.spec_json_patch(vmi_spec, *change))
+        if out is not None:
             self.world.vmis.write_through(out)
-            vmi = out
-            vmi_spec = vmi.get("spec") or {}
-        # Unplug complete: drop the absent interface from the VM template.
-        cleanup = rules.cleanup_vm(template_spec, vmi_spec, vmi_status)
-        if cleanup is not None:
-            old_tpl = {"networks": template_spec.get("networks"), "domain": template_spec.get("domain") or {}}
-            ops = [
-                {"op": op["op"], "path": "/spec/template" + op["path"], "value": op["value"]}
-                for op in rules.spec_json_patch(old_tpl, *cleanup)
-            ]
-            try:
-                out = await kube.json_patch(VMS, ns, name, ops)
-            except ApiException as exc:
-                if exc.status == 422:
-                    self.queue.add_after(key, 0.05)
-                    return
-                raise
+        return out
+
+    async def _clean_template(self, key: Key, vm: Obj, vmi: Obj) -> Obj | None:
+        """Unplug complete: drop the absent interface from the VM template. Returns the VM as it is now,
+        None when a stale cache made the patch fail (re-queued)."""
+        template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+        cleanup = rules.cleanup_vm(template_spec, vmi.get("spec") or {}, vmi.get("status") or {})
+        if cleanup is None:
+            return vm
+        old_tpl = {"networks": template_spec.get("networks"), "domain": template_spec.get("domain") or {}}
+        ops = [
+            {"op": op["op"], "path": "/spec/template" + op["path"], "value": op["value"]}
+            for op in rules.spec_json_patch(old_tpl, *cleanup)
+        ]
+        out = await self._patch(key, VMS, ops)
+        if out is not None:
             self.world.vms.write_through(out)
-            vm = out
-        await self._sync_status(vm, vmi)
+        return out
+
+    async def _patch(self, key: Key, plural: str, ops: list[Obj]) -> Obj | None:
+        """A JSON patch with ``test`` ops; a failed test (422) means our cache is stale: the watch brings
+        the news, the key is looked at again shortly (None)."""
+        try:
+            return await self.world.kube.json_patch(plural, key[0], key[1], ops)
+        except ApiException as exc:
+            if exc.status == 422:
+                self.queue.add_after(key, 0.05)
+                return None
+            raise
 
     async def _sync_status(self, vm: Obj, vmi: Obj | None) -> None:
         ns, name = key_of(vm)
