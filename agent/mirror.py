@@ -100,9 +100,13 @@ class Mirror:
         return vmi.node if vmi is not None and vmi.node else None
 
     def source_node(self, key: Key) -> str | None:
-        """Where an unfinished migration of this VMI runs from (the VMIM's, else the VMI's node)."""
+        """Where an unfinished migration of this VMI runs from: the VMIM's ``sourceNode`` (KubeVirt fills
+        it only once final), else the VMI's ``migrationState.sourceNode`` (from the hand-off), else the
+        VMI's node (before the hand-off it is the source)."""
         m = self.active.get(key)
-        return (m.source_node if m is not None else None) or self.node_of(key)
+        vmi = self.vmis.get(key)
+        from_vmi = vmi.migration_source if vmi is not None else ""
+        return (m.source_node if m is not None else None) or from_vmi or self.node_of(key)
 
     def memory_of(self, key: Key) -> float:
         """A VMI's guest memory in bytes (0 unknown): what its live migration copies."""

@@ -187,6 +187,9 @@ class VMIRecord:
     migrating: bool = False
     #: ``status.migrationState.startTimestamp`` of that migration, when it has one.
     migration_started: float | None = None
+    #: ``status.migrationState.sourceNode`` of that migration ("" when none): the node it leaves, which
+    #: the VMI's own node stops being once it moved while the VMIM is not final yet.
+    migration_source: str = ""
     creation_ts: float | None = None
     deletion_requested: bool = False
 
@@ -618,11 +621,14 @@ def parse_vmi(obj: object) -> VMIRecord:
     mstate_raw = status.get("migrationState")
     migrating = False
     migration_started: float | None = None
+    migration_source = ""
     if mstate_raw is not None:
         mstate = _dict(ctx, status, "migrationState", "status")
         completed = _bool(ctx, mstate, "completed", "status.migrationState")
         failed = _bool(ctx, mstate, "failed", "status.migrationState")
         migrating = bool(mstate) and not completed and not failed
+        if migrating:
+            migration_source = _intern(_str(ctx, mstate, "sourceNode", "status.migrationState"))
         raw_start = mstate.get("startTimestamp") if migrating else None
         if isinstance(raw_start, str) and raw_start:
             # Only bounds a wait: a malformed value means "unknown", not an unreadable VMI.
@@ -656,6 +662,7 @@ def parse_vmi(obj: object) -> VMIRecord:
         pci_topology_version=_intern(topo),
         migrating=migrating,
         migration_started=migration_started,
+        migration_source=migration_source,
         creation_ts=_ts(ctx, meta, "creationTimestamp", "metadata"),
         deletion_requested=meta.get("deletionTimestamp") is not None,
     )

@@ -394,6 +394,7 @@ def test_migration_start_is_read_and_a_malformed_one_is_unknown() -> None:
 
     started = build_vmi(migrating=True, migration_start="2026-01-01T00:00:10Z")
     assert started.migrating and started.migration_started == parse_timestamp("2026-01-01T00:00:10Z")
+    assert started.migration_source == "node-a"  # the node it leaves, from migrationState
     garbage = build_vmi(migrating=True, migration_start="yesterday-ish")
     assert garbage.migrating and garbage.migration_started is None  # still a readable VMI
     assert build_vmi(migrating=False).migration_started is None
