@@ -30,16 +30,19 @@ from agent.decide import Mode, resolve_mode
 from agent.dispatcher import Dispatcher
 from agent.events import EventRecorder
 from agent.executor import Executor, MigrationApi
+from agent.infra import NADRecord, NodeRecord, PodRecord
 from agent.mirror import Mirror
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
 from agent.reporting import GAUGE_REFRESH_SECONDS, Reporter, summary
 from agent.scheduler import ActiveMigration, TokenBucket, WorkQueue
 from agent.wakeups import Wakeups
+from agent.window import Schedule, WindowState
 from metrics.definitions import HotplugMetrics
 
 log = structlog.get_logger(__name__)
 
 _DISPATCH: Final[Key] = ("", "")  # wake-up key of the dispatcher
+_WINDOW: Final[Key] = ("", "window")  # wake-up key of the migration window's next change
 
 
 class ControllerSettings(lc.Settings, Protocol):
@@ -55,6 +58,8 @@ class ControllerSettings(lc.Settings, Protocol):
     def creates_per_second(self) -> float: ...
     @property
     def create_burst(self) -> int: ...
+    @property
+    def migration_window(self) -> str: ...
 
 
 class Controller:
@@ -88,6 +93,8 @@ class Controller:
         self.wakeups: Wakeups[Key] = Wakeups(self._on_wakeup, clock=clock)
         self.mode: Mode = "active"
         self.draining = False
+        self.schedule = Schedule.parse(settings.migration_window)
+        self._window: WindowState | None = None
         #: perf_counter of each key's last watch event, and of the one it became ready on (reaction time)
         self._event_at: dict[Key, float] = {}
         self._ready_event_at: dict[Key, float] = {}
@@ -183,9 +190,54 @@ class Controller:
         else:
             self.enqueue(key)
 
-    def mark_synced(self) -> None:
-        """The initial lists are in: from now on every VMIM we see finish is counted."""
-        self.mirror.synced = True
+    def on_nad(self, event: str, old: NADRecord | None, new: NADRecord | None) -> None:
+        """A NAD created releases the VMIs blocked on it; one deleted or changed may block VMIs with
+        work pending (re-decided: the tracked ones, not every VMI)."""
+        released = self.mirror.nad_changed(event, old, new)
+        self._release(released)
+        if old is not None:
+            self._enqueue_all()
+
+    def on_node(self, event: str, old: NodeRecord | None, new: NodeRecord | None) -> None:
+        if old == new:
+            return
+        self._release(self.mirror.node_changed(event, old, new))
+        if old is not None and (new is None or not new.target or new.allocatable != old.allocatable):
+            self._enqueue_all()  # fewer targets: the pending may have nowhere to go now
+        self._dispatch_wake.set()
+
+    def on_pod(self, event: str, old: PodRecord | None, new: PodRecord | None) -> None:
+        if old == new:
+            return
+        self._release(self.mirror.pod_changed(event, old, new))
+        self._dispatch_wake.set()  # freed VFs raise the capacity budget
+
+    def _release(self, keys: set[Key]) -> None:
+        for key in keys:
+            self.enqueue(key)
+
+    def mark_synced(self, *, nads: bool = False, nodes: bool = False) -> None:
+        """The initial lists are in: from now on every VMIM we see finish is counted, and the preflight
+        reads the NAD cache (``nads``) and the Node and Pod caches (``nodes``) when they are there."""
+        m = self.mirror
+        m.synced = True
+        m.nads_synced, m.nodes_synced = nads, nodes
+        if nads or nodes:
+            self._enqueue_all()
+
+    # ------------------------------------------------------------------ the migration window
+
+    def window(self, now: float) -> WindowState | None:
+        """The migration window now (None: none configured); at each change the tracked VMIs are
+        decided again (a wake-up at the change), and the gauges follow."""
+        if self.schedule.always:
+            return None
+        state = self.schedule.state(now)
+        if state != self._window:
+            self._window = state
+            self.metrics.set_window(state.open, None if state.open else state.changes_at)
+            self.wakeups.schedule(_WINDOW, state.changes_at)
+        return state
 
     # ------------------------------------------------------------------ the worker
 
@@ -216,9 +268,10 @@ class Controller:
         vmi = m.vmis.get(key)
         hotplugged = m.hotplugged.get(vmi.uid, 0) if vmi is not None else 0
         view = lc.View(key, vmi, m.vms.get(key), m.active.get(key), hotplugged)
+        now = self.clock()
         ctx = lc.Context(
-            self.clock(), self.settings, self.mode, m.kubevirt, self.leading, self.acting, m.synced,
-            self._rng.random(),
+            now, self.settings, self.mode, m.kubevirt, self.leading, self.acting, m.synced,
+            self._rng.random(), m.infrastructure(), self.window(now),
         )  # fmt: skip
         track, actions = lc.step(self.tracks.get(key), obs, view, ctx)
         if track is None:
@@ -247,10 +300,12 @@ class Controller:
                 self.reporter.report(action)
             case lc.WakeAt(at):
                 self.wakeups.schedule(key, at)
-            case lc.Ready(since):
-                if self.dispatcher.add(key, since):
+            case lc.Ready(since, priority, needs):
+                if self.dispatcher.add(key, since, priority, needs):
                     self._ready_event_at[key] = self._event_at.get(key, time.perf_counter())
                     self._dispatch_wake.set()
+            case lc.Await(triggers):
+                self.mirror.set_awaits(key, triggers)
             case lc.Unready():
                 self._ready_event_at.pop(key, None)
                 self.dispatcher.remove(key)
@@ -260,6 +315,7 @@ class Controller:
                 getattr(log, level)(event, **fields)
             case lc.Forget():
                 self._ready_event_at.pop(key, None)
+                self.mirror.set_awaits(key, frozenset())
                 self.dispatcher.remove(key)
                 self.wakeups.cancel(key)
                 self.reporter.gauges_dirty = True
@@ -272,6 +328,10 @@ class Controller:
 
     def _on_wakeup(self, key: Key) -> None:
         if key == _DISPATCH:
+            self._dispatch_wake.set()
+        elif key == _WINDOW:
+            self.window(self.clock())
+            self._enqueue_all()
             self._dispatch_wake.set()
         else:
             self.enqueue(key)
@@ -292,12 +352,32 @@ class Controller:
         result.extend(ActiveMigration(k, node) for k, (node, _) in self.expected.items() if k not in active)
         return result
 
+    def capacity(self, active: list[ActiveMigration]) -> dict[str, int] | None:
+        """Free VFs per device resource a ready VMI needs, less what unfinished migrations of VMIs that
+        need them will take (their target pods may not be in the Pod cache yet: counted again when they
+        are, which only errs towards fewer migrations at once). None without a Node cache."""
+        resources = self.dispatcher.needs()
+        if not self.mirror.nodes_synced or not resources:
+            return None
+        infra = self.mirror.infrastructure()
+        budget = {r: infra.free_total(r) for r in resources}
+        for m in active:
+            for r, k in self.mirror.needs_of(m.vmi_key):
+                if r in budget:
+                    budget[r] -= k
+        return budget
+
     def dispatch_once(self) -> None:
         if not self.dispatcher.ready or not self.acting:
             return
+        now = self.clock()
+        window = self.window(now)
+        if window is not None and not window.open:
+            return  # the ready ones are decided again at the change (outside-window)
         caps = (self.cluster_cap, self.node_cap)
+        active = self.active_migrations()
         chosen, skipped, wake_at = self.dispatcher.plan(
-            self.clock(), caps, self.active_migrations(), self.mirror.node_of, self.mirror.memory_of
+            now, caps, active, self.mirror.node_of, self.mirror.memory_of, self.capacity(active)
         )
         for key in skipped:
             self.enqueue(key)

@@ -22,11 +22,19 @@ Order of the rules (first match wins; docs/decisions.md explains each):
    ``restart-required``)
 9. slots exhausted (observed, or predicted with certainty) → BLOCKED ``slots-exhausted``
 10. ``LiveMigratable=False`` → BLOCKED ``not-live-migratable``
-11. the webhook answered ``Cannot migrate VMI`` → BLOCKED ``migration-rejected``
-12. attempts ≥ max → BLOCKED ``retries-exhausted``
-13. backoff → WAIT ``retry-backoff``; settle window → WAIT ``settling``; more template changes on the way →
+11. a NetworkAttachmentDefinition the VMI's networks name does not exist → BLOCKED ``network-missing``
+12. the webhook answered ``Cannot migrate VMI`` → BLOCKED ``migration-rejected``
+13. attempts ≥ max → BLOCKED ``retries-exhausted``
+14. KubeVirt is evacuating the VMI's node → WAIT ``evacuating`` (its migration carries the change)
+15. no node but the VMI's own could take it → WAIT ``no-target-node``
+16. no node has the SR-IOV VFs its target pod needs → BLOCKED ``no-target-capacity``
+17. outside every migration window → WAIT ``outside-window`` (until the next window opens)
+18. backoff → WAIT ``retry-backoff``; settle window → WAIT ``settling``; more template changes on the way →
     WAIT ``waiting-for-kubevirt`` (bounded); bridge grace → WAIT ``bridge-grace``
-14. → MIGRATE
+19. → MIGRATE
+
+Rules 11 and 14-16 read the cluster's infrastructure (``agent.preflight``: NADs, Nodes, Pods), rule 17 the
+migration window (``agent.window``); both reach this function as plain values in the context.
 """
 
 from __future__ import annotations
@@ -39,8 +47,10 @@ from typing import Final, Literal
 from agent.config import DEFAULTS
 from agent.detect import Detection
 from agent.model import WORKLOAD_UPDATE_LIVE_MIGRATE, KubeVirtRecord, VMIRecord, VMRecord
+from agent.preflight import NO_FACTS, ClusterFacts
 from agent.restart import RestartCheck
 from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
+from agent.window import WindowState
 
 Mode = Literal["active", "observe"]
 
@@ -62,6 +72,9 @@ class WaitReason(StrEnum):
     IN_FLIGHT = "in-flight"
     WAITING_FOR_KUBEVIRT = "waiting-for-kubevirt"
     RETRY_BACKOFF = "retry-backoff"
+    EVACUATING = "evacuating"
+    NO_TARGET_NODE = "no-target-node"
+    OUTSIDE_WINDOW = "outside-window"
 
 
 class BlockReason(StrEnum):
@@ -73,6 +86,8 @@ class BlockReason(StrEnum):
     NAMESPACE_NOT_SELECTED = "namespace-not-selected"
     RETRIES_EXHAUSTED = "retries-exhausted"
     MIGRATION_REJECTED = "migration-rejected"
+    NETWORK_MISSING = "network-missing"
+    NO_TARGET_CAPACITY = "no-target-capacity"
 
 
 def resolve_mode(configured_mode: str, kubevirt: KubeVirtRecord | None) -> Mode:
@@ -127,6 +142,10 @@ class DecisionContext:
     #: After this long, a VMI whose status still says "migrating" with no unfinished migration object
     #: is not waited on any more (KubeVirt's admission still refuses a second migration if one exists).
     migration_deadline_seconds: float = DEFAULTS.migration_deadline_seconds
+    #: What NADs, Nodes and Pods say about migrating this VMI now (``agent.preflight``).
+    facts: ClusterFacts = NO_FACTS
+    #: The migration window now (None: no window configured, always open).
+    window: WindowState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +298,7 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
         # Only in-place attaches remain and they are not blocked on slots: KubeVirt is on it.
         return Decision(Kind.NOTHING, d, message="hot plug attaching in place", slots=slots)
 
+    f = ctx.facts
     if vmi.live_migratable is False:
         why = vmi.live_migratable_reason or "LiveMigratable=False"
         text = f": {vmi.live_migratable_message}" if vmi.live_migratable_message else ""
@@ -289,6 +309,14 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             slots,
         )
 
+    if f.missing_networks:
+        return _blocked(
+            d,
+            BlockReason.NETWORK_MISSING,
+            f"NetworkAttachmentDefinition {_names(f.missing_networks)} not found; create it (the hot plug "
+            "then migrates by itself) or remove the interface",
+            slots,
+        )
     if ctx.rejected_message:
         return _blocked(
             d,
@@ -305,6 +333,16 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             slots,
         )
 
+    blocked = _where_to(d, f, slots)
+    if blocked is not None:
+        return blocked
+    if ctx.window is not None and not ctx.window.open:
+        return _wait(
+            d,
+            WaitReason.OUTSIDE_WINDOW,
+            f"outside the migration window; the next one opens {ctx.window.next_open}",
+            ctx.window.changes_at,
+        )
     if ctx.next_retry_at is not None and ctx.next_retry_at > now:
         return _wait(d, WaitReason.RETRY_BACKOFF, "backing off after a failed migration", ctx.next_retry_at)
     if ctx.last_change is not None and ctx.last_change + ctx.settle_seconds > now:
@@ -334,6 +372,35 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
             )
     names = _names(tuple(f"{c.kind} {c.iface}" for c in d.changes))
     return Decision(Kind.MIGRATE, d, message=f"migrating to {names}", slots=slots)
+
+
+def _where_to(d: Detection, f: ClusterFacts, slots: SlotPrediction) -> Decision | None:
+    """Rules 14-16: is there somewhere to migrate to, and is it KubeVirt's move anyway?"""
+    if f.evacuating:
+        # KubeVirt's evacuation migrates the VMI off the node; the new pod has the new networks.
+        return _wait(
+            d,
+            WaitReason.EVACUATING,
+            f"KubeVirt is evacuating node {f.evacuating}; its migration applies it",
+            None,
+        )
+    if f.no_target_node:
+        return _wait(
+            d,
+            WaitReason.NO_TARGET_NODE,
+            "no other node is schedulable and Ready (cordoned, NotReady or drained)",
+            None,
+        )
+    if f.short:
+        need = ", ".join(f"{k} x {r}" for r, k in f.needs if r in f.short)
+        return _blocked(
+            d,
+            BlockReason.NO_TARGET_CAPACITY,
+            f"no other schedulable node has free SR-IOV VFs for the target pod ({need}); free VFs of "
+            f"{_names(f.short)} (the hot plug then migrates by itself)",
+            slots,
+        )
+    return None
 
 
 __all__ = [

@@ -39,6 +39,10 @@ LABEL_VMI_NAME: Final = "kubevirt.io/vmi-name"
 #: VM label to opt out: ``hotplug-agent.io/auto-migrate: "false"``.
 LABEL_AUTO_MIGRATE: Final = "hotplug-agent.io/auto-migrate"
 OPT_OUT_VALUE: Final = "false"
+#: VM annotation ordering the agent's queue: an integer, higher first, default 0.
+ANNOTATION_PRIORITY: Final = "hotplug-agent.io/priority"
+#: The range a priority is clamped to (a typo like 1e99 must not overflow anything).
+PRIORITY_RANGE: Final = (-1_000_000, 1_000_000)
 #: ``generateName`` prefix of the agent's VMIMs: ``hotplug-<vmi>-``.
 GENERATE_NAME_PREFIX: Final = "hotplug-"
 #: KubeVirt's own VMIM name prefixes (notes/kubevirt.md §3.3).
@@ -236,6 +240,8 @@ class VMRecord:
     running: bool | None
     #: ``kubevirt.io/pci-interface-slot-count`` from the VM or its template (KubeVirt 1.9).
     pci_slot_count: int | None = None
+    #: ``hotplug-agent.io/priority`` (higher migrates first); 0 when absent or not an integer.
+    priority: int = 0
 
     @property
     def namespace(self) -> str:
@@ -282,6 +288,8 @@ class VMIRecord:
     migration_started: float | None = None
     creation_ts: float | None = None
     deletion_requested: bool = False
+    #: ``status.evacuationNodeName``: KubeVirt is evacuating the VMI from that node ("" not).
+    evacuation_node: str = ""
 
     @property
     def namespace(self) -> str:
@@ -739,7 +747,18 @@ def parse_vm(obj: object) -> VMRecord:
         restart_required=_cond_status(conds.get(COND_RESTART_REQUIRED)) is True,
         running=running,
         pci_slot_count=slot_count,
+        priority=_priority(_map_value(ctx, annotations, ANNOTATION_PRIORITY, "metadata.annotations")),
     )
+
+
+def _priority(raw: str | None) -> int:
+    """A user's annotation: lenient (a typo must not hide the VM from the agent), clamped."""
+    try:
+        value = int((raw or "0").strip())
+    except ValueError:
+        return 0
+    low, high = PRIORITY_RANGE
+    return max(low, min(high, value))
 
 
 def _memory_bytes(ctx: _Ctx, domain: Mapping[str, Any]) -> int | None:
@@ -850,6 +869,7 @@ def parse_vmi(obj: object) -> VMIRecord:
         migration_started=migration_started,
         creation_ts=_ts(ctx, meta, "creationTimestamp", "metadata"),
         deletion_requested=meta.get("deletionTimestamp") is not None,
+        evacuation_node=_intern(_str(ctx, status, "evacuationNodeName", "status")),
     )
 
 
