@@ -9,12 +9,13 @@ gone from the VM template (KubeVirt's last cleanup step). Work per event is O(in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.model import (
     ANNOTATION_WORKLOAD_UPDATE,
@@ -29,7 +30,8 @@ from agent.model import (
     is_final,
     is_running,
 )
-from simulator.kubevirt import rules
+from simulator.kubevirt import pods, rules, scheduling
+from simulator.kubevirt.migration import UNSCHEDULABLE_REASON
 from simulator.scenario import Request
 
 VMIMS = "virtualmachineinstancemigrations"
@@ -45,6 +47,14 @@ class ObjectReader(Protocol):
     def try_get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
 
 
+@runtime_checkable
+class ObjectLister(Protocol):
+    """What the Recorder lists nodes and pods through to judge SR-IOV capacity (the embedded server's
+    ``Store``; without one, a hot plug no node has VFs for stays "pending" in the report)."""
+
+    def list(self, resource: str, namespace: str | None = None) -> tuple[list[dict[str, Any]], int]: ...
+
+
 @dataclass
 class RequestOutcome:
     namespace: str
@@ -58,7 +68,8 @@ class RequestOutcome:
     completed: bool
     latency_seconds: float | None
     #: Why not completed, from the final state: rejected, not-live-migratable, slots-exhausted,
-    #: restart-required, opted-out, pending.
+    #: restart-required, opted-out, network-missing (a NAD its networks name does not exist),
+    #: no-target-capacity (no other node has the SR-IOV VFs its target pod needs), pending.
     final_state: str
     #: The reason the agent gave in its Warning Event on the VM (``HotplugBlocked`` and friends), if any.
     agent_block: str = ""
@@ -78,6 +89,12 @@ class MigrationStats:
     for_opted_out: int = 0
     for_not_live_migratable: int = 0
     for_restart_required: int = 0
+    #: Migrations that failed (or were cancelled, or are left unfinished) for a cause a preflight could
+    #: have known: ``network-missing`` (ended while a NAD its VMI's networks name was missing),
+    #: ``no-target-capacity`` (its target pod was unschedulable past KubeVirt's timeout).
+    failed_by_cause: dict[str, int] = field(
+        default_factory=lambda: {"network-missing": 0, "no-target-capacity": 0}
+    )
 
 
 @dataclass
@@ -112,6 +129,8 @@ class Report:
             f"{m.by_creator['kubevirt']}, "
             f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, "
             f"{m.unfinished} unfinished",
+            "migrations failed for a cause a preflight knows: "
+            + ", ".join(f"{cause} {n}" for cause, n in m.failed_by_cause.items()),
             f"concurrency: max {m.max_concurrent} unfinished, {m.max_concurrent_running} running, "
             f"{m.max_concurrent_per_vmi} per VMI, {m.max_running_per_node} running per source node",
             f"makespan: {self.makespan_seconds:.2f} s"
@@ -162,6 +181,8 @@ class Recorder:
 
     def __init__(self, store: ObjectReader) -> None:
         self.store = store
+        #: The embedded server's store lists too (nodes and pods for the capacity judgement).
+        self.lister: ObjectLister | None = store if isinstance(store, ObjectLister) else None
         self._by_vm: dict[tuple[str, str], list[_Track]] = {}
         self.tracks: list[_Track] = []
         self.stats = MigrationStats()
@@ -286,6 +307,10 @@ class Recorder:
                 if creator == "agent" and self._restart_really_required(vm, vmi):
                     self.violations.append(f"agent migrated RestartRequired VM {vmi_key[0]}/{vmi_key[1]}")
         gone = event_type == "DELETED" or is_final(phase)
+        if gone and key in self._unfinished and phase != "Succeeded":
+            cause = self._failure_cause(obj, vmi_key)
+            if cause:
+                self.stats.failed_by_cause[cause] += 1
         if gone:
             if key in self._unfinished:
                 del self._unfinished[key]
@@ -321,6 +346,35 @@ class Recorder:
             for node in self._running.values():
                 per_node[node] = per_node.get(node, 0) + 1
             self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
+
+    def _failure_cause(self, vmim: dict[str, Any], vmi_key: tuple[str, str]) -> str:
+        """Why an unsuccessful migration ended, when a preflight could have known it beforehand."""
+        ms = (vmim.get("status") or {}).get("migrationState") or {}
+        vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+        if vmi is not None and self._missing_nads(vmi):
+            return "network-missing"
+        if ms.get("failureReason") == UNSCHEDULABLE_REASON or (vmi is not None and self._no_target(vmi)):
+            return "no-target-capacity"
+        return ""
+
+    def _missing_nads(self, vmi: dict[str, Any]) -> list[str]:
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        return pods.missing_nads(
+            vmi.get("spec") or {}, ns, lambda k: self.store.try_get(pods.NADS, *k) is not None
+        )
+
+    def _no_target(self, vmi: dict[str, Any]) -> bool:
+        """No other node could take the VMI's target pod because of the SR-IOV VFs it needs."""
+        if self.lister is None:
+            return False
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        needs = pods.vf_requests(vmi.get("spec") or {}, ns, lambda k: self.store.try_get(pods.NADS, *k))
+        if not needs:
+            return False
+        target = pods.launcher_pod(vmi, "", needs, migration_uid="judge")
+        nodes, _ = self.lister.list("nodes")
+        launchers, _ = self.lister.list("pods")
+        return scheduling.choose_node(target, nodes, launchers) is None
 
     def report(self) -> Report:
         outcomes: list[RequestOutcome] = []
@@ -358,6 +412,12 @@ class Recorder:
                 )
             )
         self.stats.unfinished = len(self._unfinished)
+        stats = dataclasses.replace(self.stats, failed_by_cause=dict(self.stats.failed_by_cause))
+        for key, vmi_key in self._unfinished.items():  # left hanging counts too
+            vmim = self.store.try_get(VMIMS, *key)
+            cause = self._failure_cause(vmim, vmi_key) if vmim is not None else ""
+            if cause:
+                stats.failed_by_cause[cause] += 1
         accepted = [o for o in outcomes if o.accepted]
         for o in accepted:
             # The agent's stated reason must agree with what the cluster shows, where it shows one.
@@ -371,7 +431,7 @@ class Recorder:
             blocked_at_admission=sum(1 for o in outcomes if not o.accepted),
             not_completed=sum(1 for o in accepted if not o.completed),
             by_final_state=by_state,
-            migrations=self.stats,
+            migrations=stats,
             makespan_seconds=(last - first) if first is not None and last is not None else None,
             violations=list(dict.fromkeys(self.violations)),
             requests=outcomes,
@@ -394,6 +454,10 @@ class Recorder:
             and (vm.get("metadata") or {}).get("labels", {}).get(LABEL_AUTO_MIGRATE) == OPT_OUT_VALUE
         ):
             return "opted-out"
+        if vmi is not None and self._missing_nads(vmi):
+            return "network-missing"
+        if vmi is not None and self._no_target(vmi):
+            return "no-target-capacity"
         return "pending"
 
     @property

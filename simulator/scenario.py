@@ -11,7 +11,10 @@ admission: recorded as blocked at the user level), non-migratable VMs (one per `
 the simulator models), slot-exhausted VMs (*predictable*: booted with 4 interfaces on the v1 topology,
 then plugged; *observed only*: hot-plugged disks took the free ports), opted-out VMs (label
 ``hotplug-agent.io/auto-migrate: "false"``), RestartRequired VMs (an interface removed instead of set
-absent, plus a plug), and idle VMs.
+absent, plus a plug), a plug whose NetworkAttachmentDefinition was never created (``missing-nad``), an
+SR-IOV plug on a device resource no node has a free VF of (``sriov-exhausted``), and idle VMs. The
+networks the plugs name are created before the edits (:func:`plan_networks`), as an admin provides them,
+except the ``missing-nad`` one.
 
 Manual mode (no agent): :class:`ManualOperator` migrates each VM it edited like ``virtctl migrate``
 (VMIM ``generateName: kubevirt-migrate-vm-``) once the request reached the VMI, retrying failures and
@@ -36,6 +39,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from agent.aio import wait_event
 from agent.model import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE, VIRTCTL_MIGRATE_PREFIX
 from simulator.kubevirt import pci, rules
+from simulator.kubevirt.pods import NAD_GROUP, NAD_VERSION, NADS, SCARCE_PREFIX, nad_body, network_resource
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
 from simulator.mix import DEFAULT_MIX
 
@@ -207,10 +211,31 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
             body = vm_manifest(ns, name, [("net-a", "bridge"), ("net-b", "bridge")])
             actions = [Action("plug", "hp-bridge", "bridge")]
             remove = ["net-b"]
+        elif cat == "missing-nad":
+            body = vm_manifest(ns, name, [("net-a", "bridge")])
+            actions = [Action("plug", MISSING_NETWORK, "bridge")]
+        elif cat == "sriov-exhausted":
+            body = vm_manifest(ns, name, [(f"{SCARCE_PREFIX}a", "sriov")])
+            actions = [Action("plug", f"{SCARCE_PREFIX}b", "sriov")]
         else:
             body = vm_manifest(ns, name, [("net-a", "bridge")])
         plans.append(VMPlan(ns, name, cat, body, actions, remove))
     return plans
+
+
+#: The network the ``missing-nad`` category plugs: its NetworkAttachmentDefinition is never created.
+MISSING_NETWORK = "hp-unprovisioned"
+
+
+def plan_networks(plans: list[VMPlan]) -> list[tuple[tuple[str, str], str]]:
+    """The NADs ``((namespace, name), binding)`` the plans' plugs name, as an admin creates them before
+    users plug (the ``missing-nad`` category's one excepted: that is the point of it)."""
+    out: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        for a in plan.actions:
+            if a.op == "plug" and a.interface != MISSING_NETWORK:
+                out.setdefault((plan.namespace, a.interface), a.binding)
+    return list(out.items())
 
 
 def edit_body(current: dict[str, Any], plan: VMPlan) -> dict[str, Any]:
@@ -251,7 +276,18 @@ class ScenarioDriver:
         self._on_request = on_request
         self.done = asyncio.Event()
 
+    async def create_networks(self) -> None:
+        """The NADs the plans' plugs name (:func:`plan_networks`), over the API; existing ones are kept."""
+        for (ns, name), binding in plan_networks(self.plans):
+            body = nad_body(ns, name, network_resource(name, binding))
+            try:
+                await self.api.create_namespaced_custom_object(NAD_GROUP, NAD_VERSION, ns, NADS, body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
     async def run(self) -> None:
+        await self.create_networks()
         rng = random.Random(self.cfg.seed + 7)
         actionable = [p for p in self.plans if p.actions or p.remove]
         schedule = sorted(
@@ -329,18 +365,28 @@ def _message(exc: ApiException) -> str:
 
 
 class ManualOperator:
-    """A person following the documented workflow: edit, ``virtctl migrate``, watch, retry on failure."""
+    """A person following the documented workflow: edit, ``virtctl migrate``, watch, retry on failure;
+    a migration still unfinished after ``stuck_seconds`` is cancelled (deleted) and counts as a failed
+    attempt (a Pending one waiting for a NetworkAttachmentDefinition would wait forever)."""
 
     def __init__(
-        self, api: CustomObjectsApi, driver: ScenarioDriver, *, max_attempts: int = 3, poll: float = 0.2
+        self,
+        api: CustomObjectsApi,
+        driver: ScenarioDriver,
+        *,
+        max_attempts: int = 3,
+        poll: float = 0.2,
+        stuck_seconds: float = 5.0,
     ):
         self.api = api
         self.driver = driver
         self.max_attempts = max_attempts
         self.poll = poll
+        self.stuck_seconds = stuck_seconds
         self.attempts: dict[tuple[str, str], int] = {}
         self.given_up: dict[tuple[str, str], str] = {}
         self.active: dict[tuple[str, str], str] = {}
+        self._since: dict[tuple[str, str], float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -359,6 +405,10 @@ class ManualOperator:
                 vmim = await self._get("virtualmachineinstancemigrations", plan.namespace, self.active[key])
                 phase = ((vmim or {}).get("status") or {}).get("phase", "")
                 if vmim is not None and phase not in ("Succeeded", "Failed"):
+                    if time.monotonic() - self._since.get(key, time.monotonic()) > self.stuck_seconds:
+                        await self.api.delete_namespaced_custom_object(
+                            G, V, plan.namespace, "virtualmachineinstancemigrations", self.active[key]
+                        )
                     continue
                 del self.active[key]
             vmi = await self._get("virtualmachineinstances", plan.namespace, plan.name)
@@ -385,6 +435,7 @@ class ManualOperator:
                 continue
             self.attempts[key] = n + 1
             self.active[key] = out["metadata"]["name"]
+            self._since[key] = time.monotonic()
 
     async def _get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
         try:
@@ -416,4 +467,5 @@ __all__ = [
     "VMPlan",
     "build_plan",
     "edit_body",
+    "plan_networks",
 ]

@@ -48,7 +48,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from simulator.apiserver import RequestRecord
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.report import Recorder, Report
-from simulator.scenario import Request, ScenarioConfig, ScenarioDriver, VMPlan, build_plan, edit_body
+from simulator.scenario import (
+    Request,
+    ScenarioConfig,
+    ScenarioDriver,
+    VMPlan,
+    build_plan,
+    edit_body,
+    plan_networks,
+)
 
 VMS = "virtualmachines"
 VMIS = "virtualmachineinstances"
@@ -629,14 +637,18 @@ class SimHarness:
         return driver
 
     async def plug(self, namespace: str, name: str, iface: str, binding: str = "bridge") -> None:
-        """Hot plug in-process (the user's merge patch of the VM), recorded as a request."""
+        """Hot plug in-process (the user's merge patch of the VM, its NAD created first), recorded as a
+        request."""
+        await self.cluster.ensure_nads([((namespace, iface), binding)])
         vm = self.store.get(VMS, namespace, name)
         t = time.time()
         await self.store.patch(VMS, namespace, name, plug_patch(vm, iface, binding))
         self.recorder.add_request(Request(namespace, name, iface, "plug", binding, "plug", t))
 
     async def edit_plan(self, plan: VMPlan) -> None:
-        """Apply a scenario plan's edit in-process (fast path for thousands of VMs)."""
+        """Apply a scenario plan's edit in-process (fast path for thousands of VMs), the networks it
+        plugs created first (``simulator.scenario.plan_networks``)."""
+        await self.cluster.ensure_nads(plan_networks([plan]))
         vm = self.store.get(VMS, plan.namespace, plan.name)
         t = time.time()
         await self.store.patch(VMS, plan.namespace, plan.name, edit_body(vm, plan))

@@ -81,7 +81,9 @@ def node_body(name: str) -> dict[str, Any]:
     }
 
 
-def node_status() -> dict[str, Any]:
+def node_status(resources: dict[str, int] | None = None) -> dict[str, Any]:
+    """A Ready node's status with ``resources`` (SR-IOV VFs per device resource) allocatable."""
+    extended = {name: str(count) for name, count in (resources or {}).items()}
     return {
         "conditions": [
             {
@@ -91,7 +93,7 @@ def node_status() -> dict[str, Any]:
                 "message": "kubelet is posting ready status",
             }
         ],
-        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250", **extended},
     }
 
 
@@ -126,7 +128,8 @@ class KubeVirtControllers:
             body: Any = node_body(node)
             with contextlib.suppress(ApiException):
                 await kube.core.create_node(body)
-            await kube.core.patch_node_status(node, {"status": node_status()}, **MERGE_KW)
+            status = {"status": node_status(self.config.sriov_resources)}
+            await kube.core.patch_node_status(node, status, **MERGE_KW)
         if await kube.get(KUBEVIRTS, KUBEVIRT_NAMESPACE, "kubevirt") is None:
             await kube.create(KUBEVIRTS, KUBEVIRT_NAMESPACE, kubevirt_cr(self.config))
         await kube.merge_patch(

@@ -70,13 +70,13 @@ class VMController(Controller):
             # The VMI watch can be ahead of the VM watch: confirm with the API before acting as the
             # garbage collector for the owner reference.
             if vmi is not None and _owned_by_vm(vmi) and await kube.get(VMS, ns, name) is None:
-                await kube.delete(VMIS, ns, name)
+                await self._stop(vmi)
             return
         if (vm.get("metadata") or {}).get("deletionTimestamp"):
             return
         if not wants_running(vm):
             if vmi is not None:
-                await kube.delete(VMIS, ns, name)
+                await self._stop(vmi)
             await self._sync_status(vm, None)
             return
         if vmi is None:
@@ -94,6 +94,7 @@ class VMController(Controller):
                     await self.enqueue(key)
                 return
             self.world.vmis.write_through(created)
+            await self.world.create_launcher(created, node)
             log.debug("vmi created", vmi=f"{ns}/{name}", node=node)
             await self._sync_status(vm, created)
             return
@@ -136,6 +137,12 @@ class VMController(Controller):
             self.world.vms.write_through(out)
             vm = out
         await self._sync_status(vm, vmi)
+
+    async def _stop(self, vmi: Obj) -> None:
+        """Delete the VMI and its virt-launcher pods (the garbage collector's part, by owner)."""
+        for pod in self.world.launcher_pods(vmi):
+            await self.world.delete_pod(pod)
+        await self.world.kube.delete(VMIS, *key_of(vmi))
 
     async def _sync_status(self, vm: Obj, vmi: Obj | None) -> None:
         ns, name = key_of(vm)
