@@ -146,6 +146,7 @@ API_RESOURCES: Final = (
     "events",
     "leases",
     "controllerrevisions",
+    "discovery",
     "other",
 )
 #: Answers of a request: the success codes the agent gets, every error code above.

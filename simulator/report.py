@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agent.model import (
+    ANNOTATION_EVACUATION,
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_RESTART_REQUIRED,
@@ -286,7 +287,7 @@ class Recorder:
             annotations = meta.get("annotations") or {}
             if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
                 creator = "agent"
-            elif ANNOTATION_WORKLOAD_UPDATE in annotations:
+            elif ANNOTATION_WORKLOAD_UPDATE in annotations or ANNOTATION_EVACUATION in annotations:
                 creator = "kubevirt"
             else:
                 creator = "manual"

@@ -21,6 +21,7 @@ from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.dnc import DynamicNetworksController
+from simulator.kubevirt.evacuation import EvacuationController
 from simulator.kubevirt.kube import KUBEVIRTS, MERGE_KW, Kube
 from simulator.kubevirt.migration import MigrationController
 from simulator.kubevirt.vm_controller import VMController
@@ -112,6 +113,7 @@ class KubeVirtControllers:
         self.migration_controller: MigrationController | None = None
         self.workload_updater: WorkloadUpdater | None = None
         self.dnc: DynamicNetworksController | None = None
+        self.evacuation: EvacuationController | None = None
 
     async def _kube(self) -> Kube:
         if self._client is None:
@@ -148,6 +150,7 @@ class KubeVirtControllers:
         self.vmi_controller = VMIController(world)
         self.migration_controller = MigrationController(world)
         self.workload_updater = WorkloadUpdater(world)
+        self.evacuation = EvacuationController(world)
         if self.config.dnc_enabled:
             self.dnc = DynamicNetworksController(world)
         started = asyncio.Event()
@@ -171,6 +174,8 @@ class KubeVirtControllers:
                     tg.create_task(ctrl.run(), name=ctrl.name)
             if self.workload_updater is not None:
                 tg.create_task(self.workload_updater.run(), name="workload-updater")
+            if self.evacuation is not None:
+                tg.create_task(self.evacuation.run(), name="evacuation")
             log.debug("kubevirt controllers started", seconds=round(time.perf_counter() - t0, 3))
             started.set()
 

@@ -23,7 +23,13 @@ from prometheus_client import generate_latest
 
 from agent import app
 from agent.config import AgentConfig, validate
-from agent.model import ANNOTATION_WORKLOAD_UPDATE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, is_final
+from agent.model import (
+    ANNOTATION_EVACUATION,
+    ANNOTATION_WORKLOAD_UPDATE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY_VALUE,
+    is_final,
+)
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.report import Recorder
@@ -179,7 +185,8 @@ def creator_of(vmim: Mapping[str, Any]) -> str:
     meta = vmim.get("metadata") or {}
     if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
         return "agent"
-    if ANNOTATION_WORKLOAD_UPDATE in (meta.get("annotations") or {}):
+    annotations = meta.get("annotations") or {}
+    if ANNOTATION_WORKLOAD_UPDATE in annotations or ANNOTATION_EVACUATION in annotations:
         return "kubevirt"
     return "manual"
 
