@@ -133,6 +133,37 @@ async def test_outside_the_window_nothing_starts_and_plan_shows_when() -> None:
         assert not agent_vmims(w, "vm-w")
 
 
+async def test_plan_explains_each_new_reason(capsys: Any) -> None:
+    from agent.config import AgentConfig
+    from agent.plan import run_plan
+
+    opens = time.gmtime(time.time() + 2 * 3600)
+    window = f"{opens.tm_hour:02d}:{opens.tm_min:02d}-{(opens.tm_hour + 1) % 24:02d}:{opens.tm_min:02d}"
+    async with world(cluster_config(nodes=2)) as w:
+        await w.seed(vm_body("vm-nad"), vm_body("vm-vf", [("cx5-a", "sriov")]), vm_body("vm-ok"))
+        await w.plug("vm-nad", "hp-late", nad=False)
+        await w.plug("vm-vf", "cx5-b", "sriov")
+        await w.plug("vm-ok")
+        await w.wait(
+            lambda: all(len(w.vmi(n)["spec"]["networks"]) == 3 for n in ("vm-nad", "vm-vf", "vm-ok")),
+            "synced",
+        )  # type: ignore[index]
+        config = AgentConfig(
+            kubeconfig=str(w.cluster.kubeconfig_path), identity="plan", migration_window=window
+        )
+        assert await run_plan(config) == 0
+    out = capsys.readouterr().out
+    lines = {
+        line.split()[2]: line
+        for line in out.splitlines()
+        if line.startswith(("-", "1", "2")) and "vm-" in line
+    }
+    assert "network-missing" in lines["vm-nad"] and f"{NS}/hp-late" in lines["vm-nad"]
+    assert "no-target-capacity" in lines["vm-vf"] and SCARCE_RESOURCE in lines["vm-vf"]
+    assert "outside-window" in lines["vm-ok"]
+    assert "migration window: closed; the next one opens" in out
+
+
 async def cordon(w: Any, node: str, on: bool) -> None:
     obj = w.store.get("nodes", None, node)
     await w.store.update("nodes", {**obj, "spec": {**(obj.get("spec") or {}), "unschedulable": on}})
