@@ -1,7 +1,8 @@
 """``hotplug-agent run``: wire the I/O pieces and the controller together, run until SIGTERM/SIGINT.
 
-Everything runs under one ``TaskGroup``: the API client's four informers, the controller (reconcile
-worker, dispatcher, wake-ups, event sender), the HTTP server and leader election. Any unexpected failure
+Everything runs under one ``TaskGroup``: the API client's informers (VMs, VMIs, VMIMs, the KubeVirt CR,
+Nodes, Pods, and NADs where the API is served), the controller (reconcile worker, dispatcher, wake-ups,
+event sender), the HTTP server and leader election. Any unexpected failure
 stops the process with exit code 1, so Kubernetes restarts it and nothing fails silently.
 
 Start-up (:mod:`agent.startup`): a kubeconfig that cannot be loaded exits 1 with the reason. The
