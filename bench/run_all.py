@@ -18,7 +18,7 @@ import time
 from bench.common import RESULTS_DIR
 
 #: Run in this order, each as ``python -m bench.<name>`` with its own defaults.
-BENCHMARKS = ("scale", "reaction", "drain", "economy")
+BENCHMARKS = ("scale", "reaction", "drain", "economy", "fairness")
 
 
 def main(argv: list[str] | None = None) -> int:
