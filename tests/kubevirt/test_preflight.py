@@ -65,6 +65,13 @@ async def blocked_event(env: Env, vm: str, reason: str) -> dict[str, Any]:
     return event
 
 
+async def gauge(metrics: Any, reason: str) -> None:
+    async def counted() -> bool:
+        return sample(metrics, "hotplug_agent_blocked_vms", reason=reason) == 1
+
+    await wait_for(counted, f"hotplug_agent_blocked_vms{{reason={reason!r}}} 1", 10)
+
+
 async def test_missing_nad_blocks_then_migrates_once_it_is_created(env: Env) -> None:
     await env.create_vm("nadvm", [("net-a", "bridge")])
     async with env.agent() as metrics:
@@ -77,7 +84,7 @@ async def test_missing_nad_blocks_then_migrates_once_it_is_created(env: Env) -> 
         await wait_for(in_vmi, "virt-controller copied the interface to the VMI", 60)
         event = await blocked_event(env, "nadvm", "network-missing")
         assert f"{env.ns}/hp-late" in event["message"]
-        assert sample(metrics, "hotplug_agent_blocked_vms", reason="network-missing") == 1
+        await gauge(metrics, "network-missing")
         assert await agent_vmims(env) == []
 
         await env.create_nad("hp-late")
@@ -101,7 +108,7 @@ async def test_no_sriov_capacity_blocks_then_migrates_once_vfs_are_free(env: Env
             await env.plug("vfvm", "hp-vf", "sriov")
             event = await blocked_event(env, "vfvm", "no-target-capacity")
             assert SRIOV_RESOURCE in event["message"]
-            assert sample(metrics, "hotplug_agent_blocked_vms", reason="no-target-capacity") == 1
+            await gauge(metrics, "no-target-capacity")
             assert await agent_vmims(env) == []
 
             for name in fillers:  # the other workloads end: their VFs are free again
