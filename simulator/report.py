@@ -96,6 +96,10 @@ class MigrationStats:
     failed_by_cause: dict[str, int] = field(
         default_factory=lambda: {"network-missing": 0, "no-target-capacity": 0}
     )
+    #: Of the unfinished ones, those hanging for such a cause (KubeVirt keeps them Pending or unscheduled).
+    unfinished_by_cause: dict[str, int] = field(
+        default_factory=lambda: {"network-missing": 0, "no-target-capacity": 0}
+    )
 
 
 @dataclass
@@ -413,12 +417,17 @@ class Recorder:
                 )
             )
         self.stats.unfinished = len(self._unfinished)
-        stats = dataclasses.replace(self.stats, failed_by_cause=dict(self.stats.failed_by_cause))
+        stats = dataclasses.replace(
+            self.stats,
+            failed_by_cause=dict(self.stats.failed_by_cause),
+            unfinished_by_cause=dict.fromkeys(self.stats.failed_by_cause, 0),
+        )
         for key, vmi_key in self._unfinished.items():  # left hanging counts too
             vmim = self.store.try_get(VMIMS, *key)
             cause = self._failure_cause(vmim, vmi_key) if vmim is not None else ""
             if cause:
                 stats.failed_by_cause[cause] += 1
+                stats.unfinished_by_cause[cause] += 1
         accepted = [o for o in outcomes if o.accepted]
         for o in accepted:
             # The agent's stated reason must agree with what the cluster shows, where it shows one.

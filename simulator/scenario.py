@@ -280,11 +280,16 @@ class ScenarioDriver:
         """The NADs the plans' plugs name (:func:`plan_networks`), over the API; existing ones are kept."""
         for (ns, name), binding in plan_networks(self.plans):
             body = nad_body(ns, name, network_resource(name, binding))
-            try:
-                await self.api.create_namespaced_custom_object(NAD_GROUP, NAD_VERSION, ns, NADS, body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+            for _ in range(20):
+                try:
+                    await self.api.create_namespaced_custom_object(NAD_GROUP, NAD_VERSION, ns, NADS, body)
+                except ApiException as exc:
+                    if exc.status == 429 or exc.status >= 500:  # an admin retries, as for the edits
+                        await asyncio.sleep(0.05)
+                        continue
+                    if exc.status != 409:
+                        raise
+                break
 
     async def run(self) -> None:
         await self.create_networks()
