@@ -1,7 +1,8 @@
 """``hotplug-agent run``: wire the I/O pieces and the controller together, run until SIGTERM/SIGINT.
 
-Everything runs under one ``TaskGroup``: the API client's four informers, the controller (reconcile
-worker, dispatcher, wake-ups, event sender), the HTTP server and leader election. Any unexpected failure
+Everything runs under one ``TaskGroup``: the API client's informers (VMs, VMIs, VMIMs, the KubeVirt CR,
+Nodes, Pods, and NADs where the API is served), the controller (reconcile worker, dispatcher, wake-ups,
+event sender), the HTTP server and leader election. Any unexpected failure
 stops the process with exit code 1, so Kubernetes restarts it and nothing fails silently.
 
 Start-up (:mod:`agent.startup`): a kubeconfig that cannot be loaded exits 1 with the reason. The
@@ -32,7 +33,8 @@ from agent.decide import resolve_mode
 from agent.events import EventRecorder
 from agent.httpserver import HttpServer
 from agent.informer import Informer
-from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS
+from agent.infra import parse_nad, parse_node, parse_pod
+from agent.kube import KUBEVIRTS, NADS, NODES, PODS, VMIMS, VMIS, VMS
 from agent.leader import LeaderElector
 from agent.model import KubeVirtRecord, parse_kubevirt, parse_vm, parse_vmi, parse_vmim
 from agent.startup import NAD_GROUP_VERSION, Apis, StartupError, connect, discover
@@ -92,7 +94,12 @@ async def run(
     vmis = Informer(kube, VMIS, parse_vmi, namespaces=namespaces, **common)
     vmims = Informer(kube, VMIMS, parse_vmim, namespaces=namespaces, **common)
     kubevirts = Informer(kube, KUBEVIRTS, parse_kubevirt, **common)  # the CR lives in its own namespace
-    informers: list[Informer[Any]] = [vms, vmis, vmims, kubevirts]
+    # The preflight's (agent/preflight.py): target pods go to any node, so nodes and the pods holding
+    # their resources are watched cluster-wide; NADs where the VMs are, once discovery shows the API.
+    nodes = Informer(kube, NODES, parse_node, **common)
+    pods = Informer(kube, PODS, parse_pod, **common)
+    nads = Informer(kube, NADS, parse_nad, namespaces=namespaces, **common)
+    informers: list[Informer[Any]] = [vms, vmis, vmims, kubevirts, nodes, pods]
 
     def synced() -> bool:
         return all(i.has_synced for i in informers)
@@ -103,6 +110,10 @@ async def run(
     vmis.add_handler(controller.on_vmi)
     vmims.add_handler(controller.on_vmim)
     kubevirts.add_handler(controller.on_kubevirt)
+    nodes.add_handler(controller.on_node)
+    pods.add_handler(controller.on_pod)
+    nads.add_handler(controller.on_nad)
+    controller.mirror.nad_namespaces = frozenset(config.namespaces) if config.namespaces else None
     leading_wanted = False
     resumed = False
     elector: LeaderElector | None = None
@@ -158,14 +169,18 @@ async def run(
             await asyncio.sleep(DISCOVERY_RETRY_SECONDS)
 
     async def watch(tg: asyncio.TaskGroup) -> None:
-        """Discovery first; then the informers (an optional NAD informer would depend on ``apis``)."""
+        """Discovery first; then the informers (the NAD informer only where the NAD API is served)."""
         nonlocal watching
         apis = await wait_for_kubevirt()
-        if not apis.network_attachment_definitions:
+        metrics.set_preflight("network", apis.network_attachment_definitions)
+        if apis.network_attachment_definitions:
+            informers.append(nads)
+        else:
             log.warning(
                 "nad_api_missing",
                 message=f"{NAD_GROUP_VERSION} (Multus NetworkAttachmentDefinitions) is not served: "
-                "hot plugged Multus interfaces cannot attach until Multus is installed; the agent goes on",
+                "hot plugged Multus interfaces cannot attach until Multus is installed; the agent goes on "
+                "without its network preflight (a missing NAD is not detected before migrating)",
             )
         watching = True
         for informer in informers:
@@ -181,7 +196,7 @@ async def run(
         # VMIs, 1,000 events/s, in-process): event → handler p99 387 ms → 33 ms. Records are acyclic,
         # so garbage among them is still freed by reference counting.
         gc.freeze()
-        controller.mark_synced()
+        controller.mark_synced(nads=nads in informers, nodes=True)
         log.info(
             "agent_started",
             version=agent_version(),

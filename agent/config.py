@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Final
 
+from agent.window import WindowError, parse_windows
+
 DISTRIBUTION: Final = "kubevirt-hotplug-agent"
 ENV_PREFIX: Final = "HOTPLUG_AGENT_"
 MODES: Final = ("auto", "active", "observe")
@@ -200,6 +202,19 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "token-bucket burst of migration creates",
         chart="createBurst",
         at_least=1,
+    ),
+    Setting(
+        "migration_window",
+        "--migration-window",
+        "str",
+        "",
+        "when migrations may start, e.g. 'Mon-Fri 22:00-06:00 Europe/Berlin' or a cron start and a "
+        "length, '0 22 * * 1-5 8h'; several joined with ';'; outside every window pending hot plugs "
+        "wait (outside-window) and running migrations finish; empty = always",
+        chart="migrationWindow",
+        default_text="always",
+        commands=RUN_AND_PLAN,
+        metavar="WINDOW",
     ),
     Setting(
         "settle_seconds",
@@ -403,6 +418,7 @@ class AgentConfig:
     max_per_node: int = _default("max_per_node")
     creates_per_second: float = _default("creates_per_second")
     create_burst: int = _default("create_burst")
+    migration_window: str = _default("migration_window")
     settle_seconds: float = _default("settle_seconds")
     bridge_grace_seconds: float = _default("bridge_grace_seconds")
     max_attempts: int = _default("max_attempts")
@@ -570,11 +586,7 @@ def _problems(config: AgentConfig, skip: Iterable[str] = ()) -> list[str]:
         "must be >= --backoff-initial-seconds",
         "backoff_initial_seconds",
     )
-    if "listen_address" not in skipped:
-        try:
-            split_address(config.listen_address)
-        except ConfigError as exc:
-            problems.append(f"--listen-address / {ENV_PREFIX}LISTEN_ADDRESS: {exc}")
+    problems.extend(_parsed_problems(config, skipped))
     need(bool(config.lease_name), "lease_name", "must not be empty")
     need(bool(config.lease_namespace), "lease_namespace", "must not be empty")
     need(bool(config.identity), "identity", "must not be empty")
@@ -595,6 +607,22 @@ def _problems(config: AgentConfig, skip: Iterable[str] = ()) -> list[str]:
     overlap = set(config.namespaces) & set(config.exclude_namespaces)
     if overlap:
         problems.append(f"namespaces both watched and excluded: {', '.join(sorted(overlap))}")
+    return problems
+
+
+def _parsed_problems(config: AgentConfig, skipped: set[str]) -> list[str]:
+    """The values that must parse: the listen address, the migration window."""
+    problems: list[str] = []
+    if "listen_address" not in skipped:
+        try:
+            split_address(config.listen_address)
+        except ConfigError as exc:
+            problems.append(f"--listen-address / {ENV_PREFIX}LISTEN_ADDRESS: {exc}")
+    if "migration_window" not in skipped:
+        try:
+            parse_windows(config.migration_window)
+        except WindowError as exc:
+            problems.append(f"--migration-window / {ENV_PREFIX}MIGRATION_WINDOW: {exc}")
     return problems
 
 

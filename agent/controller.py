@@ -30,16 +30,19 @@ from agent.decide import Mode, resolve_mode
 from agent.dispatcher import Dispatcher
 from agent.events import EventRecorder
 from agent.executor import Executor, MigrationApi
+from agent.infra import NADRecord, NodeRecord, PodRecord
 from agent.mirror import Mirror
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
 from agent.reporting import Reporter, summary
 from agent.scheduler import TokenBucket, WorkQueue
 from agent.wakeups import Wakeups
+from agent.window import Schedule, WindowState
 from metrics.definitions import HotplugMetrics
 
 log = structlog.get_logger(__name__)
 
 _DISPATCH: Final[Key] = ("", "")  # wake-up key of the dispatcher
+_WINDOW: Final[Key] = ("", "window")  # wake-up key of the migration window's next change
 
 
 class Controller:
@@ -73,6 +76,8 @@ class Controller:
         self.wakeups: Wakeups[Key] = Wakeups(self._on_wakeup, clock=clock)
         self.mode: Mode = "active"
         self.draining = False
+        self.schedule = Schedule.parse(settings.migration_window)
+        self._window: WindowState | None = None
         #: perf_counter of each tracked key's last watch event (the agent's reaction time starts there)
         self._event_at: dict[Key, float] = {}
         self._apply_mode()
@@ -162,9 +167,54 @@ class Controller:
         else:
             self.enqueue(key)
 
-    def mark_synced(self) -> None:
-        """The initial lists are in: from now on every VMIM we see finish is counted."""
-        self.mirror.synced = True
+    def on_nad(self, event: str, old: NADRecord | None, new: NADRecord | None) -> None:
+        """A NAD created releases the VMIs blocked on it; one deleted or changed may block VMIs with
+        work pending (re-decided: the tracked ones, not every VMI)."""
+        released = self.mirror.nad_changed(event, old, new)
+        self._release(released)
+        if old is not None:
+            self._enqueue_all()
+
+    def on_node(self, event: str, old: NodeRecord | None, new: NodeRecord | None) -> None:
+        if old == new:
+            return
+        self._release(self.mirror.node_changed(event, old, new))
+        if old is not None and (new is None or not new.target or new.allocatable != old.allocatable):
+            self._enqueue_all()  # fewer targets: the pending may have nowhere to go now
+        self._dispatch_wake.set()
+
+    def on_pod(self, event: str, old: PodRecord | None, new: PodRecord | None) -> None:
+        if old == new:
+            return
+        self._release(self.mirror.pod_changed(event, old, new))
+        self._dispatch_wake.set()  # freed VFs raise the capacity budget
+
+    def _release(self, keys: set[Key]) -> None:
+        for key in keys:
+            self.enqueue(key)
+
+    def mark_synced(self, *, nads: bool = False, nodes: bool = False) -> None:
+        """The initial lists are in: from now on every VMIM we see finish is counted, and the preflight
+        reads the NAD cache (``nads``) and the Node and Pod caches (``nodes``) when they are there."""
+        m = self.mirror
+        m.synced = True
+        m.nads_synced, m.nodes_synced = nads, nodes
+        if nads or nodes:
+            self._enqueue_all()
+
+    # ------------------------------------------------------------------ the migration window
+
+    def window(self, now: float) -> WindowState | None:
+        """The migration window now (None: none configured); at each change the tracked VMIs are
+        decided again (a wake-up at the change), and the gauges follow."""
+        if self.schedule.always:
+            return None
+        state = self.schedule.state(now)
+        if state != self._window:
+            self._window = state
+            self.metrics.set_window(state.open, None if state.open else state.changes_at)
+            self.wakeups.schedule(_WINDOW, state.changes_at)
+        return state
 
     # ------------------------------------------------------------------ the worker
 
@@ -192,9 +242,10 @@ class Controller:
 
     def _step(self, key: Key, obs: lc.Observation) -> None:
         m = self.mirror
+        now = self.clock()
         ctx = lc.Context(
-            self.clock(), self.settings, self.mode, m.kubevirt, self.leading, self.acting, m.synced,
-            self._rng.random(),
+            now, self.settings, self.mode, m.kubevirt, self.leading, self.acting, m.synced,
+            self._rng.random(), m.infrastructure(), self.window(now),
         )  # fmt: skip
         track, actions = lc.step(self.tracks.get(key), obs, m.view(key), ctx)
         if track is None:
@@ -214,9 +265,12 @@ class Controller:
                 self.reporter.report(action)
             case lc.WakeAt(at):
                 self.wakeups.schedule(key, at)
-            case lc.Ready(since):
-                if self.dispatcher.add(key, since, self._event_at.get(key, time.perf_counter())):
+            case lc.Ready(since, priority, needs):
+                event_at = self._event_at.get(key, time.perf_counter())
+                if self.dispatcher.add(key, since, event_at, priority, needs):
                     self._dispatch_wake.set()
+            case lc.Await(triggers):
+                self.mirror.set_awaits(key, triggers)
             case lc.Unready():
                 self.dispatcher.remove(key)
             case lc.Hotplugged(uid, delta):
@@ -224,6 +278,7 @@ class Controller:
             case lc.Log(level, event, fields):
                 getattr(log, level)(event, **fields)
             case lc.Forget():
+                self.mirror.set_awaits(key, frozenset())
                 self.dispatcher.remove(key)
                 self.wakeups.cancel(key)
                 self.reporter.gauges_dirty = True
@@ -246,6 +301,10 @@ class Controller:
     def _on_wakeup(self, key: Key) -> None:
         if key == _DISPATCH:
             self._dispatch_wake.set()
+        elif key == _WINDOW:
+            self.window(self.clock())
+            self._enqueue_all()
+            self._dispatch_wake.set()
         else:
             self.enqueue(key)
 
@@ -261,9 +320,14 @@ class Controller:
     def dispatch_once(self) -> None:
         if not self.dispatcher.ready or not self.acting:
             return
+        now = self.clock()
+        window = self.window(now)
+        if window is not None and not window.open:
+            return  # the ready ones are decided again at the change (outside-window)
         active = self.mirror.active_migrations({k: node for k, (node, _) in self.expected.items()})
+        budget = self.mirror.vf_budget(self.dispatcher.needs(), active)
         chosen, skipped, wake_at = self.dispatcher.plan(
-            self.clock(), self.caps, active, self.mirror.node_of, self.mirror.memory_of
+            now, self.caps, active, self.mirror.node_of, self.mirror.memory_of, budget
         )
         for key in skipped:
             self.enqueue(key)

@@ -21,11 +21,19 @@ Order of the rules (first match wins; docs/decisions.md explains each):
    (event-driven: KubeVirt's copy is the next VMI event)
 9. slots exhausted (observed, or predicted with certainty) → BLOCKED ``slots-exhausted``
 10. ``LiveMigratable=False`` → BLOCKED ``not-live-migratable``
-11. the webhook answered ``Cannot migrate VMI`` → BLOCKED ``migration-rejected``
-12. attempts ≥ max → BLOCKED ``retries-exhausted``
-13. backoff → WAIT ``retry-backoff``; settle window → WAIT ``settling``; more template changes on the way →
+11. a NetworkAttachmentDefinition the VMI's networks name does not exist → BLOCKED ``network-missing``
+12. the webhook answered ``Cannot migrate VMI`` → BLOCKED ``migration-rejected``
+13. attempts ≥ max → BLOCKED ``retries-exhausted``
+14. KubeVirt is evacuating the VMI's node → WAIT ``evacuating`` (its migration carries the change)
+15. no node but the VMI's own could take it → WAIT ``no-target-node``
+16. no node has the SR-IOV VFs its target pod needs → BLOCKED ``no-target-capacity``
+17. outside every migration window → WAIT ``outside-window`` (until the next window opens)
+18. backoff → WAIT ``retry-backoff``; settle window → WAIT ``settling``; more template changes on the way →
     WAIT ``waiting-for-kubevirt`` (bounded); bridge grace → WAIT ``bridge-grace``
-14. → MIGRATE
+19. → MIGRATE
+
+Rules 11 and 14-16 read the cluster's infrastructure (``agent.preflight``: NADs, Nodes, Pods), rule 17 the
+migration window (``agent.window``); both reach this function as plain values in the context.
 """
 
 from __future__ import annotations
@@ -39,8 +47,10 @@ from agent.config import DEFAULTS
 from agent.detect import Detection
 from agent.kubevirt import WORKLOAD_UPDATE_LIVE_MIGRATE
 from agent.model import KubeVirtRecord, VMIRecord, VMRecord
+from agent.preflight import NO_FACTS, ClusterFacts
 from agent.restart import RestartCheck
 from agent.slots import RESTART_HINT, SlotModel, SlotPrediction, assess
+from agent.window import WindowState
 
 Mode = Literal["active", "observe"]
 
@@ -62,6 +72,9 @@ class WaitReason(StrEnum):
     IN_FLIGHT = "in-flight"
     WAITING_FOR_KUBEVIRT = "waiting-for-kubevirt"
     RETRY_BACKOFF = "retry-backoff"
+    EVACUATING = "evacuating"
+    NO_TARGET_NODE = "no-target-node"
+    OUTSIDE_WINDOW = "outside-window"
 
 
 class BlockReason(StrEnum):
@@ -73,6 +86,8 @@ class BlockReason(StrEnum):
     NAMESPACE_NOT_SELECTED = "namespace-not-selected"
     RETRIES_EXHAUSTED = "retries-exhausted"
     MIGRATION_REJECTED = "migration-rejected"
+    NETWORK_MISSING = "network-missing"
+    NO_TARGET_CAPACITY = "no-target-capacity"
 
 
 def resolve_mode(configured_mode: str, kubevirt: KubeVirtRecord | None) -> Mode:
@@ -127,6 +142,10 @@ class DecisionContext:
     #: After this long, a VMI whose status still says "migrating" with no unfinished migration object
     #: is not waited on any more (KubeVirt's admission still refuses a second migration if one exists).
     migration_deadline_seconds: float = DEFAULTS.migration_deadline_seconds
+    #: What NADs, Nodes and Pods say about migrating this VMI now (``agent.preflight``).
+    facts: ClusterFacts = NO_FACTS
+    #: The migration window now (None: no window configured, always open).
+    window: WindowState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +238,14 @@ def _active(vmi: VMIRecord, vm: VMRecord | None, d: Detection, ctx: DecisionCont
         if (decision := rule(vmi, vm, d, ctx)) is not None:
             return decision
     slots = assess(vmi, ctx.slot_model, len(d.plugs) + len(d.attaching), ctx.known_hotplugged)
-    for blocker in (_slots_exhausted, _attaching_only, _not_live_migratable, _rejected, _retries_exhausted):
+    blockers = (
+        _slots_exhausted, _attaching_only, _not_live_migratable, _network_missing, _rejected,
+        _retries_exhausted, _evacuating, _no_target_node, _no_target_capacity,
+    )  # fmt: skip
+    for blocker in blockers:
         if (decision := blocker(vmi, d, ctx, slots)) is not None:
             return decision
-    for wait in (_backing_off, _settling, _more_on_the_way, _bridge_grace):
+    for wait in (_outside_window, _backing_off, _settling, _more_on_the_way, _bridge_grace):
         if (decision := wait(vmi, d, ctx)) is not None:
             return decision
     names = _names(tuple(f"{c.kind} {c.iface}" for c in d.changes))
@@ -324,6 +347,23 @@ def _not_live_migratable(
     )
 
 
+def _network_missing(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
+    """Real virt-controller keeps such a migration Pending (it cannot render the target pod) until the
+    agent's deadline; the NAD's arrival releases the VMI (the mirror re-queues exactly its waiters)."""
+    missing = ctx.facts.missing_networks
+    if not missing:
+        return None
+    return _blocked(
+        d,
+        BlockReason.NETWORK_MISSING,
+        f"NetworkAttachmentDefinition {_names(missing)} not found; create it (the hot plug then migrates by "
+        "itself) or remove the interface",
+        slots,
+    )
+
+
 def _rejected(vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction) -> Decision | None:
     if not ctx.rejected_message:
         return None
@@ -342,6 +382,48 @@ def _retries_exhausted(
         f"gave up after {ctx.attempts} failed migration attempt(s); migrate the VM manually or restart it",
         slots,
     )
+
+
+def _evacuating(vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction) -> Decision | None:
+    """KubeVirt's evacuation migrates the VMI off the node; the new pod has the new networks."""
+    node = ctx.facts.evacuating
+    if not node:
+        return None
+    why = f"KubeVirt is evacuating node {node}; its migration applies it"
+    return _wait(d, WaitReason.EVACUATING, why, None)
+
+
+def _no_target_node(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
+    if not ctx.facts.no_target_node:
+        return None
+    why = "no other node is schedulable and Ready (cordoned, NotReady or drained)"
+    return _wait(d, WaitReason.NO_TARGET_NODE, why, None)
+
+
+def _no_target_capacity(
+    vmi: VMIRecord, d: Detection, ctx: DecisionContext, slots: SlotPrediction
+) -> Decision | None:
+    f: ClusterFacts = ctx.facts
+    if not f.short:
+        return None
+    need = ", ".join(f"{k} x {r}" for r, k in f.needs if r in f.short)
+    return _blocked(
+        d,
+        BlockReason.NO_TARGET_CAPACITY,
+        f"no other schedulable node has free SR-IOV VFs for the target pod ({need}); free VFs of "
+        f"{_names(f.short)} (the hot plug then migrates by itself)",
+        slots,
+    )
+
+
+def _outside_window(vmi: VMIRecord, d: Detection, ctx: DecisionContext) -> Decision | None:
+    window = ctx.window
+    if window is None or window.open:
+        return None
+    why = f"outside the migration window; the next one opens {window.next_open}"
+    return _wait(d, WaitReason.OUTSIDE_WINDOW, why, window.changes_at)
 
 
 def _backing_off(vmi: VMIRecord, d: Detection, ctx: DecisionContext) -> Decision | None:

@@ -87,6 +87,10 @@ KUBEVIRTS: Final = Resource(kv.GROUP, kv.VERSION, kv.KUBEVIRTS)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions")
 EVENTS: Final = Resource("", "v1", "events")
+#: The preflight's infrastructure (agent/preflight.py): list and watch only.
+NADS: Final = Resource("k8s.cni.cncf.io", "v1", "network-attachment-definitions")
+NODES: Final = Resource("", "v1", "nodes", namespaced=False)
+PODS: Final = Resource("", "v1", "pods")
 
 
 class ApiError(Exception):

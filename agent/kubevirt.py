@@ -113,6 +113,13 @@ HOTPLUG_BINDINGS: Final = frozenset({"bridge", "sriov"})
 
 #: ``workloadUpdateStrategy.workloadUpdateMethods`` values.
 WORKLOAD_UPDATE_LIVE_MIGRATE: Final = "LiveMigrate"
+#: The NAD annotation naming the device-plugin resource a network's VFs come from (SR-IOV; Multus,
+#: the SR-IOV network device plugin).
+NAD_RESOURCE_ANNOTATION: Final = "k8s.v1.cni.cncf.io/resourceName"
+#: KubeVirt's default node drain taint (``nodeDrainTaintKey``): its evacuation controller migrates
+#: every VMI off a node carrying it.
+DRAIN_TAINT_KEY: Final = "kubevirt.io/drain"
+
 #: ``ParallelMigrationsPerClusterDefault`` and ``ParallelOutboundMigrationsPerNodeDefault``.
 DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER: Final = 5
 DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE: Final = 2

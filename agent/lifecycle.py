@@ -43,12 +43,15 @@ from typing import Any, Final, Literal, Protocol
 
 from agent.decide import BlockReason, Decision, DecisionContext, Kind, Mode, WaitReason, decide
 from agent.detect import Detection, detect
+from agent.infra import Resources
 from agent.kubevirt import PHASE_SUCCEEDED
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
 from agent.names import EventReason
 from agent.outcomes import Forbidden, MigrationInFlight, MigrationRejected, Outcome
+from agent.preflight import NO_FACTS, ClusterFacts, Infrastructure, Trigger, TriggerKind, facts
 from agent.restart import RestartCheck, flags_every_network_edit
 from agent.slots import SlotPrediction, choose_slot_model
+from agent.window import WindowState
 
 #: How long a create the cache has not shown yet still counts as our migration (client-go: 5 min).
 EXPECTATION_TTL_SECONDS: Final = 60.0
@@ -138,6 +141,8 @@ class Track:
     dry_run_done: bool = False
     #: (VM generation, what its RestartRequired is — None while being checked), see agent.restart
     restart: tuple[int, RestartCheck | None] | None = None
+    #: the cluster changes that could end its block or wait (the mirror re-queues it on them)
+    awaits: frozenset[Trigger] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,10 @@ class Context:
     synced: bool = True
     #: a uniform sample in [0, 1) for the retry backoff's full jitter
     jitter: float = 0.5
+    #: NADs, Nodes and Pods as cached (None: no preflight, as without those caches)
+    infra: Infrastructure | None = None
+    #: the migration window now (None: none configured)
+    window: WindowState | None = None
 
 
 # ------------------------------------------------------------------------------------ observations
@@ -340,9 +349,20 @@ class WakeAt:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """A candidate for the dispatcher, oldest ``since`` first."""
+    """A candidate for the dispatcher: ready ``since`` (oldest first), the VM's ``priority`` (higher
+    first) and the SR-IOV VFs its target pod ``needs`` (the dispatcher's capacity budget)."""
 
     since: float
+    priority: int = 0
+    needs: Resources = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Await:
+    """The cluster changes that could end this VMI's block or wait (replaces the previous set): the
+    mirror re-queues exactly these VMIs when one happens (a NAD created, a node freed up)."""
+
+    triggers: frozenset[Trigger]
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +399,7 @@ Action = (
     | WakeAt
     | Ready
     | Unready
+    | Await
     | Hotplugged
     | Log
     | Forget
@@ -579,11 +600,17 @@ def _decide(track: Track, d: Detection, view: View, ctx: Context, out: list[Acti
         return _set_state(track, "in-progress", None)
     track, checking = _restart_check(track, view, ctx, out)
     restart = track.restart[1] if track.restart is not None else None
-    decision = decide(view.vmi, view.vm, d, _decision_context(track, view, ctx, restart, checking))
+    found = facts(view.vmi, ctx.infra) if ctx.infra is not None and d.changes else NO_FACTS
+    decision = decide(view.vmi, view.vm, d, _decision_context(track, view, ctx, restart, checking, found))
+    awaits = _awaits(decision, found)
+    if awaits != track.awaits:
+        out.append(Await(awaits))
+        track = dataclasses.replace(track, awaits=awaits)
     if decision.kind is not Kind.WAIT and track.waiting is not None:
         track = dataclasses.replace(track, waiting=None)
     if decision.kind is Kind.MIGRATE:
-        out.append(Ready(min(track.first_seen.values(), default=ctx.now)))
+        priority = view.vm.priority if view.vm is not None else 0
+        out.append(Ready(min(track.first_seen.values(), default=ctx.now), priority, found.needs))
         queued_since = track.queued_since if track.queued_since is not None else ctx.now
         return dataclasses.replace(_set_state(track, "queued", None), queued_since=queued_since)
     out.append(Unready())
@@ -631,8 +658,26 @@ def _restart_check(track: Track, view: View, ctx: Context, out: list[Action]) ->
     return dataclasses.replace(track, restart=(vm.generation, None)), True
 
 
+def _awaits(decision: Decision, found: ClusterFacts) -> frozenset[Trigger]:
+    """What could end a block or wait that the infrastructure caused (empty for every other)."""
+    match decision.block_reason or decision.wait_reason:
+        case BlockReason.NETWORK_MISSING:
+            return frozenset(Trigger(TriggerKind.NAD, n) for n in found.missing_networks)
+        case BlockReason.NO_TARGET_CAPACITY:
+            resources = (Trigger(TriggerKind.RESOURCE, r) for r in found.short)
+            return frozenset((*resources, Trigger(TriggerKind.NODES)))
+        case WaitReason.NO_TARGET_NODE | WaitReason.EVACUATING:
+            return frozenset({Trigger(TriggerKind.NODES)})
+    return frozenset()
+
+
 def _decision_context(
-    track: Track, view: View, ctx: Context, restart: RestartCheck | None, checking: bool
+    track: Track,
+    view: View,
+    ctx: Context,
+    restart: RestartCheck | None,
+    checking: bool,
+    found: ClusterFacts,
 ) -> DecisionContext:
     s = ctx.settings
     assert view.vmi is not None
@@ -654,6 +699,8 @@ def _decision_context(
         migration_deadline_seconds=s.migration_deadline_seconds,
         restart_check=restart,
         restart_check_pending=checking,
+        facts=found,
+        window=ctx.window,
     )
 
 
@@ -663,6 +710,9 @@ _WAIT_STATES: Final = {
     WaitReason.IN_FLIGHT: "in-progress",
     WaitReason.WAITING_FOR_KUBEVIRT: "waiting-for-kubevirt",
     WaitReason.RETRY_BACKOFF: "queued",
+    WaitReason.EVACUATING: "evacuating",
+    WaitReason.NO_TARGET_NODE: "no-target-node",
+    WaitReason.OUTSIDE_WINDOW: "outside-window",
 }
 
 
@@ -913,6 +963,7 @@ __all__ = [
     "EXPECTATION_TTL_SECONDS",
     "OBSERVED",
     "Action",
+    "Await",
     "CancelFailed",
     "CancelMigration",
     "CheckRestart",

@@ -1,10 +1,17 @@
 """The agent's view of the cluster, kept from informer events: VMs, VMIs, the KubeVirt CR and every
-unfinished migration by VMI — and the edges the lifecycle needs (a migration that just ended).
+unfinished migration by VMI — and the edges the lifecycle needs (a migration that just ended); the
+infrastructure the preflight reads (NADs, Nodes, the extended resources pods hold per node) and which
+blocked or waiting VMIs a change of it could release.
 
 Why its own module: the controller's loop only routes; what the caches hold, how an unfinished VMIM
 is found for a VMI, which finished VMIM is *news* (to count and to act on) and which is history from
-the initial list — that is this module's one job. Pure (no I/O): informer callbacks call it
-synchronously, so a watch event costs a dict update.
+the initial list, which VMIs a new NAD or a freed VF concerns — that is this module's one job. Pure
+(no I/O): informer callbacks call it synchronously, so a watch event costs a dict update.
+
+The release index: a VMI blocked or waiting because of the infrastructure registers the changes that
+could end it (:class:`~agent.preflight.Trigger`, from the lifecycle's ``Await`` action); a NAD created,
+a node changed or VFs freed then return exactly the VMIs registered for it, so a NAD appearing re-queues
+the VMIs that named it, not every VMI of the cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agent.infra import NADRecord, NodeRecord, PodRecord, Resources
 from agent.kubevirt import (
     DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
     DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
@@ -21,6 +29,7 @@ from agent.kubevirt import (
 )
 from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
+from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_name
 from agent.scheduler import ActiveMigration
 
 
@@ -37,6 +46,20 @@ class Mirror:
     hotplugged: dict[str, int] = field(default_factory=dict)
     #: the informers' initial lists are in: from now on every VMIM seen finishing is news
     synced: bool = False
+    #: NADs; read by the preflight only once their informer synced (never without the NAD API)
+    nads: dict[Key, NADRecord] = field(default_factory=dict)
+    nads_synced: bool = False
+    #: the namespaces whose NADs are watched (None: all)
+    nad_namespaces: frozenset[str] | None = None
+    #: Nodes by name, the ones that could take a new pod, and the extended resources pods hold per
+    #: node; read once the Node and Pod informers synced
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    nodes_synced: bool = False
+    targets: set[str] = field(default_factory=set)
+    usage: dict[str, Counter[str]] = field(default_factory=dict)
+    #: the release index (module docstring): VMI → its triggers, trigger → its VMIs
+    awaiting: dict[Key, frozenset[Trigger]] = field(default_factory=dict)
+    waiters: dict[Trigger, set[Key]] = field(default_factory=dict)
 
     def vm_changed(self, event: str, old: VMRecord | None, new: VMRecord | None) -> Key | None:
         rec = new or old
@@ -128,8 +151,107 @@ class Mirror:
         result.extend(ActiveMigration(k, node) for k, node in creating.items() if k not in self.active)
         return result
 
+    def vf_budget(self, resources: set[str], active: list[ActiveMigration]) -> dict[str, int] | None:
+        """Free VFs per device resource a ready VMI needs, less what unfinished migrations of VMIs that
+        need them will take (their target pods may not be in the Pod cache yet: counted again when they
+        are, which only errs towards fewer migrations at once). None without a Node cache."""
+        if not self.nodes_synced or not resources:
+            return None
+        infra = self.infrastructure()
+        budget = {r: infra.free_total(r) for r in resources}
+        for m in active:
+            for r, k in self.needs_of(m.vmi_key):
+                if r in budget:
+                    budget[r] -= k
+        return budget
+
     def in_flight_counts(self) -> dict[str, int]:
         return {k: v for k, v in self.in_flight.items() if v > 0}
+
+    # ------------------------------------------------------------------ the infrastructure
+
+    def infrastructure(self) -> Infrastructure:
+        """What the preflight reads (the live caches, not a copy: read within one synchronous step)."""
+        return Infrastructure(
+            self.nads if self.nads_synced else None,
+            self.nad_namespaces,
+            self.nodes if self.nodes_synced else None,
+            self.targets,
+            self.usage,
+        )
+
+    def needs_of(self, key: Key) -> Resources:
+        """The SR-IOV VFs a migration of this VMI needs on its target node."""
+        vmi = self.vmis.get(key)
+        return facts(vmi, self.infrastructure()).needs if vmi is not None else ()
+
+    def nad_changed(self, event: str, old: NADRecord | None, new: NADRecord | None) -> set[Key]:
+        """Keep the NAD cache; a NAD that appears releases the VMIs waiting for it."""
+        rec = new or old
+        if rec is None:
+            return set()
+        if event == "DELETED" or new is None:
+            self.nads.pop(rec.key, None)
+            return set()
+        self.nads[rec.key] = new
+        return self._waiting_for(Trigger(TriggerKind.NAD, nad_name(rec.key))) if old is None else set()
+
+    def node_changed(self, event: str, old: NodeRecord | None, new: NodeRecord | None) -> set[Key]:
+        """Keep the Node cache and the target set; a changed node may release VMIs waiting for a node
+        or for its resources."""
+        rec = new or old
+        if rec is None or old == new:
+            return set()
+        if event == "DELETED" or new is None:
+            self.nodes.pop(rec.name, None)
+            self.targets.discard(rec.name)
+        else:
+            self.nodes[rec.name] = new
+            if new.target:
+                self.targets.add(rec.name)
+            else:
+                self.targets.discard(rec.name)
+        resources = {r for n in (old, new) if n is not None for r, _ in n.allocatable}
+        return self._waiting_for(
+            Trigger(TriggerKind.NODES), *(Trigger(TriggerKind.RESOURCE, r) for r in resources)
+        )
+
+    def pod_changed(self, event: str, old: PodRecord | None, new: PodRecord | None) -> set[Key]:
+        """Keep what pods hold per node; resources a pod gave back may release VMIs waiting for them."""
+        delta: Counter[tuple[str, str]] = Counter()
+        if old is not None:
+            for resource, count in old.requests:
+                delta[(old.node, resource)] -= count
+        if new is not None and event != "DELETED":
+            for resource, count in new.requests:
+                delta[(new.node, resource)] += count
+        freed: set[str] = set()
+        for (node, resource), change in delta.items():
+            if change:
+                held = self.usage.setdefault(node, Counter())
+                held[resource] += change
+                if change < 0:
+                    freed.add(resource)
+        return self._waiting_for(*(Trigger(TriggerKind.RESOURCE, r) for r in freed))
+
+    def set_awaits(self, key: Key, triggers: frozenset[Trigger]) -> None:
+        """Register the changes that could release ``key`` (replacing its previous ones)."""
+        for trigger in self.awaiting.pop(key, frozenset()) - triggers:
+            keys = self.waiters.get(trigger)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.waiters[trigger]
+        if triggers:
+            self.awaiting[key] = triggers
+            for trigger in triggers:
+                self.waiters.setdefault(trigger, set()).add(key)
+
+    def _waiting_for(self, *triggers: Trigger) -> set[Key]:
+        out: set[Key] = set()
+        for trigger in triggers:
+            out.update(self.waiters.get(trigger, ()))
+        return out
 
 
 __all__ = ["Mirror"]

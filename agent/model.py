@@ -45,7 +45,14 @@ from agent.kubevirt import (
     parse_timestamp,
     parse_version,
 )
-from agent.names import LABEL_AUTO_MIGRATE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, OPT_OUT_VALUE
+from agent.names import (
+    ANNOTATION_PRIORITY,
+    LABEL_AUTO_MIGRATE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY_VALUE,
+    OPT_OUT_VALUE,
+    PRIORITY_RANGE,
+)
 
 Binding = Literal["bridge", "sriov", "masquerade", "passt", "binding-plugin", "other"]
 IfaceState = Literal["", "absent", "up", "down"]
@@ -75,12 +82,13 @@ class InvalidObject(Exception):  # noqa: N818 - name fixed by the design brief
 class NetworkRef:
     """The ``spec.networks[]`` entry an interface is connected to.
 
-    ``is_default`` marks a Multus network that replaces the pod network (never hot-plugged). Which NAD
-    a Multus network refers to does not matter to the agent, so it is checked, not kept: there are only
-    three distinct records, shared by every interface.
+    ``multus_name`` is the NAD reference (``[ns/]name``; empty for the pod network), which the network
+    preflight resolves (``agent.preflight``). ``is_default`` marks a Multus network that replaces the
+    pod network (never hot-plugged). Records are shared per distinct (name, default): a cluster has few.
     """
 
     kind: NetworkKind
+    multus_name: str = ""
     is_default: bool = False
 
     @property
@@ -144,6 +152,8 @@ class VMRecord:
     running: bool | None
     #: ``kubevirt.io/pci-interface-slot-count`` from the VM or its template (KubeVirt 1.9).
     pci_slot_count: int | None = None
+    #: ``hotplug-agent.io/priority`` (higher migrates first); 0 when absent or not an integer.
+    priority: int = 0
 
     @property
     def namespace(self) -> str:
@@ -192,6 +202,8 @@ class VMIRecord:
     migration_source: str = ""
     creation_ts: float | None = None
     deletion_requested: bool = False
+    #: ``status.evacuationNodeName``: KubeVirt is evacuating the VMI from that node ("" not).
+    evacuation_node: str = ""
 
     @property
     def namespace(self) -> str:
@@ -279,8 +291,10 @@ _EMPTY: frozenset[str] = frozenset()
 _INFO_SOURCE_CACHE: dict[str, frozenset[str]] = {}
 _INFO_SOURCE_CACHE_MAX = 256
 _POD_NETWORK = NetworkRef(kind="pod")
-_MULTUS_NETWORK = NetworkRef(kind="multus")
-_DEFAULT_MULTUS_NETWORK = NetworkRef(kind="multus", is_default=True)
+#: One NetworkRef per distinct (NAD reference, default): shared by every interface that names it.
+#: Bounded so adversarial input cannot grow it.
+_NETREF_CACHE: dict[tuple[str, bool], NetworkRef] = {}
+_NETREF_CACHE_MAX = 4096
 
 
 class _Ctx:
@@ -443,9 +457,15 @@ def _binding(iface: Mapping[str, Any]) -> Binding:
 def _network_ref(ctx: _Ctx, net: Mapping[str, Any], where: str) -> NetworkRef:
     if net.get("multus") is not None:
         multus = _dict(ctx, net, "multus", where)
-        _str(ctx, multus, "networkName", f"{where}.multus")
+        nad = _str(ctx, multus, "networkName", f"{where}.multus")
         default = _bool(ctx, multus, "default", f"{where}.multus")
-        return _DEFAULT_MULTUS_NETWORK if default else _MULTUS_NETWORK
+        cached = _NETREF_CACHE.get((nad, default))
+        if cached is not None:
+            return cached
+        ref = NetworkRef(kind="multus", multus_name=_intern(nad), is_default=default)
+        if len(_NETREF_CACHE) < _NETREF_CACHE_MAX:
+            _NETREF_CACHE[(nad, default)] = ref
+        return ref
     if net.get("pod") is not None:
         _dict(ctx, net, "pod", where)
         return _POD_NETWORK
@@ -552,7 +572,18 @@ def parse_vm(obj: object) -> VMRecord:
         restart_required=_cond_status(conds.get(COND_RESTART_REQUIRED)) is True,
         running=running,
         pci_slot_count=slot_count,
+        priority=_priority(_map_value(ctx, annotations, ANNOTATION_PRIORITY, "metadata.annotations")),
     )
+
+
+def _priority(raw: str | None) -> int:
+    """A user's annotation: lenient (a typo must not hide the VM from the agent), clamped."""
+    try:
+        value = int((raw or "0").strip())
+    except ValueError:
+        return 0
+    low, high = PRIORITY_RANGE
+    return max(low, min(high, value))
 
 
 def _memory_bytes(ctx: _Ctx, domain: Mapping[str, Any]) -> int | None:
@@ -665,6 +696,7 @@ def parse_vmi(obj: object) -> VMIRecord:
         migration_source=migration_source,
         creation_ts=_ts(ctx, meta, "creationTimestamp", "metadata"),
         deletion_requested=meta.get("deletionTimestamp") is not None,
+        evacuation_node=_intern(_str(ctx, status, "evacuationNodeName", "status")),
     )
 
 

@@ -16,6 +16,10 @@ MANAGED_BY_VALUE: Final = "hotplug-agent"
 #: VM label (or annotation) to opt out: ``hotplug-agent.io/auto-migrate: "false"``.
 LABEL_AUTO_MIGRATE: Final = "hotplug-agent.io/auto-migrate"
 OPT_OUT_VALUE: Final = "false"
+#: VM annotation ordering the agent's queue: an integer, higher first, default 0.
+ANNOTATION_PRIORITY: Final = "hotplug-agent.io/priority"
+#: The range a priority is clamped to (a typo like 1e99 must not overflow anything).
+PRIORITY_RANGE: Final = (-1_000_000, 1_000_000)
 #: ``generateName`` prefix of the agent's VMIMs: ``hotplug-<vmi>-``.
 GENERATE_NAME_PREFIX: Final = "hotplug-"
 #: ``source.component`` and ``reportingComponent`` of the agent's Events; the default client identity.

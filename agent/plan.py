@@ -4,8 +4,11 @@
 reads the cluster once (after the same discovery check as ``run``) and prints a table, JSON or YAML.
 The plan has no memory of when a change was first seen, so the settle window and the bridge grace
 are measured from KubeVirt's own ``MigrationRequired`` condition when it is there and otherwise
-treated as elapsed; the order is the agent's (oldest pending first, here approximated by the VMI's
-creation time).
+treated as elapsed; the order is the agent's (``agent.scheduler.fair_order``: priority first, the
+namespaces in turn, then the size-aware order within a namespace; "oldest" is approximated by the VMI's
+creation time). The preflight reads the same NADs, Nodes and Pods the agent watches (listed once), and
+the migration window (``--migration-window``) is evaluated now: outside it the header and every row that
+would migrate say when the next window opens.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
 from agent.decide import DecisionContext, Kind, decide, resolve_mode
 from agent.detect import detect
-from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, ApiError, Resource
+from agent.infra import NADRecord, NodeRecord, PodRecord, parse_nad, parse_node, parse_pod
+from agent.kube import KUBEVIRTS, NADS, NODES, PODS, VMIMS, VMIS, VMS, ApiError, KubeClient, Resource
 from agent.kubevirt import is_final
 from agent.model import (
     InvalidObject,
@@ -36,8 +40,11 @@ from agent.model import (
     parse_vmi,
     parse_vmim,
 )
+from agent.preflight import NO_FACTS, Infrastructure, facts
+from agent.scheduler import DEFAULT_ORDER, Candidate, fair_order
 from agent.slots import choose_slot_model
 from agent.startup import StartupError, connect, discover, forbidden_hint
+from agent.window import Schedule, WindowState
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -57,6 +64,28 @@ class PlanRow:
     order: int | None
 
 
+def infrastructure(
+    nads: Iterable[NADRecord] | None,
+    nodes: Iterable[NodeRecord] | None,
+    pods: Iterable[PodRecord],
+    nad_namespaces: Iterable[str] = (),
+) -> Infrastructure:
+    """The preflight's view of one snapshot (``None``: that API was not read — its checks are skipped)."""
+    by_name = {n.name: n for n in nodes} if nodes is not None else None
+    usage: dict[str, dict[str, int]] = {}
+    for pod in pods:
+        held = usage.setdefault(pod.node, {})
+        for resource, count in pod.requests:
+            held[resource] = held.get(resource, 0) + count
+    return Infrastructure(
+        nads={n.key: n for n in nads} if nads is not None else None,
+        nad_namespaces=frozenset(nad_namespaces) or None,
+        nodes=by_name,
+        targets={n.name for n in (by_name or {}).values() if n.target},
+        usage=usage,
+    )
+
+
 def build_plan(
     vms: Iterable[VMRecord],
     vmis: Iterable[VMIRecord],
@@ -64,6 +93,8 @@ def build_plan(
     kubevirt: KubeVirtRecord | None,
     settings: AgentConfig,
     now: float,
+    infra: Infrastructure | None = None,
+    window: WindowState | None = None,
 ) -> tuple[str, list[PlanRow]]:
     """Rows for every VMI with something pending; returns (effective mode, rows in display order)."""
     vm_by_key: dict[Key, VMRecord] = {v.key: v for v in vms}
@@ -72,7 +103,7 @@ def build_plan(
         if not is_final(m.phase) and not m.deletion_requested:
             active[(m.namespace, m.vmi_name)] = m
     mode = resolve_mode(settings.mode, kubevirt)
-    rows: list[tuple[float, PlanRow]] = []
+    rows: list[tuple[Candidate, PlanRow]] = []
     for vmi in vmis:
         vm = vm_by_key.get(vmi.key)
         migration = active.get(vmi.key)
@@ -89,6 +120,8 @@ def build_plan(
             slot_model=choose_slot_model(settings.slot_model, kubevirt, vmi),
             first_seen={c.iface: now - settings.bridge_grace_seconds for c in d.changes},
             max_attempts=settings.max_attempts,
+            facts=facts(vmi, infra) if infra is not None and d.changes else NO_FACTS,
+            window=window,
         )
         decision = decide(vmi, vm, d, ctx)
         pending = ", ".join(f"{c.kind} {c.iface}" for c in d.changes)
@@ -110,16 +143,21 @@ def build_plan(
         row = PlanRow(
             vmi.namespace, vmi.name, vmi.node, pending or "-", decision.kind.value, reason, slots, None
         )
-        rows.append((vmi.creation_ts or 0.0, row))
-    migrate = sorted((r for r in rows if r[1].decision == Kind.MIGRATE.value), key=lambda r: r[0])
+        priority = vm.priority if vm is not None else 0
+        size = float(vmi.memory_bytes or 0)
+        rows.append((Candidate(vmi.key, vmi.node, vmi.creation_ts or 0.0, size, priority), row))
+    slots_cap = settings.max_in_flight or (kubevirt.parallel_per_cluster if kubevirt is not None else 5)
+    by_key = {c.key: r for c, r in rows}
+    migrate = fair_order([c for c, r in rows if r.decision == Kind.MIGRATE.value], DEFAULT_ORDER, slots_cap)
     others = sorted(
-        (r for r in rows if r[1].decision != Kind.MIGRATE.value), key=lambda r: (r[1].decision, r[0])
+        ((c, r) for c, r in rows if r.decision != Kind.MIGRATE.value),
+        key=lambda cr: (cr[1].decision, cr[0].ready_since),
     )
     ordered = [
         PlanRow(r.namespace, r.name, r.node, r.pending, r.decision, r.reason, r.slots, i + 1)
-        for i, (_t, r) in enumerate(migrate)
+        for i, r in enumerate(by_key[c.key] for c in migrate)
     ]
-    ordered.extend(r for _t, r in others)
+    ordered.extend(r for _c, r in others)
     return mode, ordered
 
 
@@ -147,7 +185,11 @@ def format_table(rows: list[PlanRow]) -> str:
 
 
 def plan_document(
-    kubevirt_version: str | None, configured: str, mode: str, rows: list[PlanRow]
+    kubevirt_version: str | None,
+    configured: str,
+    mode: str,
+    rows: list[PlanRow],
+    window: WindowState | None = None,
 ) -> dict[str, Any]:
     """The plan as data (``-o json`` / ``-o yaml``)."""
     counts: dict[str, int] = {}
@@ -156,6 +198,9 @@ def plan_document(
     return {
         "kubevirtVersion": kubevirt_version,
         "mode": {"configured": configured, "effective": mode},
+        "migrationWindow": None
+        if window is None
+        else {"open": window.open, "nextOpen": window.next_open or None},
         "counts": dict(sorted(counts.items())),
         "vms": [asdict(r) for r in rows],
     }
@@ -169,6 +214,13 @@ def render(document: dict[str, Any], rows: list[PlanRow], output: str) -> str:
     version = document["kubevirtVersion"] or "unknown"
     mode = document["mode"]
     lines = [f"KubeVirt {version}; agent mode {mode['configured']} → {mode['effective']}"]
+    win = document.get("migrationWindow")
+    if win is not None:
+        lines.append(
+            "migration window: open now"
+            if win["open"]
+            else f"migration window: closed; the next one opens {win['nextOpen']}"
+        )
     if not rows:
         return "\n".join([*lines, "no pending hot plugs"])
     lines.append(format_table(rows))
@@ -176,70 +228,96 @@ def render(document: dict[str, Any], rows: list[PlanRow], output: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class _Listed:
+    """The raw objects ``plan`` reads, once: NADs are None when their API is not served."""
+
+    vms: list[dict[str, Any]] = field(default_factory=list)
+    vmis: list[dict[str, Any]] = field(default_factory=list)
+    vmims: list[dict[str, Any]] = field(default_factory=list)
+    kubevirts: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    nads: list[dict[str, Any]] | None = None
+
+
+def _parse_all(items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    records: list[T] = []
+    for item in items:
+        try:
+            records.append(parse(item))
+        except InvalidObject as exc:
+            print(f"skipping malformed object: {exc}", file=sys.stderr)
+    return records
+
+
+async def _list_all(kube: KubeClient, resource: Resource, scope: str | None) -> list[dict[str, Any]]:
+    try:
+        items, _ = await kube.list_objects(resource, scope)
+    except ApiError as exc:
+        if exc.status == 403:
+            raise StartupError(forbidden_hint(exc, resource, scope)) from None
+        raise StartupError(f"listing {resource.plural} failed: {exc}") from None
+    return items
+
+
+async def _read(kube: KubeClient, config: AgentConfig) -> _Listed:
+    """Discovery, then every list (per watched namespace where the agent watches per namespace);
+    a StartupError says what the cluster lacks or the agent may not read."""
+    apis = await discover(kube)
+    if apis.kubevirt_problem():
+        raise StartupError(apis.kubevirt_problem())
+    scopes: list[str | None] = list(config.namespaces) or [None]
+    out = _Listed()
+    for scope in scopes:
+        listed = await asyncio.gather(
+            _list_all(kube, VMS, scope), _list_all(kube, VMIS, scope), _list_all(kube, VMIMS, scope),
+            return_exceptions=True,
+        )  # fmt: skip
+        for failed in listed:  # the first failure in this order, whichever answered first
+            if isinstance(failed, BaseException):
+                raise failed
+        vm_items, vmi_items, vmim_items = (x for x in listed if not isinstance(x, BaseException))
+        out.vms += vm_items
+        out.vmis += vmi_items
+        out.vmims += vmim_items
+    out.kubevirts = await _list_all(kube, KUBEVIRTS, None)
+    out.nodes = await _list_all(kube, NODES, None)
+    out.pods = await _list_all(kube, PODS, None)
+    if apis.network_attachment_definitions:
+        out.nads = [item for scope in scopes for item in await _list_all(kube, NADS, scope)]
+    return out
+
+
 async def run_plan(config: AgentConfig, out: TextIO | None = None, *, output: str = "table") -> int:
-    """List the four resources once (read-only), decide for each VMI, print the plan.
+    """List the resources once (read-only), decide for each VMI, print the plan.
 
     Returns 1, with the reason on stderr, when the cluster cannot be read: no kubeconfig, KubeVirt not
     installed, a permission missing.
     """
-    stream = out or sys.stdout
-
-    def fail(message: str) -> int:
-        print(f"hotplug-agent plan: {message}", file=sys.stderr)
-        return 1
-
     try:
         kube = await connect(config.kubeconfig, config.context, identity=config.identity)
-    except StartupError as exc:
-        return fail(str(exc))
-
-    def parse_all(items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
-        records: list[T] = []
-        for item in items:
-            try:
-                records.append(parse(item))
-            except InvalidObject as exc:
-                print(f"skipping malformed object: {exc}", file=sys.stderr)
-        return records
-
-    async def list_all(resource: Resource, scope: str | None) -> list[dict[str, Any]]:
         try:
-            items, _ = await kube.list_objects(resource, scope)
-        except ApiError as exc:
-            if exc.status == 403:
-                raise StartupError(forbidden_hint(exc, resource, scope)) from None
-            raise StartupError(f"listing {resource.plural} failed: {exc}") from None
-        return items
-
-    try:
-        apis = await discover(kube)
-        if apis.kubevirt_problem():
-            return fail(apis.kubevirt_problem())
-        scopes: list[str | None] = list(config.namespaces) or [None]
-        raw: dict[str, list[dict[str, Any]]] = {"vms": [], "vmis": [], "vmims": []}
-        for scope in scopes:
-            vm_items, vmi_items, vmim_items = await asyncio.gather(
-                list_all(VMS, scope), list_all(VMIS, scope), list_all(VMIMS, scope)
-            )
-            raw["vms"] += vm_items
-            raw["vmis"] += vmi_items
-            raw["vmims"] += vmim_items
-        kv_items = await list_all(KUBEVIRTS, None)
+            listed = await _read(kube, config)
+        finally:
+            await kube.close()
     except StartupError as exc:
-        return fail(str(exc))
-    finally:
-        await kube.close()
-    kubevirts = parse_all(kv_items, parse_kubevirt)
+        print(f"hotplug-agent plan: {exc}", file=sys.stderr)
+        return 1
+    kubevirts = _parse_all(listed.kubevirts, parse_kubevirt)
     kv = kubevirts[0] if kubevirts else None
-    mode, rows = build_plan(
-        parse_all(raw["vms"], parse_vm),
-        parse_all(raw["vmis"], parse_vmi),
-        parse_all(raw["vmims"], parse_vmim),
-        kv,
-        config,
-        time.time(),
+    now = time.time()
+    infra = infrastructure(
+        _parse_all(listed.nads, parse_nad) if listed.nads is not None else None,
+        _parse_all(listed.nodes, parse_node),
+        _parse_all(listed.pods, parse_pod),
+        config.namespaces,
     )
+    schedule = Schedule.parse(config.migration_window)
+    window = None if schedule.always else schedule.state(now)
+    vms, vmis = _parse_all(listed.vms, parse_vm), _parse_all(listed.vmis, parse_vmi)
+    mode, rows = build_plan(vms, vmis, _parse_all(listed.vmims, parse_vmim), kv, config, now, infra, window)
     version = ".".join(map(str, kv.version)) if kv is not None and kv.version else None
-    document = plan_document(version, config.mode, mode, rows)
-    print(render(document, rows, output), file=stream)
+    document = plan_document(version, config.mode, mode, rows, window)
+    print(render(document, rows, output), file=out or sys.stdout)
     return 0

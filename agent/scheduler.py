@@ -2,23 +2,25 @@
 
 Why pure: the limits are the agent's promise to the cluster (never more in flight than KubeVirt's own
 ``parallelMigrationsPerCluster`` / ``parallelOutboundMigrationsPerNode``, counting migrations others
-started; creations paced by a token bucket; an order of the pending that keeps a drain short and the
-wait for each VM low, see :func:`order_candidates`). Those invariants are checked with property-based
-tests here, without an event loop; the async layer (another module) only feeds events in and acts on
-the plan.
+started; never more SR-IOV migrations for a device resource than it has free VFs; creations paced by a
+token bucket; an order of the pending that serves the VMs' priorities first, every namespace in turn,
+and within a namespace keeps a drain short and the wait for each VM low, see :func:`fair_order` and
+:func:`order_candidates`). Those invariants are checked with property-based tests here, without an
+event loop; the async layer (another module) only feeds events in and acts on the plan.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from agent.infra import Resources
 from agent.model import Key
 
-Limit = Literal["cluster", "node", "token-bucket"]
+Limit = Literal["cluster", "node", "token-bucket", "capacity"]
 Order = Literal["fifo", "shortest-first", "longest-first", "balanced"]
 ORDERS: tuple[Order, ...] = ("fifo", "shortest-first", "longest-first", "balanced")
 #: The agent's order (``bench.drain --profile realistic`` measures every order; docs/performance.md).
@@ -88,6 +90,14 @@ class Candidate:
     source_node: str
     ready_since: float
     size: float = 0.0
+    #: the VM's ``hotplug-agent.io/priority`` (higher first)
+    priority: int = 0
+    #: SR-IOV VFs its target pod needs, per device resource
+    needs: Resources = ()
+
+    @property
+    def namespace(self) -> str:
+        return self.key[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +128,10 @@ class DispatchPlanner:
     ``ready_since``, then key, so the order is total); a candidate whose VMI already has an active
     migration, or that appears twice, is skipped (one migration per VMI); the global cap counts *all*
     active migrations; the per-node cap counts active migrations by source node (unknown source nodes
-    are not counted per node, they still count globally); a candidate held by its node does not block
-    later candidates on other nodes (no head-of-line blocking), while the cluster cap and the token
-    bucket stop the batch. Each dispatch takes one token. A cap ≤ 0 dispatches nothing.
+    are not counted per node, they still count globally); a candidate held by its node, or by the free
+    VFs of a device resource it needs (``capacity``), does not block later candidates (no head-of-line
+    blocking), while the cluster cap and the token bucket stop the batch. Each dispatch takes one
+    token. A cap ≤ 0 dispatches nothing.
     """
 
     __slots__ = ("bucket", "cluster_cap", "node_cap", "order")
@@ -133,7 +144,15 @@ class DispatchPlanner:
         self.bucket = bucket
         self.order = order
 
-    def plan(self, candidates: Iterable[Candidate], active: Iterable[ActiveMigration], now: float) -> Plan:
+    def plan(
+        self,
+        candidates: Iterable[Candidate],
+        active: Iterable[ActiveMigration],
+        now: float,
+        *,
+        capacity: Mapping[str, int] | None = None,
+        served: Mapping[str, int] | None = None,
+    ) -> Plan:
         return plan_dispatch(
             candidates,
             active,
@@ -142,7 +161,43 @@ class DispatchPlanner:
             bucket=self.bucket,
             now=now,
             order=self.order,
+            capacity=capacity,
+            served=served,
         )
+
+
+def fair_order(
+    candidates: Sequence[Candidate],
+    order: Order,
+    slots: int,
+    served: Mapping[str, int] | None = None,
+) -> list[Candidate]:
+    """Priority first, then every namespace in turn, then :func:`order_candidates` within a namespace.
+
+    Within one priority the namespaces take turns, one candidate each round (round-robin), so one
+    namespace's burst of 500 hot plugs cannot hold a single hot plug of another behind all of it: that
+    one waits for at most one turn. The turn starts with the namespace served longest ago (``served``:
+    namespace → a sequence number of its last dispatch, kept by the caller; never served goes first),
+    ties by the oldest candidate — without that memory, a burst whose oldest candidate is older would
+    win every turn whenever a single slot frees. Within a namespace the planner's size-aware order
+    applies unchanged (``slots`` is the cluster cap, as for :func:`order_candidates`).
+    """
+    last = served or {}
+    out: list[Candidate] = []
+    by_priority: dict[int, list[Candidate]] = {}
+    for c in candidates:
+        by_priority.setdefault(c.priority, []).append(c)
+    for priority in sorted(by_priority, reverse=True):
+        by_namespace: dict[str, list[Candidate]] = {}
+        for c in by_priority[priority]:
+            by_namespace.setdefault(c.namespace, []).append(c)
+        queues = [deque(order_candidates(group, order, slots)) for group in by_namespace.values()]
+        queues.sort(key=lambda q: (last.get(q[0].namespace, -1), min(c.ready_since for c in q), q[0].key))
+        while queues:
+            for q in queues:
+                out.append(q.popleft())
+            queues = [q for q in queues if q]
+    return out
 
 
 def order_candidates(
@@ -208,31 +263,48 @@ def plan_dispatch(
     bucket: TokenBucket,
     now: float,
     order: Order = DEFAULT_ORDER,
+    capacity: Mapping[str, int] | None = None,
+    served: Mapping[str, int] | None = None,
 ) -> Plan:
-    """The planner as a function (see :class:`DispatchPlanner`)."""
+    """The planner as a function (see :class:`DispatchPlanner`). ``capacity``: free VFs per device
+    resource left for new migrations (None: not known, not limited); ``served``: see :func:`fair_order`."""
     busy, per_node = _occupied(active)
     in_flight = len(busy)
     fresh, skipped = _distinct_idle(candidates, busy)
     dispatch: list[Candidate] = []
     held: list[tuple[Candidate, Limit]] = []
     bucket_empty = False
-    for c in order_candidates(fresh, order, cluster_cap):
-        if in_flight >= cluster_cap:
-            held.append((c, "cluster"))
-            continue
-        if per_node.get(c.source_node, 0) >= node_cap:
-            held.append((c, "node"))
-            continue
-        if bucket_empty or not bucket.try_take(now):
+    free = dict(capacity) if capacity is not None else None
+    for c in fair_order(fresh, order, cluster_cap, served):
+        limit = _held_by(c, in_flight >= cluster_cap, per_node.get(c.source_node, 0) >= node_cap, free)
+        if limit is None and (bucket_empty or not bucket.try_take(now)):
             bucket_empty = True
-            held.append((c, "token-bucket"))
+            limit = "token-bucket"
+        if limit is not None:
+            held.append((c, limit))
             continue
         dispatch.append(c)
         in_flight += 1
         if c.source_node:
             per_node[c.source_node] = per_node.get(c.source_node, 0) + 1
+        if free is not None:
+            for r, k in c.needs:
+                free[r] = free.get(r, 0) - k
     wake_at = now + bucket.wait_time(now) if bucket_empty else None
     return Plan(tuple(dispatch), tuple(held), tuple(skipped), wake_at)
+
+
+def _held_by(
+    c: Candidate, cluster_full: bool, node_full: bool, free: Mapping[str, int] | None
+) -> Limit | None:
+    """The cap that holds ``c`` back (before the token bucket): the cluster's, its node's, the VFs'."""
+    if cluster_full:
+        return "cluster"
+    if node_full:
+        return "node"
+    if free is not None and any(free.get(r, 0) < k for r, k in c.needs):
+        return "capacity"
+    return None
 
 
 def _occupied(active: Iterable[ActiveMigration]) -> tuple[set[Key], dict[str, int]]:

@@ -8,8 +8,8 @@ Three questions are answered once, before any informer runs, with a message an o
 - **Is KubeVirt there?** :func:`discover` asks discovery whether ``kubevirt.io/v1`` is served with the
   four resources the agent watches. Not served is one clear error (``is KubeVirt installed?``); the
   agent keeps its readiness false and asks again, ``plan`` exits non-zero. Multus's
-  NetworkAttachmentDefinition API (``k8s.cni.cncf.io/v1``) missing is only a warning: the agent reads
-  no NADs today, and :attr:`Apis.network_attachment_definitions` lets a NAD informer be optional.
+  NetworkAttachmentDefinition API (``k8s.cni.cncf.io/v1``) missing is only a warning: the agent then
+  runs no NAD informer and skips its network preflight (:attr:`Apis.network_attachment_definitions`).
 - **Are we allowed?** :func:`forbidden_hint` turns a 403 into the verb and resource that are missing
   and where the chart grants them.
 """

@@ -21,6 +21,8 @@ from simulator.testing import SimHarness, agent_available, wait_until
 
 FLAGS = [
     *("--settle-seconds", "0.5", "--bridge-grace-seconds", "1"),
+    # the default 900 s at the cluster's time scale (0.1), as KubeVirt's own periods are scaled
+    *("--migration-deadline-seconds", "90"),
     *("--backoff-initial-seconds", "0.5", "--backoff-max-seconds", "2"),
     *("--log-level", "warning", "--no-leader-elect"),
 ]
@@ -75,6 +77,8 @@ async def run(args: Any) -> list[Figure]:
             "unexplained": rep.unexplained,
             "migrations": rep.migrations.by_creator,
             "failed": rep.migrations.failed,
+            "failed_by_cause": rep.migrations.failed_by_cause,
+            "unfinished": rep.migrations.unfinished,
         }
         await agent.terminate()
         h.check()
@@ -96,6 +100,14 @@ async def run(args: Any) -> list[Figure]:
             f"observed, {rep.migrations.failed} failed",
         ),
         Figure("VMIM creates per completed hot plug", creates / done),
+        Figure(
+            "migrations failed for a cause a preflight knows",
+            sum(rep.migrations.failed_by_cause.values()),
+            "",
+            "0 (no migration started that a preflight could have known would fail)",
+            sum(rep.migrations.failed_by_cause.values()) == 0,
+            ", ".join(f"{k} {v}" for k, v in rep.migrations.failed_by_cause.items()),
+        ),
         Figure("LIST requests after caches synced", lists, "", "0 (no periodic LISTs)", lists == 0),
     ]
     per_verb: dict[str, int] = {}

@@ -21,7 +21,9 @@ import time
 from bench.common import RESULTS_DIR
 
 #: Run in this order, each as ``python -m bench.<name>`` with its own defaults.
-BENCHMARKS = ("scale", "reaction", "drain", "drain_realistic", "economy", "scale_real", "drain_real")
+BENCHMARKS = (
+    "scale", "reaction", "drain", "drain_realistic", "economy", "fairness", "scale_real", "drain_real",
+)  # fmt: skip
 #: On the real control plane / real KubeVirt: not part of ``--quick``.
 REAL_TIER = ("scale_real", "drain_real")
 

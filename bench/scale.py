@@ -84,6 +84,36 @@ def record_bytes_per_vm(vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -
     return retained / max(1, len(vms))
 
 
+def infra_bytes_per_vm(pods: list[dict[str, Any]], nads: list[dict[str, Any]], n: int) -> float:
+    """tracemalloc: bytes the preflight's caches (agent/infra.py) retain per VM — a parsed record, its
+    cache key and resourceVersion per Pod and NAD, as the informer keeps them (a pod holding no extended
+    resource shares one record)."""
+    import gc
+    import json
+    import tracemalloc
+
+    from agent.infra import parse_nad, parse_pod
+
+    blobs = [(json.dumps(o).encode(), parse_pod) for o in pods] + [
+        (json.dumps(o).encode(), parse_nad) for o in nads
+    ]
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    cache: dict[tuple[str, str], Any] = {}
+    rvs: dict[tuple[str, str], str] = {}
+    for blob, parse in blobs:
+        raw = json.loads(blob)
+        key = (raw["metadata"]["namespace"], raw["metadata"]["name"])
+        cache[key] = parse(raw)
+        rvs[key] = raw["metadata"]["resourceVersion"]
+    gc.collect()
+    retained = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    del cache, rvs
+    return retained / max(1, n)
+
+
 def list_peak_bytes_per_vm(vms: list[dict[str, Any]], vmis: list[dict[str, Any]]) -> float:
     """tracemalloc peak of decoding each whole list body at once and then parsing it (what an informer
     that collects every page before parsing holds at its high-water mark), per VM."""
@@ -125,6 +155,9 @@ async def measure(n: int, events: int, rate: float, profile: Path | None = None)
             vmis_raw, _ = h.store.list("virtualmachineinstances")
             out["record_bytes_per_vm"] = record_bytes_per_vm(list(vms_raw), list(vmis_raw))
             out["list_peak_bytes_per_vm"] = list_peak_bytes_per_vm(list(vms_raw), list(vmis_raw))
+            pods_raw, _ = h.store.list("pods")
+            nads_raw, _ = h.store.list("network-attachment-definitions")
+            out["infra_bytes_per_vm"] = infra_bytes_per_vm(list(pods_raw), list(nads_raw), n)
             out["json_bytes_per_vm"] = sum(
                 len(json.dumps(o)) for o in (*vms_raw[:200], *vmis_raw[:200])
             ) / min(200, n)
@@ -198,6 +231,14 @@ async def run(args: Any) -> list[Figure]:
                 m["record_bytes_per_vm"] / 1024,
                 "KiB",
                 note=f"VM+VMI JSON {m['json_bytes_per_vm'] / 1024:.1f} KiB",
+            )
+        )
+        figures.append(
+            Figure(
+                f"{n:,} VMs: preflight caches per VM (Pods, NADs; tracemalloc)",
+                m["infra_bytes_per_vm"] / 1024,
+                "KiB",
+                note="record + cache key + resourceVersion; included in the RSS figure",
             )
         )
         figures.append(

@@ -82,6 +82,9 @@ PENDING_STATES: Final = (
     "in-progress",
     "verifying",
     "queued",
+    "evacuating",
+    "no-target-node",
+    "outside-window",
 )
 #: Why a VM with a pending hot plug cannot be migrated by the agent.
 BLOCKED_REASONS: Final = (
@@ -93,11 +96,13 @@ BLOCKED_REASONS: Final = (
     "namespace-not-selected",
     "retries-exhausted",
     "migration-rejected",
+    "network-missing",
+    "no-target-capacity",
 )
 #: Slot exhaustion predicted by the slot model before migrating, or observed after it.
 SLOT_KINDS: Final = ("predicted", "observed")
 #: Which limit held a dispatch back.
-RATE_LIMITS: Final = ("cluster", "node", "token-bucket")
+RATE_LIMITS: Final = ("cluster", "node", "token-bucket", "capacity")
 #: Scope of a migration concurrency cap.
 LIMIT_SCOPES: Final = ("cluster", "node")
 #: Effective operating mode (``auto`` resolves to ``active`` or ``observe``).
@@ -108,6 +113,9 @@ RESOURCES: Final = (
     "virtualmachineinstances",
     "virtualmachineinstancemigrations",
     "kubevirts",
+    "network-attachment-definitions",
+    "nodes",
+    "pods",
 )
 #: Why a watch was restarted: 410 Gone, an error, a read-inactivity timeout, the server closed it.
 WATCH_RESTART_REASONS: Final = ("gone", "error", "timeout", "closed")
@@ -357,8 +365,9 @@ SLOT_EXHAUSTED_VMS = _spec(
 RATE_LIMITED_DISPATCHES = _spec(
     "rate_limited_dispatches_total",
     "counter",
-    "Times a ready migration was held back by a limit: the cluster cap, the per-node cap, or the "
-    "create-rate token bucket.",
+    "Times a ready migration was held back by a limit: the cluster cap, the per-node cap, the "
+    "create-rate token bucket, or the free SR-IOV VFs of a device resource its target pod needs "
+    "(capacity).",
     [("limit", RATE_LIMITS)],
 )
 LEADER = _spec(
@@ -431,6 +440,25 @@ CACHE_SYNCED = _spec(
     "gauge",
     "1 once every informer finished its initial list and the caches are synced, else 0.",
 )
+NETWORK_PREFLIGHT = _spec(
+    "network_preflight_enabled",
+    "gauge",
+    "1 when the agent checks that the NetworkAttachmentDefinitions a hot plug needs exist before "
+    "migrating (k8s.cni.cncf.io/v1 served at start-up), 0 when the API is not served and the check is "
+    "skipped.",
+)
+MIGRATION_WINDOW_OPEN = _spec(
+    "migration_window_open",
+    "gauge",
+    "1 when the agent may start migrations now (inside a --migration-window, or none configured), 0 "
+    "outside every window (pending hot plugs wait: outside-window).",
+)
+MIGRATION_WINDOW_NEXT_OPEN = _spec(
+    "migration_window_next_open_timestamp_seconds",
+    "gauge",
+    "Unix time at which the next migration window opens while outside every window; 0 inside one or "
+    "without windows.",
+)
 BUILD_INFO = _spec(
     "build_info",
     "gauge",
@@ -466,6 +494,9 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
     REACTION,
     INVALID_OBJECTS,
     CACHE_SYNCED,
+    NETWORK_PREFLIGHT,
+    MIGRATION_WINDOW_OPEN,
+    MIGRATION_WINDOW_NEXT_OPEN,
     BUILD_INFO,
 )
 
@@ -615,6 +646,9 @@ class HotplugMetrics:
         self.reaction_seconds = hist(REACTION)
         self.invalid_objects = counter(INVALID_OBJECTS)
         self.cache_synced = gauge(CACHE_SYNCED)
+        self.network_preflight = gauge(NETWORK_PREFLIGHT)
+        self.migration_window_open = gauge(MIGRATION_WINDOW_OPEN)
+        self.migration_window_next_open = gauge(MIGRATION_WINDOW_NEXT_OPEN)
         self.build_info = gauge(BUILD_INFO)
 
         self._by_spec: dict[str, Histogram | Counter | Gauge] = {
@@ -644,6 +678,9 @@ class HotplugMetrics:
             REACTION.name: self.reaction_seconds,
             INVALID_OBJECTS.name: self.invalid_objects,
             CACHE_SYNCED.name: self.cache_synced,
+            NETWORK_PREFLIGHT.name: self.network_preflight,
+            MIGRATION_WINDOW_OPEN.name: self.migration_window_open,
+            MIGRATION_WINDOW_NEXT_OPEN.name: self.migration_window_next_open,
             BUILD_INFO.name: self.build_info,
         }
         ProcessCollector(registry=r)
@@ -651,6 +688,7 @@ class HotplugMetrics:
         self._observed_vmims: OrderedDict[str, None] = OrderedDict()
         self._observed_vmims_limit = 10_000
         self._preinitialise()
+        self.set_window(True, None)
         self.set_build_info(version if version is not None else _agent_version())
 
     def _preinitialise(self) -> None:
@@ -685,6 +723,16 @@ class HotplugMetrics:
 
     def set_cache_synced(self, synced: bool) -> None:
         self.cache_synced.set(1 if synced else 0)
+
+    def set_preflight(self, check: str, enabled: bool) -> None:
+        """Whether a preflight check runs (``network``: the NAD API is served)."""
+        _check(check, ("network",), "preflight check")
+        self.network_preflight.set(1 if enabled else 0)
+
+    def set_window(self, open_now: bool, next_open: float | None) -> None:
+        """The migration window: open now, and when the next opens (``None`` when open or none)."""
+        self.migration_window_open.set(1 if open_now else 0)
+        self.migration_window_next_open.set(next_open if next_open is not None else 0)
 
     def set_limits(self, cluster: int, node: int) -> None:
         """Publish the effective concurrency caps."""

@@ -13,7 +13,7 @@ import contextlib
 import gc
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,15 @@ from simulator.kubevirt.controllers import (
 from simulator.kubevirt.controllers import kubevirt_cr as _kubevirt_cr
 from simulator.kubevirt.dnc import DynamicNetworksController
 from simulator.kubevirt.migration import MigrationController
+from simulator.kubevirt.pods import (
+    DEFAULT_SRIOV_RESOURCES,
+    NADS,
+    launcher_pod,
+    nad_body,
+    network_resource,
+    networks_of,
+    vf_requests,
+)
 from simulator.kubevirt.subresources import VirtApiSubresources
 from simulator.kubevirt.vm_controller import VMController
 from simulator.kubevirt.vmi_controller import VMIController
@@ -75,6 +84,8 @@ class ClusterConfig:
     migration_required_grace_seconds: float = 15.0
     workload_updater_interval_seconds: float = 5.0
     watch_namespace: str | None = None
+    #: SR-IOV VFs every node offers, per device resource (``simulator.kubevirt.pods``).
+    sriov_resources: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SRIOV_RESOURCES))
     #: Benchmarks: every this many seconds freeze what the cyclic GC tracks (``gc.freeze``, also after
     #: ``seed``). The store's history and caches are long-lived;
     #: without it the cyclic GC's full collections walk all of them and stall this process's event loop
@@ -103,6 +114,7 @@ class ClusterConfig:
             migration_required_grace_seconds=self.migration_required_grace_seconds,
             workload_updater_interval_seconds=self.workload_updater_interval_seconds,
             watch_namespace=self.watch_namespace,
+            sriov_resources=dict(self.sriov_resources),
         )
 
 
@@ -200,7 +212,7 @@ class SimulatedCluster:
                 await store.create("nodes", node_body(node))
                 await store.update(
                     "nodes",
-                    {**store.get("nodes", None, node), "status": node_status()},
+                    {**store.get("nodes", None, node), "status": node_status(self.config.sriov_resources)},
                     subresource="status",
                 )
         if store.try_get("kubevirts", KUBEVIRT_NAMESPACE, "kubevirt") is None:
@@ -219,6 +231,16 @@ class SimulatedCluster:
                 await store.create(
                     "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
                 )
+
+    async def ensure_nads(self, networks: Sequence[tuple[tuple[str, str], str]]) -> None:
+        """The NetworkAttachmentDefinitions ``(namespace, name), binding`` of the simulated cluster's
+        catalogue (``simulator.kubevirt.pods.network_resource``), created where missing — as an admin
+        provides the networks VMs are created with."""
+        store = self.server.store
+        for (ns, name), binding in networks:
+            if name and store.try_get(NADS, ns, name) is None:
+                await self.ensure_namespaces([ns])
+                await store.create(NADS, nad_body(ns, name, network_resource(name, binding)))
 
     async def seed(
         self,
@@ -252,6 +274,8 @@ class SimulatedCluster:
         await self.ensure_namespaces(sorted({str(vm["metadata"]["namespace"]) for vm in vms}))
         version = self.config.kubevirt_version
         for vm in vms:
+            template = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+            await self.ensure_nads(networks_of(template, str(vm["metadata"]["namespace"])))
             created = await store.create("virtualmachines", vm)
             meta = created["metadata"]
             key = (str(meta["namespace"]), str(meta["name"]))
@@ -259,6 +283,8 @@ class SimulatedCluster:
             await store.create("controllerrevisions", start_revision(created))
             vmi = vmi_from_vm(created, node, version)
             vmi_obj = await store.create("virtualmachineinstances", vmi, admission=False)
+            requests = vf_requests(vmi_obj["spec"], key[0], lambda k: store.try_get(NADS, *k))
+            await store.create("pods", launcher_pod(vmi_obj, node, requests))
             ready = {
                 "type": "Ready",
                 "status": "True",

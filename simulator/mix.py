@@ -10,8 +10,8 @@ from typing import Final
 
 #: Category → weight in the default mix.
 DEFAULT_MIX: Final[dict[str, float]] = {
-    "bridge-plug": 0.34,
-    "sriov-plug": 0.14,
+    "bridge-plug": 0.32,
+    "sriov-plug": 0.13,
     "bridge-unplug": 0.15,
     "sriov-unplug": 0.03,
     "not-migratable-interface": 0.02,
@@ -21,6 +21,8 @@ DEFAULT_MIX: Final[dict[str, float]] = {
     "slots-observed": 0.03,
     "opted-out": 0.04,
     "restart-required": 0.04,
+    "missing-nad": 0.02,
+    "sriov-exhausted": 0.01,
     "idle": 0.14,
 }
 
@@ -37,6 +39,8 @@ CATEGORY_HELP: Final[dict[str, str]] = {
     "slots-observed": "hot-plugged disks took the free ports; a plug (no slot, seen after migrating)",
     "opted-out": 'label hotplug-agent.io/auto-migrate: "false"; a plug',
     "restart-required": "an interface removed instead of set absent (RestartRequired); a plug",
+    "missing-nad": "a bridge interface plugged whose NetworkAttachmentDefinition nobody created",
+    "sriov-exhausted": "booted with one VF of a 1-VF-per-node resource; a second SR-IOV plug on it",
     "idle": "no edit",
 }
 

@@ -9,14 +9,16 @@ gone from the VM template (KubeVirt's last cleanup step). Work per event is O(in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.kubevirt import (
+    ANNOTATION_EVACUATION,
     ANNOTATION_WORKLOAD_UPDATE,
     COND_LIVE_MIGRATABLE,
     COND_RESTART_REQUIRED,
@@ -35,7 +37,8 @@ from agent.names import (
     OPT_OUT_VALUE,
     EventReason,
 )
-from simulator.kubevirt import rules
+from simulator.kubevirt import pods, rules, scheduling
+from simulator.kubevirt.migration import UNSCHEDULABLE_REASON
 from simulator.scenario import Request
 
 #: The first release with KubeVirt's network exemption in the RestartRequired rule: the reference for
@@ -48,6 +51,14 @@ class ObjectReader(Protocol):
     :class:`simulator.watch_recorder.WatchRecorder` (watches of any API server)."""
 
     def try_get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
+class ObjectLister(Protocol):
+    """What the Recorder lists nodes and pods through to judge SR-IOV capacity (the embedded server's
+    ``Store``; without one, a hot plug no node has VFs for stays "pending" in the report)."""
+
+    def list(self, resource: str, namespace: str | None = None) -> tuple[list[dict[str, Any]], int]: ...
 
 
 @dataclass
@@ -63,7 +74,8 @@ class RequestOutcome:
     completed: bool
     latency_seconds: float | None
     #: Why not completed, from the final state: rejected, not-live-migratable, slots-exhausted,
-    #: restart-required, opted-out, pending.
+    #: restart-required, opted-out, network-missing (a NAD its networks name does not exist),
+    #: no-target-capacity (no other node has the SR-IOV VFs its target pod needs), pending.
     final_state: str
     #: The reason the agent gave in its Warning Event on the VM (``HotplugBlocked`` and friends), if any.
     agent_block: str = ""
@@ -83,6 +95,16 @@ class MigrationStats:
     for_opted_out: int = 0
     for_not_live_migratable: int = 0
     for_restart_required: int = 0
+    #: Migrations that failed (or were cancelled, or are left unfinished) for a cause a preflight could
+    #: have known: ``network-missing`` (ended while a NAD its VMI's networks name was missing),
+    #: ``no-target-capacity`` (its target pod was unschedulable past KubeVirt's timeout).
+    failed_by_cause: dict[str, int] = field(
+        default_factory=lambda: {"network-missing": 0, "no-target-capacity": 0}
+    )
+    #: Of the unfinished ones, those hanging for such a cause (KubeVirt keeps them Pending or unscheduled).
+    unfinished_by_cause: dict[str, int] = field(
+        default_factory=lambda: {"network-missing": 0, "no-target-capacity": 0}
+    )
 
 
 @dataclass
@@ -117,6 +139,8 @@ class Report:
             f"{m.by_creator['kubevirt']}, "
             f"manual {m.by_creator['manual']}), {m.succeeded} succeeded, {m.failed} failed, "
             f"{m.unfinished} unfinished",
+            "migrations failed for a cause a preflight knows: "
+            + ", ".join(f"{cause} {n}" for cause, n in m.failed_by_cause.items()),
             f"concurrency: max {m.max_concurrent} unfinished, {m.max_concurrent_running} running, "
             f"{m.max_concurrent_per_vmi} per VMI, {m.max_running_per_node} running per source node",
             f"makespan: {self.makespan_seconds:.2f} s"
@@ -167,6 +191,8 @@ class Recorder:
 
     def __init__(self, store: ObjectReader) -> None:
         self.store = store
+        #: The embedded server's store lists too (nodes and pods for the capacity judgement).
+        self.lister: ObjectLister | None = store if isinstance(store, ObjectLister) else None
         self._by_vm: dict[tuple[str, str], list[_Track]] = {}
         self.tracks: list[_Track] = []
         self.stats = MigrationStats()
@@ -266,6 +292,10 @@ class Recorder:
         if event_type == "ADDED":
             self._on_vmim_created(obj.get("metadata") or {}, vmi_key)
         if event_type == "DELETED" or is_final(phase):
+            if key in self._unfinished and phase != PHASE_SUCCEEDED:
+                cause = self._failure_cause(obj, vmi_key)
+                if cause:
+                    self.stats.failed_by_cause[cause] += 1
             self._on_vmim_gone(key, vmi_key, phase)
             return
         self._on_vmim_unfinished(key, vmi_key)
@@ -279,7 +309,7 @@ class Recorder:
         annotations = meta.get("annotations") or {}
         if labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
             creator = "agent"
-        elif ANNOTATION_WORKLOAD_UPDATE in annotations:
+        elif ANNOTATION_WORKLOAD_UPDATE in annotations or ANNOTATION_EVACUATION in annotations:
             creator = "kubevirt"
         else:
             creator = "manual"
@@ -349,6 +379,35 @@ class Recorder:
             per_node[node] = per_node.get(node, 0) + 1
         self.stats.max_running_per_node = max(self.stats.max_running_per_node, *per_node.values())
 
+    def _failure_cause(self, vmim: dict[str, Any], vmi_key: tuple[str, str]) -> str:
+        """Why an unsuccessful migration ended, when a preflight could have known it beforehand."""
+        ms = (vmim.get("status") or {}).get("migrationState") or {}
+        vmi = self.store.try_get("virtualmachineinstances", *vmi_key)
+        if vmi is not None and self._missing_nads(vmi):
+            return "network-missing"
+        if ms.get("failureReason") == UNSCHEDULABLE_REASON or (vmi is not None and self._no_target(vmi)):
+            return "no-target-capacity"
+        return ""
+
+    def _missing_nads(self, vmi: dict[str, Any]) -> list[str]:
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        return pods.missing_nads(
+            vmi.get("spec") or {}, ns, lambda k: self.store.try_get(pods.NADS, *k) is not None
+        )
+
+    def _no_target(self, vmi: dict[str, Any]) -> bool:
+        """No other node could take the VMI's target pod because of the SR-IOV VFs it needs."""
+        if self.lister is None:
+            return False
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        needs = pods.vf_requests(vmi.get("spec") or {}, ns, lambda k: self.store.try_get(pods.NADS, *k))
+        if not needs:
+            return False
+        target = pods.launcher_pod(vmi, "", needs, migration_uid="judge")
+        nodes, _ = self.lister.list("nodes")
+        launchers, _ = self.lister.list("pods")
+        return scheduling.choose_node(target, nodes, launchers) is None
+
     def report(self) -> Report:
         outcomes: list[RequestOutcome] = []
         first = min((t.request.t_requested for t in self.tracks), default=None)
@@ -385,6 +444,17 @@ class Recorder:
                 )
             )
         self.stats.unfinished = len(self._unfinished)
+        stats = dataclasses.replace(
+            self.stats,
+            failed_by_cause=dict(self.stats.failed_by_cause),
+            unfinished_by_cause=dict.fromkeys(self.stats.failed_by_cause, 0),
+        )
+        for key, vmi_key in self._unfinished.items():  # left hanging counts too
+            vmim = self.store.try_get(VMIMS, *key)
+            cause = self._failure_cause(vmim, vmi_key) if vmim is not None else ""
+            if cause:
+                stats.failed_by_cause[cause] += 1
+                stats.unfinished_by_cause[cause] += 1
         accepted = [o for o in outcomes if o.accepted]
         for o in accepted:
             # The agent's stated reason must agree with what the cluster shows, where it shows one.
@@ -398,7 +468,7 @@ class Recorder:
             blocked_at_admission=sum(1 for o in outcomes if not o.accepted),
             not_completed=sum(1 for o in accepted if not o.completed),
             by_final_state=by_state,
-            migrations=self.stats,
+            migrations=stats,
             makespan_seconds=(last - first) if first is not None and last is not None else None,
             violations=list(dict.fromkeys(self.violations)),
             requests=outcomes,
@@ -418,6 +488,10 @@ class Recorder:
             return "restart-required"
         if vm is not None and _opted_out(vm):
             return "opted-out"
+        if vmi is not None and self._missing_nads(vmi):
+            return "network-missing"
+        if vmi is not None and self._no_target(vmi):
+            return "no-target-capacity"
         return "pending"
 
     @property

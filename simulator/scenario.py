@@ -11,7 +11,10 @@ admission: recorded as blocked at the user level), non-migratable VMs (one per `
 the simulator models), slot-exhausted VMs (*predictable*: booted with 4 interfaces on the v1 topology,
 then plugged; *observed only*: hot-plugged disks took the free ports), opted-out VMs (label
 ``hotplug-agent.io/auto-migrate: "false"``), RestartRequired VMs (an interface removed instead of set
-absent, plus a plug), and idle VMs.
+absent, plus a plug), a plug whose NetworkAttachmentDefinition was never created (``missing-nad``), an
+SR-IOV plug on a device resource no node has a free VF of (``sriov-exhausted``), and idle VMs. The
+networks the plugs name are created before the edits (:func:`plan_networks`), as an admin provides them,
+except the ``missing-nad`` one.
 
 Manual mode (no agent): :class:`ManualOperator` migrates each VM it edited like ``virtctl migrate``
 (VMIM ``generateName: kubevirt-migrate-vm-``) once the request reached the VMI, retrying failures and
@@ -37,6 +40,7 @@ from agent.aio import wait_event
 from agent.kubevirt import VIRTCTL_MIGRATE_PREFIX
 from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.kubevirt import pci, rules
+from simulator.kubevirt.pods import NAD_GROUP, NAD_VERSION, NADS, SCARCE_PREFIX, nad_body, network_resource
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
 from simulator.manifests import hotplug_volumes, vm_manifest
 from simulator.mix import DEFAULT_MIX
@@ -106,6 +110,8 @@ _PLUG_BRIDGE: tuple[Op, str, str] = ("plug", "hp-bridge", "bridge")
 #: Category → (secondary interfaces, other ``vm_manifest`` arguments, the user's actions, interfaces the
 #: user removes instead of setting them absent). ``not-migratable-disk`` and ``slots-observed`` depend on
 #: the VM's name and KubeVirt version: :func:`_category_vm`.
+#: The network the ``missing-nad`` category plugs: its NetworkAttachmentDefinition is never created.
+MISSING_NETWORK = "hp-unprovisioned"
 _CATEGORIES: dict[str, tuple[list[tuple[str, str]], dict[str, Any], list[tuple[Op, str, str]], list[str]]] = {
     "bridge-plug": (_A, {}, [_PLUG_BRIDGE], []),
     "sriov-plug": (_A, {}, [("plug", "hp-sriov", "sriov")], []),
@@ -116,6 +122,10 @@ _CATEGORIES: dict[str, tuple[list[tuple[str, str]], dict[str, Any], list[tuple[O
     "slots-predictable": ([*_AB, ("net-c", "bridge")], {}, [_PLUG_BRIDGE], []),
     "opted-out": (_A, {"labels": {LABEL_AUTO_MIGRATE: OPT_OUT_VALUE}}, [_PLUG_BRIDGE], []),
     "restart-required": (_AB, {}, [_PLUG_BRIDGE], ["net-b"]),
+    # a NetworkAttachmentDefinition the user never created (see MISSING_NETWORK)
+    "missing-nad": (_A, {}, [("plug", MISSING_NETWORK, "bridge")], []),
+    # an SR-IOV resource whose VFs are all taken (see simulator.kubevirt.pods.SCARCE_PREFIX)
+    "sriov-exhausted": ([(f"{SCARCE_PREFIX}a", "sriov")], {}, [("plug", f"{SCARCE_PREFIX}b", "sriov")], []),
 }
 
 
@@ -146,6 +156,17 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
         _category_vm(cat, cfg.namespaces[i % len(cfg.namespaces)], f"vm-{i:05d}", cfg.kubevirt_version)
         for i, cat in enumerate(chosen)
     ]
+
+
+def plan_networks(plans: list[VMPlan]) -> list[tuple[tuple[str, str], str]]:
+    """The NADs ``((namespace, name), binding)`` the plans' plugs name, as an admin creates them before
+    users plug (the ``missing-nad`` category's one excepted: that is the point of it)."""
+    out: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        for a in plan.actions:
+            if a.op == "plug" and a.interface != MISSING_NETWORK:
+                out.setdefault((plan.namespace, a.interface), a.binding)
+    return list(out.items())
 
 
 def edit_body(current: dict[str, Any], plan: VMPlan) -> dict[str, Any]:
@@ -186,7 +207,23 @@ class ScenarioDriver:
         self._on_request = on_request
         self.done = asyncio.Event()
 
+    async def create_networks(self) -> None:
+        """The NADs the plans' plugs name (:func:`plan_networks`), over the API; existing ones are kept."""
+        for (ns, name), binding in plan_networks(self.plans):
+            body = nad_body(ns, name, network_resource(name, binding))
+            for _ in range(20):
+                try:
+                    await self.api.create_namespaced_custom_object(NAD_GROUP, NAD_VERSION, ns, NADS, body)
+                except ApiException as exc:
+                    if exc.status == 429 or exc.status >= 500:  # an admin retries, as for the edits
+                        await asyncio.sleep(0.05)
+                        continue
+                    if exc.status != 409:
+                        raise
+                break
+
     async def run(self) -> None:
+        await self.create_networks()
         rng = random.Random(self.cfg.seed + 7)
         actionable = [p for p in self.plans if p.actions or p.remove]
         schedule = sorted(
@@ -264,18 +301,28 @@ def _message(exc: ApiException) -> str:
 
 
 class ManualOperator:
-    """A person following the documented workflow: edit, ``virtctl migrate``, watch, retry on failure."""
+    """A person following the documented workflow: edit, ``virtctl migrate``, watch, retry on failure;
+    a migration still unfinished after ``stuck_seconds`` is cancelled (deleted) and counts as a failed
+    attempt (a Pending one waiting for a NetworkAttachmentDefinition would wait forever)."""
 
     def __init__(
-        self, api: CustomObjectsApi, driver: ScenarioDriver, *, max_attempts: int = 3, poll: float = 0.2
+        self,
+        api: CustomObjectsApi,
+        driver: ScenarioDriver,
+        *,
+        max_attempts: int = 3,
+        poll: float = 0.2,
+        stuck_seconds: float = 5.0,
     ):
         self.api = api
         self.driver = driver
         self.max_attempts = max_attempts
         self.poll = poll
+        self.stuck_seconds = stuck_seconds
         self.attempts: dict[tuple[str, str], int] = {}
         self.given_up: dict[tuple[str, str], str] = {}
         self.active: dict[tuple[str, str], str] = {}
+        self._since: dict[tuple[str, str], float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -294,6 +341,10 @@ class ManualOperator:
                 vmim = await self._get("virtualmachineinstancemigrations", plan.namespace, self.active[key])
                 phase = ((vmim or {}).get("status") or {}).get("phase", "")
                 if vmim is not None and phase not in ("Succeeded", "Failed"):
+                    if time.monotonic() - self._since.get(key, time.monotonic()) > self.stuck_seconds:
+                        await self.api.delete_namespaced_custom_object(
+                            G, V, plan.namespace, "virtualmachineinstancemigrations", self.active[key]
+                        )
                     continue
                 del self.active[key]
             vmi = await self._get("virtualmachineinstances", plan.namespace, plan.name)
@@ -320,6 +371,7 @@ class ManualOperator:
                 continue
             self.attempts[key] = n + 1
             self.active[key] = out["metadata"]["name"]
+            self._since[key] = time.monotonic()
 
     async def _get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
         try:
@@ -351,4 +403,5 @@ __all__ = [
     "VMPlan",
     "build_plan",
     "edit_body",
+    "plan_networks",
 ]

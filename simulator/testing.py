@@ -53,7 +53,13 @@ from simulator.cluster import ClusterConfig, SimulatedCluster
 from simulator.manifests import plug_patch
 from simulator.real.controlplane import free_port
 from simulator.report import Recorder, Report
-from simulator.scenario import Request, ScenarioConfig, ScenarioDriver, VMPlan, build_plan
+from simulator.scenario import (
+    Request,
+    ScenarioConfig,
+    ScenarioDriver,
+    VMPlan,
+    build_plan,
+)
 
 # ----------------------------------------------------------------------------------------- basics
 
@@ -565,7 +571,9 @@ class SimHarness:
         return driver
 
     async def plug(self, namespace: str, name: str, iface: str, binding: str = "bridge") -> None:
-        """Hot plug in-process (the user's merge patch of the VM), recorded as a request."""
+        """Hot plug in-process (the user's merge patch of the VM, its NAD created first), recorded as a
+        request."""
+        await self.cluster.ensure_nads([((namespace, iface), binding)])
         vm = self.store.get(VMS, namespace, name)
         t = time.time()
         await self.store.patch(VMS, namespace, name, plug_patch(vm, iface, binding))

@@ -114,6 +114,19 @@ BUILTINS: tuple[ResourceType, ...] = (
         columns=(Column("Status", ".status.phase"), AGE),
     ),
     ResourceType("", "v1", "nodes", "node", "Node", False, ("no",), status_subresource=True),
+    # virt-launcher pods: the SR-IOV VFs they hold on their nodes (the agent's capacity preflight).
+    ResourceType(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        True,
+        ("po",),
+        ("all",),
+        status_subresource=True,
+        columns=(Column("Status", ".status.phase"), Column("Node", ".spec.nodeName", priority=1), AGE),
+    ),
     ResourceType("", "v1", "events", "event", "Event", True, ("ev",)),
     ResourceType(
         "coordination.k8s.io",

@@ -67,6 +67,12 @@ class KubeVirtSimConfig:
     watch_namespace: str | None = None
     #: KubeVirt keeps the newest 5 finalized VMIMs per VMI (defaultFinalizedMigrationGarbageCollectionBuffer).
     finalized_migrations_kept: int = 5
+    #: ``migrations.unschedulablePendingTimeoutSeconds``: a target pod no node fits is deleted after this
+    #: long and the migration fails (KubeVirt's default 300 s; scaled by ``time_scale``).
+    unschedulable_timeout_seconds: float = 300.0
+    #: Extended resources every simulated node offers: SR-IOV VFs per device resource
+    #: (:data:`simulator.kubevirt.pods.DEFAULT_SRIOV_RESOURCES`).
+    sriov_resources: dict[str, int] = field(default_factory=dict)
 
     @property
     def grace_seconds(self) -> float:
@@ -75,6 +81,10 @@ class KubeVirtSimConfig:
     @property
     def updater_interval(self) -> float:
         return self.workload_updater_interval_seconds * self.time_scale
+
+    @property
+    def unschedulable_timeout(self) -> float:
+        return self.unschedulable_timeout_seconds * self.time_scale
 
     @property
     def pending_requeue(self) -> float:

@@ -22,6 +22,7 @@ from kubernetes_asyncio.config import new_client_from_config
 from agent.kubevirt import KUBEVIRTS
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.dnc import DynamicNetworksController
+from simulator.kubevirt.evacuation import EvacuationController
 from simulator.kubevirt.kube import MERGE_KW, Kube
 from simulator.kubevirt.migration import MigrationController
 from simulator.kubevirt.vm_controller import VMController
@@ -82,7 +83,9 @@ def node_body(name: str) -> dict[str, Any]:
     }
 
 
-def node_status() -> dict[str, Any]:
+def node_status(resources: dict[str, int] | None = None) -> dict[str, Any]:
+    """A Ready node's status with ``resources`` (SR-IOV VFs per device resource) allocatable."""
+    extended = {name: str(count) for name, count in (resources or {}).items()}
     return {
         "conditions": [
             {
@@ -92,7 +95,7 @@ def node_status() -> dict[str, Any]:
                 "message": "kubelet is posting ready status",
             }
         ],
-        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250", **extended},
     }
 
 
@@ -111,6 +114,7 @@ class KubeVirtControllers:
         self.migration_controller: MigrationController | None = None
         self.workload_updater: WorkloadUpdater | None = None
         self.dnc: DynamicNetworksController | None = None
+        self.evacuation: EvacuationController | None = None
 
     async def _kube(self) -> Kube:
         if self._client is None:
@@ -127,7 +131,8 @@ class KubeVirtControllers:
             body: Any = node_body(node)
             with contextlib.suppress(ApiException):
                 await kube.core.create_node(body)
-            await kube.core.patch_node_status(node, {"status": node_status()}, **MERGE_KW)
+            status = {"status": node_status(self.config.sriov_resources)}
+            await kube.core.patch_node_status(node, status, **MERGE_KW)
         if await kube.get(KUBEVIRTS, KUBEVIRT_NAMESPACE, "kubevirt") is None:
             await kube.create(KUBEVIRTS, KUBEVIRT_NAMESPACE, kubevirt_cr(self.config))
         await kube.merge_patch(
@@ -146,6 +151,7 @@ class KubeVirtControllers:
         self.vmi_controller = VMIController(world)
         self.migration_controller = MigrationController(world)
         self.workload_updater = WorkloadUpdater(world)
+        self.evacuation = EvacuationController(world)
         if self.config.dnc_enabled:
             self.dnc = DynamicNetworksController(world)
         started = asyncio.Event()
@@ -169,6 +175,8 @@ class KubeVirtControllers:
                     tg.create_task(ctrl.run(), name=ctrl.name)
             if self.workload_updater is not None:
                 tg.create_task(self.workload_updater.run(), name="workload-updater")
+            if self.evacuation is not None:
+                tg.create_task(self.evacuation.run(), name="evacuation")
             log.debug("kubevirt controllers started", seconds=round(time.perf_counter() - t0, 3))
             started.set()
 

@@ -134,6 +134,33 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    # -- pods (virt-launcher pods: placement and the SR-IOV VFs they hold) --------------------------
+
+    async def create_pod(self, body: Obj) -> Obj:
+        """Create a pod and write the phase its body carries (create resets a pod's status)."""
+        ns = str((body.get("metadata") or {}).get("namespace", ""))
+        untyped: Any = body
+        resp: Any = await self.core.create_namespaced_pod(ns, untyped, _preload_content=False)
+        created: Obj = json.loads(await resp.read())
+        wanted = body.get("status") or {}
+        if wanted and (created.get("status") or {}).get("phase") != wanted.get("phase"):
+            created = await self.patch_pod(created, {"status": wanted}, status=True)
+        return created
+
+    async def patch_pod(self, pod: Obj, patch: Obj, *, status: bool = False) -> Obj:
+        ns, name = key_of(pod)
+        fn = self.core.patch_namespaced_pod_status if status else self.core.patch_namespaced_pod
+        resp: Any = await fn(name, ns, patch, _preload_content=False, **MERGE_KW)
+        out: Obj = json.loads(await resp.read())
+        return out
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def event(
         self,
         involved: Obj,
@@ -175,8 +202,9 @@ class Kube:
 
 
 class Informer:
-    """List + watch of one kubevirt.io resource (or Pods/Nodes, :data:`CORE_LISTS`), cluster-wide or in one
-    namespace, optionally by label selector, into a cache; fans events out to handlers.
+    """List + watch of one kubevirt.io resource (another group's with ``group``/``version``, or
+    Pods/Nodes, :data:`CORE_LISTS`), cluster-wide or in one namespace, optionally by label selector, into a
+    cache; fans events out to handlers.
 
     Relists on 410 Gone, re-watches from the last resourceVersion on a clean end of stream, and retries
     with backoff on errors. ``synced`` is set after the first list has been delivered.
@@ -190,9 +218,13 @@ class Informer:
         namespace: str | None = None,
         watch_timeout: int = 240,
         label_selector: str = "",
+        group: str = GROUP,
+        version: str = VERSION,
     ) -> None:
         self.kube = kube
         self.plural = plural
+        self.group = group
+        self.version = version
         self.namespace = namespace
         self.label_selector = label_selector
         self.cache: dict[Key, Obj] = {}
@@ -216,8 +248,8 @@ class Informer:
         if self.plural in CORE_LISTS:
             return ()
         if self.namespace is None:
-            return (GROUP, VERSION, self.plural)
-        return (GROUP, VERSION, self.namespace, self.plural)
+            return (self.group, self.version, self.plural)
+        return (self.group, self.version, self.namespace, self.plural)
 
     def _list_kwargs(self) -> dict[str, Any]:
         return {"label_selector": self.label_selector} if self.label_selector else {}

@@ -12,7 +12,16 @@ finalizer ``kubevirt.io/migrationJobFinalize``; delete before completion = cance
 (``handlePreHandoffMigrationCancel``, "Migration failed due to being canceled"); events
 ``SuccessfulMigration``/``FailedMigration``; GC of finalized VMIMs beyond 5 per VMI.
 
-Simulated, not real: the target pod (its networks are captured when the VMIM enters Scheduling, so an
+The target pod, as v1.7.0 renders and places it: a NetworkAttachmentDefinition one of the VMI's networks
+names is missing → the VMIM stays ``Pending``, re-queued ("failed to render launch manifest: failed to
+locate network attachment definition ns/name"), until the NAD exists or the VMIM is deleted; the pod is
+placed by the scheduler's filters (:mod:`simulator.kubevirt.scheduling`: Ready, not cordoned or
+drained, another node than the source, the SR-IOV VFs its interfaces need free); one no node fits stays
+``Pending`` (the VMIM in ``Scheduling``) until the ``unschedulablePendingTimeoutSeconds`` (300 s) pass,
+then it is deleted and the migration fails. A succeeded migration ends the source pod (``Succeeded``),
+a failed or cancelled one deletes the target pod.
+
+Simulated, not real: the target pod's networks are captured when the VMIM enters Scheduling (an
 interface plugged later misses this migration, as on a real cluster), phase durations drawn from a
 configurable distribution, a seeded failure/stuck fate per VMIM.
 """
@@ -51,12 +60,19 @@ from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.kube import ConflictError, Controller, Key, Obj, key_of
 from simulator.kubevirt.node import NEXT_STEP as NEXT
 from simulator.kubevirt.node import MigrationPlan, plan_migration
+from simulator.kubevirt.pods import MIGRATION_JOB_LABEL
+from simulator.kubevirt.scheduling import labels_of, terminated
 from simulator.kubevirt.world import World
 
 log = structlog.get_logger("simulator.kubevirt.migration")
 
 FINALIZER: Final = "kubevirt.io/migrationJobFinalize"
 CANCELED_REASON: Final = "Migration failed due to being canceled"
+#: virt-controller's log line when it cannot render the target pod for a missing NAD (v1.7.0).
+NAD_MISSING_MESSAGE: Final = (
+    "failed to render launch manifest: failed to locate network attachment definition"
+)
+UNSCHEDULABLE_REASON: Final = "target pod was unschedulable past the unschedulable pending timeout"
 FAILED_REASON: Final = "source node reported migration failed"
 SUCCEEDED_MESSAGE: Final = "Source node reported migration succeeded"
 #: The feature gate of KubeVirt's migration priority queue (v1.7 alpha, v1.8 beta, off by default).
@@ -285,6 +301,7 @@ class MigrationController(Controller):
                 await kube.event(
                     vmim, "VirtualMachineInstanceMigration", "FailedMigration", CANCELED_REASON, "Warning"
                 )
+                await self._drop_target(vmim, vmi_key)
                 await self._slot_freed()
             await self._drop_finalizer(vmim)
             self.plans.pop(uid, None)
@@ -364,7 +381,15 @@ class MigrationController(Controller):
                 log.debug("Waiting to schedule target pod: outbound migrations per node limit", node=source)
                 self.queue.add_after(key, self._requeue_delay(vmim))
                 return
+            missing = self.world.missing_nads(vmi)
+            if missing:
+                log.info(NAD_MISSING_MESSAGE, nads=missing, vmim=f"{ns}/{name}")
+                self.queue.add_after(key, self._requeue_delay(vmim))
+                return
             new_plan = self._plan(source, vmi_key, vmi)
+            self.running[key] = source  # count it before any await (no over-admission by other workers)
+            target = await self.world.create_launcher(vmi, "", migration_uid=uid)
+            new_plan.target_node = str((target.get("spec") or {}).get("nodeName") or "")
             spec = vmi.get("spec") or {}
             nets = rules.network_by_name(spec)
             new_plan.target_pod_networks = {
@@ -377,7 +402,7 @@ class MigrationController(Controller):
             new_plan.started = now
             self.plans[uid] = new_plan
             self.pending.pop(key, None)
-            self.running[key] = source  # count it before the write returns (no over-admission)
+            placed = {"targetNode": new_plan.target_node} if new_plan.target_node else {}
             await self._write_status(
                 vmim,
                 self._transition(
@@ -385,7 +410,7 @@ class MigrationController(Controller):
                     PHASE_SCHEDULING,
                     now,
                     sourceNode=source,
-                    targetNode=new_plan.target_node,
+                    **placed,
                     migrationUid=uid,
                     sourcePod=f"virt-launcher-{vmi_name}-src",
                     targetPod=f"virt-launcher-{vmi_name}-{uid[:5]}",
@@ -410,6 +435,8 @@ class MigrationController(Controller):
             self.plans[uid] = plan
         nxt = NEXT.get(phase)
         if nxt is None:
+            return
+        if phase == PHASE_SCHEDULING and not await self._target_placed(vmim, vmi, plan, now):
             return
         if phase == PHASE_RUNNING and plan.fate == "stuck":
             return
@@ -440,6 +467,10 @@ class MigrationController(Controller):
         if nxt == PHASE_SUCCEEDED:
             end = status.rfc3339(now)
             moved = await self._update_vmi(vmi_key, lambda b: _vmi_migration_completed(b, uid, plan, end))
+            for pod in self.world.launcher_pods(vmi):
+                on_source = (pod.get("spec") or {}).get("nodeName") == plan.source_node
+                if on_source and _job_of(pod) != uid and not terminated(pod):
+                    await self.world.end_pod(pod)
             if moved is not None:
                 dom = self.world.domain_for(moved)
                 dom.pod_networks = set(plan.target_pod_networks)
@@ -464,6 +495,48 @@ class MigrationController(Controller):
             return
         await self._write_status(vmim, self._transition(vmim, nxt, now))
         self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
+
+    async def _target_placed(self, vmim: Obj, vmi: Obj, plan: MigrationPlan, now: float) -> bool:
+        """Scheduling: is the target pod placed? Place it when a node fits now; past the unschedulable
+        timeout the pod is deleted and the migration fails. False: not yet (checked again later)."""
+        uid = str((vmim.get("metadata") or {}).get("uid", ""))
+        target = next((p for p in self.world.launcher_pods(vmi) if _job_of(p) == uid), None)
+        if target is None:  # adopted after a restart, or its write was lost
+            target = await self.world.create_launcher(vmi, "", migration_uid=uid)
+        node_name = str((target.get("spec") or {}).get("nodeName") or "")
+        if not node_name:
+            node_name = self.world.place(target) or ""
+            if node_name:
+                await self.world.bind(target, node_name)
+        if node_name:
+            if not plan.target_node:
+                # Placed late: the remaining steps take their planned time from now.
+                plan.started = now - plan.durations.get(PHASE_SCHEDULING, 0.0)
+            plan.target_node = node_name
+            return True
+        waited = now - (plan.started or now)
+        if waited >= self.world.config.unschedulable_timeout:
+            await self.world.delete_pod(target)
+            await self._fail(
+                vmim,
+                now,
+                UNSCHEDULABLE_REASON,
+                (vmim["metadata"]["namespace"], vmi["metadata"]["name"]),
+                started=False,
+            )
+            return False
+        self.queue.add_after(key_of(vmim), self._requeue_delay(vmim))
+        return False
+
+    async def _drop_target(self, vmim: Obj, vmi_key: Key) -> None:
+        """A failed or cancelled migration's target pod is deleted."""
+        uid = str((vmim.get("metadata") or {}).get("uid", ""))
+        vmi = self.world.vmis.get(vmi_key)
+        if vmi is None:
+            return
+        for pod in self.world.launcher_pods(vmi):
+            if _job_of(pod) == uid:
+                await self.world.delete_pod(pod)
 
     async def _drop_finalizer(self, vmim: Obj) -> None:
         meta = vmim.get("metadata") or {}
@@ -503,6 +576,7 @@ class MigrationController(Controller):
             ),
         )
         self.plans.pop(uid, None)
+        await self._drop_target(vmim, vmi_key)
         await self._slot_freed()
         await self.world.kube.event(
             vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
@@ -538,6 +612,11 @@ def sized_plan(
 
 #: ``spec.priority`` → queue priority (KubeVirt's ``PriorityFromMigration``; higher first).
 PRIORITY_RANK: Final = {"system-critical": 100, "user-triggered": 50, "system-maintenance": 20}
+
+
+def _job_of(pod: Obj) -> str:
+    """The migration a target pod was made for ("" for a VMI's own pod)."""
+    return str(labels_of(pod).get(MIGRATION_JOB_LABEL, ""))
 
 
 def _feature_gates(world: World) -> list[str]:

@@ -71,7 +71,7 @@ class VMController(Controller):
             return
         if not wants_running(vm):
             if vmi is not None:
-                await self.world.kube.delete(VMIS, *key)
+                await self._stop(vmi)
             await self._sync_status(vm, None)
             return
         if vmi is None:
@@ -90,7 +90,7 @@ class VMController(Controller):
         """No VM: the VMI watch can be ahead of the VM watch, so confirm with the API before acting as
         the garbage collector for the owner reference."""
         if vmi is not None and _owned_by_vm(vmi) and await self.world.kube.get(VMS, *key) is None:
-            await self.world.kube.delete(VMIS, *key)
+            await self._stop(vmi)
 
     async def _start(self, key: Key, vm: Obj) -> None:
         """Start the VM: its start revision, then its VMI (already Running on a node, see ``vmi_from_vm``)."""
@@ -109,6 +109,7 @@ class VMController(Controller):
                 await self.enqueue(key)
             return
         self.world.vmis.write_through(created)
+        await self.world.create_launcher(created, node)
         log.debug("vmi created", vmi=f"{key[0]}/{key[1]}", node=node)
         await self._sync_status(vm, created)
 
@@ -154,6 +155,12 @@ class VMController(Controller):
                 self.queue.add_after(key, 0.05)
                 return None
             raise
+
+    async def _stop(self, vmi: Obj) -> None:
+        """Delete the VMI and its virt-launcher pods (the garbage collector's part, by owner)."""
+        for pod in self.world.launcher_pods(vmi):
+            await self.world.delete_pod(pod)
+        await self.world.kube.delete(VMIS, *key_of(vmi))
 
     async def _sync_status(self, vm: Obj, vmi: Obj | None) -> None:
         ns, name = key_of(vm)

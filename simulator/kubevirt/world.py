@@ -26,9 +26,9 @@ from agent.kubevirt import (
     VMIS,
     VMS,
 )
-from simulator.kubevirt import node, pci, rules, status
+from simulator.kubevirt import node, pci, pods, rules, scheduling, status
 from simulator.kubevirt.config import KubeVirtSimConfig
-from simulator.kubevirt.kube import Informer, Key, Kube, Obj, key_of
+from simulator.kubevirt.kube import NODES, PODS, Informer, Key, Kube, Obj, key_of
 
 
 class World:
@@ -42,12 +42,15 @@ class World:
         self.vmis = Informer(kube, VMIS, namespace=ns)
         self.vmims = Informer(kube, VMIMS, namespace=ns)
         self.kubevirts = Informer(kube, KUBEVIRTS, namespace=None if ns is None else "kubevirt")
+        self.nads = Informer(kube, pods.NADS, namespace=ns, group=pods.NAD_GROUP, version=pods.NAD_VERSION)
+        self.node_objects = Informer(kube, NODES)
+        self.pods = Informer(kube, PODS, label_selector=pods.LAUNCHER_SELECTOR)
         self.domains: dict[Key, pci.Domain] = {}
         self._vmi_listeners: list[Callable[[Key], Awaitable[None]]] = []
 
     @property
     def informers(self) -> list[Informer]:
-        return [self.vms, self.vmis, self.vmims, self.kubevirts]
+        return [self.vms, self.vmis, self.vmims, self.kubevirts, self.nads, self.node_objects, self.pods]
 
     def on_node_side_change(self, cb: Callable[[Key], Awaitable[None]]) -> None:
         """Called with a VMI key when its pod or domain changed (the VMI controller re-syncs it)."""
@@ -106,6 +109,70 @@ class World:
         dom = node.adopt_domain(vmi, self.version())
         self.domains[key] = dom
         return dom
+
+    # -- networks and virt-launcher pods ----------------------------------------------------------
+
+    def nad(self, key: Key) -> Obj | None:
+        return self.nads.get(key)
+
+    def missing_nads(self, vmi: Obj) -> list[str]:
+        """The NADs the VMI's pod needs that do not exist: virt-controller cannot render it."""
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        return pods.missing_nads(vmi.get("spec") or {}, ns, lambda k: self.nads.get(k) is not None)
+
+    def launcher_pods(self, vmi: Obj) -> list[Obj]:
+        uid = str((vmi.get("metadata") or {}).get("uid", ""))
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        return [
+            p
+            for (pns, _), p in self.pods.cache.items()
+            if pns == ns and scheduling.labels_of(p).get(pods.CREATED_BY_LABEL) == uid
+        ]
+
+    async def create_launcher(self, vmi: Obj, node_name: str, migration_uid: str = "") -> Obj:
+        """The VMI's virt-launcher pod on ``node_name``, or — for a migration target (``migration_uid``)
+        — wherever the scheduler places it ("" leaves it Pending, unschedulable)."""
+        ns = str((vmi.get("metadata") or {}).get("namespace", ""))
+        requests = pods.vf_requests(vmi.get("spec") or {}, ns, self.nad)
+        body = pods.launcher_pod(vmi, node_name, requests, migration_uid=migration_uid)
+        if migration_uid:
+            node_name = self.place(body) or ""
+            body = pods.launcher_pod(vmi, node_name, requests, migration_uid=migration_uid)
+        existing = self.pods.get(key_of(body))
+        if existing is not None:
+            return existing
+        created = await self.kube.create_pod(body)
+        self.pods.write_through(created)
+        return created
+
+    def place(self, pod: Obj) -> str | None:
+        """The scheduler's choice for an unscheduled pod (None: no node fits)."""
+        return scheduling.choose_node(pod, self.node_objects.cache.values(), self.pods.cache.values())
+
+    async def bind(self, pod: Obj, node_name: str) -> Obj:
+        """Schedule a Pending pod on ``node_name`` and start it (scheduler and kubelet). The API has no
+        binding here to use, and ``spec.nodeName`` is immutable: an unscheduled pod is deleted at once
+        and created again bound."""
+        await self.kube.delete_pod(*key_of(pod))
+        body = {
+            **pod,
+            "metadata": {
+                k: v for k, v in (pod.get("metadata") or {}).items() if k in ("name", "namespace", "labels")
+            },
+            "spec": {**(pod.get("spec") or {}), "nodeName": node_name},
+            "status": {"phase": "Running"},
+        }
+        out = await self.kube.create_pod(body)
+        self.pods.write_through(out)
+        return out
+
+    async def end_pod(self, pod: Obj) -> None:
+        """A source pod after its VMI left: the kubelet reports it Succeeded."""
+        out = await self.kube.patch_pod(pod, {"status": {"phase": "Succeeded"}}, status=True)
+        self.pods.write_through(out)
+
+    async def delete_pod(self, pod: Obj) -> None:
+        await self.kube.delete_pod(*key_of(pod))
 
     def pick_node(self, key: Key) -> str:
         return self.nodes[zlib.crc32("/".join(key).encode()) % len(self.nodes)] if self.nodes else "node-1"

@@ -36,7 +36,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -62,6 +62,7 @@ from simulator.kubevirt import rules, status
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.kube import MERGE_KW, NODES, PODS, Controller, Informer, Key, Kube, Obj, key_of
 from simulator.kubevirt.pci import Domain
+from simulator.kubevirt.scheduling import choose_node, labels_of, terminated
 
 log = structlog.get_logger("simulator.real.node")
 
@@ -135,110 +136,6 @@ def node_status(spec: NodeSpec) -> Obj:
                      "containerRuntimeVersion": "none://node-stand-in", "kernelVersion": "", "osImage": "",
                      "bootID": "", "machineID": "", "systemUUID": "", "kubeProxyVersion": ""},
     }  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------------
-# Scheduling (pure)
-# ------------------------------------------------------------------------------------------------
-
-
-def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return (obj.get("metadata") or {}).get("labels") or {}
-
-
-def _match_expression(labels: Mapping[str, str], expr: Mapping[str, Any]) -> bool:
-    key, op, values = str(expr.get("key")), str(expr.get("operator")), list(expr.get("values") or [])
-    if op == "In":
-        return labels.get(key) in values
-    if op == "NotIn":
-        return labels.get(key) not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    return False
-
-
-def _selector_matches(labels: Mapping[str, str], selector: Mapping[str, Any]) -> bool:
-    match = selector.get("matchLabels") or {}
-    if any(labels.get(k) != v for k, v in match.items()):
-        return False
-    return all(_match_expression(labels, e) for e in selector.get("matchExpressions") or [])
-
-
-def _requests(pod: Mapping[str, Any]) -> dict[str, int]:
-    """Extended-resource requests (whole numbers) of a pod's containers, summed."""
-    out: dict[str, int] = {}
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        for name, qty in ((container.get("resources") or {}).get("requests") or {}).items():
-            if "/" in name and str(qty).isdigit():
-                out[name] = out.get(name, 0) + int(qty)
-    return out
-
-
-def _terminated(pod: Mapping[str, Any]) -> bool:
-    return str((pod.get("status") or {}).get("phase", "")) in ("Succeeded", "Failed")
-
-
-def fits(pod: Mapping[str, Any], node: Mapping[str, Any], pods_on_node: Iterable[Mapping[str, Any]]) -> bool:
-    """The scheduler's filters that virt-launcher pods meet: readiness, cordon, node selector, required
-    node affinity, required pod anti-affinity (hostname topology), extended resources."""
-    spec = pod.get("spec") or {}
-    nspec = node.get("spec") or {}
-    conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
-    if nspec.get("unschedulable") or conditions.get("Ready") != "True":
-        return False
-    labels = _labels(node)
-    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-        return False
-    affinity = spec.get("affinity") or {}
-    required = (
-        (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
-    ) or {}
-    terms = required.get("nodeSelectorTerms") or []
-    if terms and not any(
-        all(_match_expression(labels, e) for e in t.get("matchExpressions") or []) for t in terms
-    ):
-        return False
-    running = [p for p in pods_on_node if not _terminated(p)]
-    anti = (affinity.get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or []
-    for term in anti:
-        selector = term.get("labelSelector") or {}
-        if any(_selector_matches(_labels(p), selector) for p in running):
-            return False
-    allocatable = (node.get("status") or {}).get("allocatable") or {}
-    used: dict[str, int] = {}
-    for p in running:
-        for name, n in _requests(p).items():
-            used[name] = used.get(name, 0) + n
-    for name, n in _requests(pod).items():
-        if name.startswith("devices.kubevirt.io/"):
-            continue
-        have = str(allocatable.get(name, "0"))
-        if not have.isdigit() or used.get(name, 0) + n > int(have):
-            return False
-    return True
-
-
-def choose_node(
-    pod: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
-) -> str | None:
-    """The node with the fewest running launcher pods among those that fit (ties by name), or None."""
-    by_node: dict[str, list[Mapping[str, Any]]] = {}
-    for p in pods:
-        name = str((p.get("spec") or {}).get("nodeName") or "")
-        if name:
-            by_node.setdefault(name, []).append(p)
-    best: tuple[int, str] | None = None
-    for node in nodes:
-        name = str((node.get("metadata") or {}).get("name", ""))
-        on_node = by_node.get(name, [])
-        if not fits(pod, node, on_node):
-            continue
-        load = sum(1 for p in on_node if not _terminated(p))
-        if best is None or (load, name) < best:
-            best = (load, name)
-    return best[1] if best else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -430,14 +327,14 @@ class NodeSide:
 
     def launcher_pods_of(self, vmi: Obj) -> list[Obj]:
         uid = str((vmi.get("metadata") or {}).get("uid", ""))
-        return [p for p in self.pods.cache.values() if _labels(p).get(LABEL_CREATED_BY) == uid]
+        return [p for p in self.pods.cache.values() if labels_of(p).get(LABEL_CREATED_BY) == uid]
 
     def vmi_of_pod(self, pod: Obj) -> Key:
         meta = pod.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "VirtualMachineInstance":
                 return (str(meta.get("namespace", "")), str(ref.get("name", "")))
-        return (str(meta.get("namespace", "")), str(_labels(pod).get("vm.kubevirt.io/name", "")))
+        return (str(meta.get("namespace", "")), str(labels_of(pod).get("vm.kubevirt.io/name", "")))
 
 
 class _Kubelet(Controller):
@@ -526,7 +423,7 @@ class _Kubelet(Controller):
         """The source domain is gone after a migration: the launcher's compute container exits."""
         assert self.side.admin is not None
         pod = self.side.pod(namespace, name)
-        if pod is None or _terminated(pod):
+        if pod is None or terminated(pod):
             return
         st = copy.deepcopy(pod.get("status") or {})
         ts = _ts(time.time())

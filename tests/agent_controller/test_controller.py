@@ -328,3 +328,25 @@ async def test_restart_right_after_our_success_verifies_instead_of_migrating_aga
     assert (NS, "vm1") not in ctl.tracks
     assert api.created == []
     await stop(task)
+
+
+async def test_a_migration_window_holds_creates_until_it_opens_then_releases_without_polling() -> None:
+    # The fake clock starts at 1970-01-12 13:46:40 UTC; the window opens at 15:00 UTC.
+    ctl, api, clock, task = await make(
+        config(settle_seconds=0, bridge_grace_seconds=0, mode="active", migration_window="15:00-16:00")
+    )
+    ctl.on_vm("ADDED", None, vm([BRIDGE]))
+    ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
+    await settle()
+    assert api.created == []
+    assert ctl.tracks[(NS, "vm1")].state == "outside-window"
+    assert sample(ctl.metrics, "hotplug_agent_migration_window_open") == 0
+    opens = 11 * 86400 + 15 * 3600
+    assert sample(ctl.metrics, "hotplug_agent_migration_window_next_open_timestamp_seconds") == opens
+    clock.t = opens + 1.0
+    ctl.wakeups.schedule(("", "tick"), 0.0)  # wakes the loop: it reads the (fake) clock again
+    for _ in range(4):
+        await settle()
+    assert api.created == [(NS, "vm1")]  # the window's own wake-up re-decided the waiting VMI
+    assert sample(ctl.metrics, "hotplug_agent_migration_window_open") == 1
+    await stop(task)

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from agent.decide import BlockReason, Decision, DecisionContext, Kind, WaitReason, decide, resolve_mode
 from agent.detect import detect
 from agent.model import KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
+from agent.preflight import ClusterFacts
 from agent.restart import RestartCheck
+from agent.window import WindowState
 from tests.agent_unit.builders import MAX_EXAMPLES, iface, net, vm, vmi, vmim
 
 NOW = 1_000.0
@@ -286,6 +288,24 @@ def test_blocked_retries_exhausted() -> None:
     blocked(d, BlockReason.RETRIES_EXHAUSTED)
 
 
+def test_blocked_network_missing_names_the_nad() -> None:
+    facts = ClusterFacts(missing_networks=("ns1/nad-br1",))
+    d = blocked(run(vmi([BR1]), vm([BR1]), with_(READY, facts=facts)), BlockReason.NETWORK_MISSING)
+    assert "ns1/nad-br1" in d.message
+    # A restart-needing diagnosis is more specific: it wins.
+    lm = run(vmi([BR1], live_migratable="False"), vm([BR1]), with_(READY, facts=facts))
+    blocked(lm, BlockReason.NOT_LIVE_MIGRATABLE)
+
+
+def test_blocked_no_target_capacity_names_the_resource() -> None:
+    facts = ClusterFacts(needs=(("vendor.example/vf", 1),), short=("vendor.example/vf",))
+    d = blocked(run(vmi([SR1]), vm([SR1]), with_(READY, facts=facts)), BlockReason.NO_TARGET_CAPACITY)
+    assert "vendor.example/vf" in d.message
+    # Capacity is a fact about now: a missing NAD (which would hang the migration anyway) comes first.
+    both = dataclasses.replace(facts, missing_networks=("ns1/nad-sr1",))
+    blocked(run(vmi([SR1]), vm([SR1]), with_(READY, facts=both)), BlockReason.NETWORK_MISSING)
+
+
 def test_every_block_reason_is_covered() -> None:
     # Guard: if a reason is added, a test above must be added too.
     assert {r.value for r in BlockReason} == {
@@ -297,7 +317,32 @@ def test_every_block_reason_is_covered() -> None:
         "namespace-not-selected",
         "retries-exhausted",
         "migration-rejected",
+        "network-missing",
+        "no-target-capacity",
     }
+
+
+def test_wait_evacuating_is_left_to_kubevirt() -> None:
+    d = run(vmi([SR1]), vm([SR1]), with_(READY, facts=ClusterFacts(evacuating="node-a")))
+    assert d.kind is Kind.WAIT and d.wait_reason is WaitReason.EVACUATING and d.recheck_at is None
+    assert "node-a" in d.message
+
+
+def test_wait_no_target_node_is_event_driven() -> None:
+    d = run(vmi([SR1]), vm([SR1]), with_(READY, facts=ClusterFacts(no_target_node=True)))
+    assert d.kind is Kind.WAIT and d.wait_reason is WaitReason.NO_TARGET_NODE and d.recheck_at is None
+
+
+def test_wait_outside_window_until_it_opens() -> None:
+    closed = WindowState(False, NOW + 3600.0, "2026-03-02 22:00 CET")
+    d = run(vmi([SR1]), vm([SR1]), with_(READY, window=closed))
+    assert d.kind is Kind.WAIT and d.wait_reason is WaitReason.OUTSIDE_WINDOW
+    assert d.recheck_at == NOW + 3600.0 and "2026-03-02 22:00 CET" in d.message
+    opened = WindowState(True, NOW + 3600.0)
+    assert run(vmi([SR1]), vm([SR1]), with_(READY, window=opened)).kind is Kind.MIGRATE
+    # A block still says what a person must do, window or not.
+    facts = ClusterFacts(missing_networks=("ns1/nad-sr1",))
+    blocked(run(vmi([SR1]), vm([SR1]), with_(READY, window=closed, facts=facts)), BlockReason.NETWORK_MISSING)
 
 
 # ----------------------------------------------------------------------------------------- OBSERVE / mode
@@ -418,6 +463,13 @@ def scenarios(draw: st.DrawFn) -> tuple[VMIRecord, VMRecord | None, tuple[VMIMRe
         max_attempts=draw(st.sampled_from([3, 3, 3, 0, 1, 5])),
         next_retry_at=draw(st.none() | times),
         rejected_message=draw(st.sampled_from([None, None, None, "", "Cannot migrate VMI, Reason: x"])),
+        facts=ClusterFacts(
+            missing_networks=draw(st.sampled_from([(), (), ("ns1/nad-br1",)])),
+            evacuating=draw(st.sampled_from(["", "", "", "node-a"])),
+            no_target_node=draw(st.sampled_from([False] * 3 + [True])),
+            short=draw(st.sampled_from([(), (), ("vendor.example/vf",)])),
+        ),
+        window=draw(st.sampled_from([None, None, WindowState(True, 1e7), WindowState(False, 2e6, "later")])),
     )
     return the_vmi, the_vm, migrations, ctx
 
@@ -448,6 +500,9 @@ def test_decide_is_total_and_consistent(
         assert the_vmi.live_migratable is not False
         assert ctx.attempts < ctx.max_attempts
         assert the_vm is None or not the_vm.opted_out
+        f = ctx.facts
+        assert not (f.missing_networks or f.evacuating or f.no_target_node or f.short)
+        assert ctx.window is None or ctx.window.open
     if d.kind is Kind.OBSERVE:
         assert ctx.mode == "observe" and d.would
     if the_vmi.phase != "Running":

@@ -431,3 +431,39 @@ def test_random_lives_keep_the_invariants(events: list[str], jitter: float) -> N
     assert track is None or track.blocked is not None, track
     event(f"migrations created: {min(w.created, 3)}{'+' if w.created > 3 else ''}")
     event(f"ended {'completed' if track is None else f'blocked {track.blocked}'}")
+
+
+def test_a_missing_nad_blocks_registers_its_trigger_and_clears_it_once_created() -> None:
+    from agent.infra import NADRecord
+    from agent.lifecycle import Await
+    from agent.preflight import Infrastructure, Trigger, TriggerKind
+
+    missing = Infrastructure(nads={})
+    track, actions = step(None, OBSERVED, view(), ctx(infra=missing))
+    assert track is not None and track.blocked is BlockReason.NETWORK_MISSING
+    (await_,) = of(actions, Await)
+    assert await_.triggers == frozenset({Trigger(TriggerKind.NAD, f"{NS}/nad-hp1")})
+    assert not of(actions, Ready)
+    created = Infrastructure(nads={(NS, "nad-hp1"): NADRecord((NS, "nad-hp1"))})
+    track, actions = step(track, OBSERVED, view(), ctx(infra=created))
+    assert track is not None and track.blocked is None and of(actions, Ready)
+    assert of(actions, Await) == [Await(frozenset())]  # deregistered from the release index
+
+
+def test_ready_carries_the_vms_priority_and_the_vfs_its_target_needs() -> None:
+    from agent.infra import NADRecord, parse_node
+    from agent.preflight import Infrastructure
+
+    sriov = (iface("sr1", "sriov"), net("sr1"))
+    vf = "vendor.example/vf"
+    node_b = parse_node(
+        {"metadata": {"name": "node-b"}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                                    "allocatable": {vf: "2"}}}
+    )  # fmt: skip
+    infra = Infrastructure(
+        nads={(NS, "nad-sr1"): NADRecord((NS, "nad-sr1"), vf)}, nodes={"node-b": node_b}, targets={"node-b"}
+    )
+    the_vm = dataclasses.replace(vm([sriov]), priority=7)
+    _track, actions = step(None, OBSERVED, view(vmi([sriov]), the_vm), ctx(infra=infra))
+    (ready,) = of(actions, Ready)
+    assert ready.priority == 7 and ready.needs == ((vf, 1),)

@@ -18,6 +18,7 @@ from agent.scheduler import (
     Plan,
     TokenBucket,
     WorkQueue,
+    fair_order,
     order_candidates,
     plan_dispatch,
 )
@@ -373,3 +374,82 @@ def test_queue_never_hands_out_a_key_twice_concurrently(ops: list[tuple[str, str
         waiting = drain(copy.deepcopy(q))
         assert len(waiting) == len(set(waiting))
         assert not set(waiting) & processing
+
+
+# ----------------------------------------------------------------------- priority, fairness, capacity
+
+
+def nscand(
+    ns: str, name: str, since: float, *, priority: int = 0, needs: tuple[tuple[str, int], ...] = ()
+) -> Candidate:
+    return Candidate((ns, name), f"node-{name}", since, 0.0, priority, needs)
+
+
+def test_fair_order_serves_priority_first_then_namespaces_in_turn() -> None:
+    burst = [nscand("a", f"a{i}", float(i)) for i in range(5)]
+    single = nscand("b", "b0", 10.0)
+    urgent = nscand("c", "c0", 20.0, priority=5)
+    order = [c.key[1] for c in fair_order([*burst, single, urgent], "fifo", 5)]
+    assert order[0] == "c0"  # priority beats age
+    assert order[1:4] == ["a0", "b0", "a1"]  # one turn each, the oldest namespace first
+    # Served memory: after "a" was served, "b" (never served) goes first even though "a" is older.
+    assert fair_order([*burst, single], "fifo", 5, {"a": 7})[0].key[1] == "b0"
+
+
+def test_a_single_hot_plug_is_not_starved_by_another_namespaces_burst() -> None:
+    """Every plan dispatches one (a slot frees); the dispatcher remembers who it served."""
+    ready = [nscand("burst", f"x{i}", float(i)) for i in range(50)]
+    ready.append(nscand("lone", "y", 25.0))
+    served: dict[str, int] = {}
+    for turn in range(3):
+        plan = plan_dispatch(
+            ready, [], cluster_cap=1, node_cap=1, bucket=TokenBucket(100, 100, 0.0), now=0.0, served=served
+        )
+        (chosen,) = plan.dispatch
+        served[chosen.namespace] = turn
+        ready = [c for c in ready if c.key != chosen.key]
+        if chosen.namespace == "lone":
+            break
+    assert chosen.key == ("lone", "y") and turn <= 1
+
+
+def test_capacity_never_plans_more_sriov_migrations_than_free_vfs() -> None:
+    vf = (("vendor.example/vf", 1),)
+    cands = [nscand("a", f"s{i}", float(i), needs=vf) for i in range(4)] + [nscand("a", "plain", 9.0)]
+    plan = plan_dispatch(
+        cands, [], cluster_cap=10, node_cap=10, bucket=TokenBucket(100, 100, 0.0), now=0.0,
+        capacity={"vendor.example/vf": 2},
+    )  # fmt: skip
+    assert sorted(c.key[1] for c in plan.dispatch) == ["plain", "s0", "s1"]
+    assert held_by(plan, "capacity") == 2
+
+
+@settings(max_examples=MAX_EXAMPLES, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 3), st.integers(-1, 1), st.integers(0, 2)),
+        max_size=20,
+    ),
+    st.dictionaries(st.sampled_from(["r0", "r1"]), st.integers(0, 3)),
+)
+def test_capacity_is_a_budget_per_resource(
+    raw: list[tuple[str, int, int, int]], capacity: dict[str, int]
+) -> None:
+    cands = [
+        nscand(ns, f"{ns}{i}", float(i), priority=p, needs=((f"r{r % 2}", 1),) if r else ())
+        for i, (ns, _n, p, r) in enumerate(raw)
+    ]
+    plan = plan_dispatch(
+        cands, [], cluster_cap=100, node_cap=100, bucket=TokenBucket(1000, 1000, 0.0), now=0.0,
+        capacity=capacity,
+    )  # fmt: skip
+    for resource in ("r0", "r1"):
+        used = sum(k for c in plan.dispatch for r, k in c.needs if r == resource)
+        assert used <= capacity.get(resource, 0)
+    # Nothing held back for capacity could have fitted: its resource was used up.
+    for c, limit in plan.held:
+        if limit == "capacity":
+            assert any(
+                sum(k for d in plan.dispatch for rr, k in d.needs if rr == r) + need > capacity.get(r, 0)
+                for r, need in c.needs
+            )

@@ -78,6 +78,8 @@ RESOURCES_TO_PROBE = (
     ("", "secrets"),
     ("", "configmaps"),
     ("", "pods"),
+    ("", "nodes"),
+    ("k8s.cni.cncf.io", "network-attachment-definitions"),
     ("", "namespaces"),
 )
 

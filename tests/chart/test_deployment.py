@@ -109,8 +109,8 @@ def test_each_chart_value_reaches_its_env_var(helm: Helm, env: str, path: str, _
 def test_chart_defaults_match_the_contract(default: Rendered, env: str, path: str, documented: str) -> None:
     value = lookup(path, VALUES)
     first = documented.split(maxsplit=1)[0].strip("`,")
-    if isinstance(value, list):
-        assert value == [] and first in ("all", "none"), (path, value, documented)
+    if isinstance(value, list) or value == "":
+        assert value in ([], "") and first in ("all", "none"), (path, value, documented)
         assert env not in env_of(default)
     elif path == "metrics.port":
         assert documented.strip("`").endswith(f":{value}")

@@ -78,6 +78,9 @@ def test_the_run_exercised_every_kind_of_request(calls: set[Call]) -> None:
         ("coordination.k8s.io", "leases", "update"),
         ("kubevirt.io", "kubevirts", "watch"),
         ("apps", "controllerrevisions", "get"),
+        ("k8s.cni.cncf.io", "network-attachment-definitions", "watch"),
+        ("", "nodes", "watch"),
+        ("", "pods", "watch"),
     } <= calls
 
 

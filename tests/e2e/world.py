@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 
 from agent import app
 from agent.config import AgentConfig, validate
-from agent.kubevirt import ANNOTATION_WORKLOAD_UPDATE, VMIMS, VMIS, VMS, is_final
+from agent.kubevirt import ANNOTATION_EVACUATION, ANNOTATION_WORKLOAD_UPDATE, VMIMS, VMIS, VMS, is_final
 from agent.names import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
@@ -129,7 +129,8 @@ def creator_of(vmim: Mapping[str, Any]) -> str:
     meta = vmim.get("metadata") or {}
     if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE:
         return "agent"
-    if ANNOTATION_WORKLOAD_UPDATE in (meta.get("annotations") or {}):
+    annotations = meta.get("annotations") or {}
+    if ANNOTATION_WORKLOAD_UPDATE in annotations or ANNOTATION_EVACUATION in annotations:
         return "kubevirt"
     return "manual"
 
@@ -248,14 +249,20 @@ class World:
 
     async def seed_scenario(self, scen: Any) -> list[Any]:
         """Seed the VMs of a :class:`~simulator.scenario.ScenarioConfig` (run it with ``run_scenario``)."""
-        from simulator.scenario import build_plan
+        from simulator.scenario import build_plan, plan_networks
 
         self.plans = build_plan(scen)
         await self.cluster.seed([p.body for p in self.plans])
+        await self.cluster.ensure_nads(plan_networks(self.plans))
         return self.plans
 
-    async def plug(self, name: str, iface: str = "hp-bridge", binding: str = "bridge", ns: str = NS) -> None:
-        """The user's merge patch adding an interface to the VM template (recorded as a request)."""
+    async def plug(
+        self, name: str, iface: str = "hp-bridge", binding: str = "bridge", ns: str = NS, *, nad: bool = True
+    ) -> None:
+        """The user's merge patch adding an interface to the VM template (recorded as a request); its
+        NetworkAttachmentDefinition ``<ns>/<iface>`` is created first unless ``nad=False``."""
+        if nad:
+            await self.cluster.ensure_nads([((ns, iface), binding)])
         vm = self.store.get(VMS, ns, name)
         t = time.time()
         await self.store.patch(VMS, ns, name, plug_patch(vm, iface, binding))

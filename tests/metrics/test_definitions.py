@@ -119,7 +119,7 @@ def test_api_requests_by_verb_resource_and_code() -> None:
     m.observe_api_request("create", "virtualmachineinstancemigrations", 201, 0.2)
     m.observe_api_request("create", "virtualmachineinstancemigrations", 422, 0.1)
     m.observe_api_request("watch", "kubevirts", 0, 10.0)
-    m.observe_api_request("get", "pods", 418, 0.01)
+    m.observe_api_request("get", "secrets", 418, 0.01)
     assert value(m, requests, verb="list", resource="virtualmachines", code="200") == 1.0
     assert value(m, requests, verb="create", resource="virtualmachineinstancemigrations", code="201") == 1.0
     assert value(m, requests, verb="create", resource="virtualmachineinstancemigrations", code="422") == 1.0
@@ -279,10 +279,10 @@ def test_counters_helpers() -> None:
         lambda: m.record_failure("oops"),
         lambda: m.record_slot_exhaustion("maybe"),
         lambda: m.record_rate_limited("global"),
-        lambda: m.record_watch_restart("pods", "gone"),
+        lambda: m.record_watch_restart("secrets", "gone"),
         lambda: m.record_watch_restart("kubevirts", "eof"),
         lambda: m.record_api_error("proxy", 500),
-        lambda: m.record_invalid_object("pods"),
+        lambda: m.record_invalid_object("secrets"),
     ]
     for bad in bad_calls:
         with pytest.raises(ValueError):

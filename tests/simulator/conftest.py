@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
 from simulator.cluster import ClusterConfig, SimulatedCluster
+from simulator.kubevirt.pods import NAD_GROUP, NAD_VERSION, NADS, nad_body, network_resource
 from simulator.manifests import plug_patch
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -80,10 +82,29 @@ async def get(api: CustomObjectsApi, plural: str, name: str, ns: str = "default"
     return out
 
 
+async def create_nad(api: CustomObjectsApi, name: str, binding: str = "bridge", ns: str = "default") -> None:
+    """The NetworkAttachmentDefinition ``name`` as an admin creates it (an existing one is kept)."""
+    body = nad_body(ns, name, network_resource(name, binding))
+    try:
+        await api.create_namespaced_custom_object(NAD_GROUP, NAD_VERSION, ns, NADS, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 async def plug(
-    api: CustomObjectsApi, name: str, net: str, binding: str = "bridge", ns: str = "default"
+    api: CustomObjectsApi,
+    name: str,
+    net: str,
+    binding: str = "bridge",
+    ns: str = "default",
+    *,
+    nad: bool = True,
 ) -> None:
-    """Hot plug the way a user does: merge patch of the template's interfaces and networks."""
+    """Hot plug the way a user does: merge patch of the template's interfaces and networks (the NAD
+    ``<net>-nad`` created first unless ``nad=False``)."""
+    if nad:
+        await create_nad(api, f"{net}-nad", binding, ns)
     cur = await get(api, "virtualmachines", name, ns)
     body = plug_patch(cur, net, binding)
     await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, **MERGE_KW)

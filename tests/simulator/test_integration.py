@@ -10,12 +10,14 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from simulator.apiserver import FaultRule
 from simulator.cluster import SimulatedCluster
+from simulator.kubevirt.pods import networks_of
 from simulator.manifests import vm_manifest
 from tests.simulator.conftest import (
     MERGE_KW,
     G,
     V,
     condition,
+    create_nad,
     entry,
     fast_config,
     get,
@@ -27,7 +29,10 @@ from tests.simulator.conftest import (
 
 
 async def create_vm(api: CustomObjectsApi, body: dict[str, Any]) -> None:
+    """Create a running VM, its networks' NADs first (as an admin provides them)."""
     ns = body["metadata"]["namespace"]
+    for (nad_ns, nad_name), binding in networks_of(body["spec"]["template"]["spec"], ns):
+        await create_nad(api, nad_name, binding, nad_ns)
     await api.create_namespaced_custom_object(G, V, ns, "virtualmachines", body)
     name = body["metadata"]["name"]
 

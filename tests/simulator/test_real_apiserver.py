@@ -19,7 +19,7 @@ from kubernetes_asyncio.config import new_client_from_config
 from simulator.kubevirt.config import KubeVirtSimConfig
 from simulator.kubevirt.controllers import KubeVirtControllers, node_names
 from simulator.manifests import vm_manifest
-from tests.simulator.conftest import G, V, condition, entry, get, migrate, plug, wait_for
+from tests.simulator.conftest import G, V, condition, create_nad, entry, get, migrate, plug, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -47,6 +47,7 @@ async def test_controllers_on_real_apiserver(real_kubeconfig: Path) -> None:
         await controllers.bootstrap()
         await controllers.start()
         api = CustomObjectsApi(client)
+        await create_nad(api, "a-nad", ns=ns)
         await api.create_namespaced_custom_object(
             G, V, ns, "virtualmachines", vm_manifest(ns, "real", [("a", "bridge")])
         )

@@ -76,7 +76,8 @@ RBAC rules in the watched scope (ClusterRole for all namespaces, one Role per na
 watchNamespaces): exactly the requests the agent makes (tests/chart/test_rbac_used.py records them in an
 end-to-end run and compares). list/watch of VMs, VMIs and migrations (informers); get of single VMs and
 VMIs and of apps/v1 ControllerRevisions (the RestartRequired check on KubeVirt v1.5.1); create and delete
-(cancel) of migrations; create of core/v1 Events (never patched: each Event is new).
+(cancel) of migrations; create of core/v1 Events (never patched: each Event is new); list/watch of Multus
+NetworkAttachmentDefinitions (the network preflight; where the VMs are).
 */}}
 {{- define "hotplug-agent.workloadRules" -}}
 - apiGroups: ["kubevirt.io"]
@@ -91,12 +92,23 @@ VMIs and of apps/v1 ControllerRevisions (the RestartRequired check on KubeVirt v
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["k8s.cni.cncf.io"]
+  resources: ["network-attachment-definitions"]
+  verbs: ["list", "watch"]
 {{- end }}
 
-{{- /* RBAC rule for the KubeVirt CR (migration limits, version, workload-update methods): its informer. */}}
+{{- /*
+Cluster-wide rules in every layout: the KubeVirt CR (migration limits, version, workload-update methods)
+and what the preflight reads about where a migration can go — Nodes (schedulable, Ready, drained,
+extended resources) and Pods (the extended resources they hold on each node; a target pod can land on
+any node, whatever namespace the VMs are in). Informers only: list and watch.
+*/}}
 {{- define "hotplug-agent.kubevirtConfigRules" -}}
 - apiGroups: ["kubevirt.io"]
   resources: ["kubevirts"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["nodes", "pods"]
   verbs: ["list", "watch"]
 {{- end }}
 
