@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from simulator.kubevirt.pods import SCARCE_RESOURCE
-from tests.e2e.world import NS, agent_vmims, cluster_config, vm_body, world
+from simulator.manifests import vm_manifest
+from tests.e2e.world import NET_A, NS, agent_vmims, cluster_config, world
 
 #: Long enough for the agent to have acted if it were going to (its settle/grace are 0.2/0.3 s here).
 QUIET = 2.0
@@ -22,7 +23,7 @@ QUIET = 2.0
 
 async def test_missing_nad_blocks_until_it_is_created() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-nad"))
+        await w.seed(vm_manifest(NS, "vm-nad", NET_A))
         agent = await w.start_agent()
         await w.plug("vm-nad", "hp-late", nad=False)
         event = await w.wait_event("vm-nad", "HotplugBlocked")
@@ -44,7 +45,7 @@ async def test_missing_nad_blocks_until_it_is_created() -> None:
 
 async def test_nad_arrival_requeues_only_the_vmis_waiting_for_it() -> None:
     async with world() as w:
-        await w.seed(vm_body("vm-a"), vm_body("vm-b"))
+        await w.seed(vm_manifest(NS, "vm-a", NET_A), vm_manifest(NS, "vm-b", NET_A))
         agent = await w.start_agent()
         await w.plug("vm-a", "hp-x", nad=False)
         await w.plug("vm-b", "hp-y", nad=False)
@@ -59,7 +60,7 @@ async def test_nad_arrival_requeues_only_the_vmis_waiting_for_it() -> None:
 async def test_no_sriov_capacity_blocks_until_vfs_are_free() -> None:
     # One VF of the scarce resource per node: booted with one, a second plug needs two on another node.
     async with world(cluster_config(nodes=2)) as w:
-        await w.seed(vm_body("vm-vf", [("cx5-a", "sriov")]))
+        await w.seed(vm_manifest(NS, "vm-vf", [("cx5-a", "sriov")]))
         agent = await w.start_agent()
         await w.plug("vm-vf", "cx5-b", "sriov")
         event = await w.wait_event("vm-vf", "HotplugBlocked")
@@ -84,7 +85,7 @@ async def test_no_sriov_capacity_blocks_until_vfs_are_free() -> None:
 
 async def test_cordoned_nodes_are_no_target_and_uncordoning_releases() -> None:
     async with world(cluster_config(nodes=2)) as w:
-        await w.seed(vm_body("vm-c"))
+        await w.seed(vm_manifest(NS, "vm-c", NET_A))
         source = w.vmi("vm-c")["status"]["nodeName"]  # type: ignore[index]
         other = next(n for n in w.cluster.nodes if n != source)
         await cordon(w, other, True)
@@ -104,7 +105,7 @@ async def test_cordoned_nodes_are_no_target_and_uncordoning_releases() -> None:
 
 async def test_a_drained_node_is_left_to_kubevirts_evacuation() -> None:
     async with world(cluster_config(nodes=3)) as w:
-        await w.seed(vm_body("vm-d"))
+        await w.seed(vm_manifest(NS, "vm-d", NET_A))
         source = w.vmi("vm-d")["status"]["nodeName"]  # type: ignore[index]
         agent = await w.start_agent(settle_seconds=1.0)
         await w.plug("vm-d")
@@ -121,7 +122,7 @@ async def test_outside_the_window_nothing_starts_and_plan_shows_when() -> None:
     opens = time.gmtime(time.time() + 2 * 3600)
     window = f"{opens.tm_hour:02d}:{opens.tm_min:02d}-{(opens.tm_hour + 1) % 24:02d}:{opens.tm_min:02d}"
     async with world() as w:
-        await w.seed(vm_body("vm-w"))
+        await w.seed(vm_manifest(NS, "vm-w", NET_A))
         agent = await w.start_agent(migration_window=window)
         await w.plug("vm-w")
         await w.wait(
@@ -140,7 +141,11 @@ async def test_plan_explains_each_new_reason(capsys: Any) -> None:
     opens = time.gmtime(time.time() + 2 * 3600)
     window = f"{opens.tm_hour:02d}:{opens.tm_min:02d}-{(opens.tm_hour + 1) % 24:02d}:{opens.tm_min:02d}"
     async with world(cluster_config(nodes=2)) as w:
-        await w.seed(vm_body("vm-nad"), vm_body("vm-vf", [("cx5-a", "sriov")]), vm_body("vm-ok"))
+        await w.seed(
+            vm_manifest(NS, "vm-nad", NET_A),
+            vm_manifest(NS, "vm-vf", [("cx5-a", "sriov")]),
+            vm_manifest(NS, "vm-ok", NET_A),
+        )
         await w.plug("vm-nad", "hp-late", nad=False)
         await w.plug("vm-vf", "cx5-b", "sriov")
         await w.plug("vm-ok")
