@@ -86,7 +86,7 @@ def test_console_renders_the_libraries_records_too(restore_logging: None) -> Non
 async def test_informer_warns_once_per_backoff_step(kube: KubeClient, server: ApiServer) -> None:
     """A watch that keeps failing: one warning per backoff step, with the error; never per attempt."""
     await create_vm(kube, "a")
-    informer = Informer(kube, VMS, parse_rec, backoff_initial=0.01, backoff_max=0.05, freeze_gc=False)
+    informer = Informer(kube, VMS, parse_rec, backoff_initial=0.01, backoff_max=0.05)
     with structlog.testing.capture_logs() as logs:
         task = asyncio.create_task(informer.run())
         await informer.wait_synced()
