@@ -659,7 +659,9 @@ def check_invariants(
     - never two concurrent migrations for one VMI; none for opted-out or RestartRequired VMs by the
       agent (the report's own violations), none for not-live-migratable VMIs by the agent;
     - in observe mode, no migration created by the agent at all;
-    - the caps never exceeded: unfinished migrations ≤ cluster cap, running per source node ≤ node cap.
+    - the caps never exceeded: unfinished migrations ≤ cluster cap, running per source node ≤ node cap
+      (in observe mode the migrations are KubeVirt's, whose limit counts running ones only: its workload
+      updater keeps creating while some hang ``Pending``, e.g. on a missing NAD).
     """
     out = list(report.violations)
     allowed = set(allow_pending)

@@ -140,8 +140,7 @@ class Kube:
         """Create a pod and write the phase its body carries (create resets a pod's status)."""
         ns = str((body.get("metadata") or {}).get("namespace", ""))
         untyped: Any = body
-        resp: Any = await self.core.create_namespaced_pod(ns, untyped, _preload_content=False)
-        created: Obj = json.loads(await resp.read())
+        created = await _raw(await self.core.create_namespaced_pod(ns, untyped, _preload_content=False))
         wanted = body.get("status") or {}
         if wanted and (created.get("status") or {}).get("phase") != wanted.get("phase"):
             created = await self.patch_pod(created, {"status": wanted}, status=True)
@@ -150,13 +149,11 @@ class Kube:
     async def patch_pod(self, pod: Obj, patch: Obj, *, status: bool = False) -> Obj:
         ns, name = key_of(pod)
         fn = self.core.patch_namespaced_pod_status if status else self.core.patch_namespaced_pod
-        resp: Any = await fn(name, ns, patch, _preload_content=False, **MERGE_KW)
-        out: Obj = json.loads(await resp.read())
-        return out
+        return await _raw(await fn(name, ns, patch, _preload_content=False, **MERGE_KW))
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         try:
-            await self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+            await _raw(await self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -199,6 +196,17 @@ class Kube:
             await self.core.create_namespaced_event(ns, body)
         except (ApiException, OSError) as exc:
             log.debug("event write failed", reason=reason, error=str(exc))
+
+
+async def _raw(resp: Any) -> Obj:
+    """A response read without kubernetes-asyncio's models: it checks no status then, so check it here."""
+    data = await resp.read()
+    if not 200 <= resp.status <= 299:
+        exc = ApiException(status=resp.status, reason=resp.reason)
+        exc.body = data
+        raise exc
+    out: Obj = json.loads(data)
+    return out
 
 
 class Informer:

@@ -388,35 +388,13 @@ class MigrationController(Controller):
                 return
             new_plan = self._plan(source, vmi_key, vmi)
             self.running[key] = source  # count it before any await (no over-admission by other workers)
-            target = await self.world.create_launcher(vmi, "", migration_uid=uid)
-            new_plan.target_node = str((target.get("spec") or {}).get("nodeName") or "")
-            spec = vmi.get("spec") or {}
-            nets = rules.network_by_name(spec)
-            new_plan.target_pod_networks = {
-                str(i.get("name"))
-                for i in rules.interfaces(spec)
-                if i.get("state") != STATE_ABSENT
-                and rules.is_secondary_multus(nets.get(str(i.get("name")), {}))
-            }
-            new_plan.due = now + new_plan.durations.get(PHASE_SCHEDULING, 0.0)
-            new_plan.started = now
-            self.plans[uid] = new_plan
-            self.pending.pop(key, None)
-            placed = {"targetNode": new_plan.target_node} if new_plan.target_node else {}
-            await self._write_status(
-                vmim,
-                self._transition(
-                    vmim,
-                    PHASE_SCHEDULING,
-                    now,
-                    sourceNode=source,
-                    **placed,
-                    migrationUid=uid,
-                    sourcePod=f"virt-launcher-{vmi_name}-src",
-                    targetPod=f"virt-launcher-{vmi_name}-{uid[:5]}",
-                    mode="PreCopy",
-                ),
-            )
+            try:
+                await self._admit(vmim, vmi, new_plan, source, now)
+            except BaseException:
+                # Not admitted after all (an API error): the retry checks the limits again. A Scheduling
+                # write that landed despite the error is counted back by the VMIM's watch event.
+                self.running.pop(key, None)
+                raise
             self.queue.add_after(key, new_plan.durations.get(PHASE_SCHEDULED, 0.0))
             return
 
@@ -495,6 +473,40 @@ class MigrationController(Controller):
             return
         await self._write_status(vmim, self._transition(vmim, nxt, now))
         self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
+
+    async def _admit(self, vmim: Obj, vmi: Obj, new_plan: MigrationPlan, source: str, now: float) -> None:
+        """Pending → Scheduling: the target pod (placed if a node fits) and the VMIM's status."""
+        key = key_of(vmim)
+        uid = str((vmim.get("metadata") or {}).get("uid", ""))
+        vmi_name = str((vmim.get("spec") or {}).get("vmiName", ""))
+        target = await self.world.create_launcher(vmi, "", migration_uid=uid)
+        new_plan.target_node = str((target.get("spec") or {}).get("nodeName") or "")
+        spec = vmi.get("spec") or {}
+        nets = rules.network_by_name(spec)
+        new_plan.target_pod_networks = {
+            str(i.get("name"))
+            for i in rules.interfaces(spec)
+            if i.get("state") != STATE_ABSENT and rules.is_secondary_multus(nets.get(str(i.get("name")), {}))
+        }
+        new_plan.due = now + new_plan.durations.get(PHASE_SCHEDULING, 0.0)
+        new_plan.started = now
+        self.plans[uid] = new_plan
+        self.pending.pop(key, None)
+        placed = {"targetNode": new_plan.target_node} if new_plan.target_node else {}
+        await self._write_status(
+            vmim,
+            self._transition(
+                vmim,
+                PHASE_SCHEDULING,
+                now,
+                sourceNode=source,
+                **placed,
+                migrationUid=uid,
+                sourcePod=f"virt-launcher-{vmi_name}-src",
+                targetPod=f"virt-launcher-{vmi_name}-{uid[:5]}",
+                mode="PreCopy",
+            ),
+        )
 
     async def _target_placed(self, vmim: Obj, vmi: Obj, plan: MigrationPlan, now: float) -> bool:
         """Scheduling: is the target pod placed? Place it when a node fits now; past the unschedulable
