@@ -459,26 +459,40 @@ class KubeClient:
         Why pages: holding every raw object of a 10,000-object LIST at once costs ~20 KB each and
         Python keeps that high-water mark as RSS; a consumer that parses and drops each page keeps
         only its records. ``list_rv`` is the first page's resourceVersion (the snapshot's).
+        The next page is requested before this one is handed over (while the consumer parses a page,
+        the API server serializes the next: at 100,000 objects the two take about as long).
         """
-        token: str | None = None
-        list_rv = ""
-        while True:
-            doc = await self.list_page(
-                resource,
-                namespace,
-                label_selector=label_selector,
-                limit=page_size or None,
-                continue_token=token,
+
+        def fetch(token: str | None) -> asyncio.Task[dict[str, Any]]:
+            return asyncio.ensure_future(
+                self.list_page(
+                    resource,
+                    namespace,
+                    label_selector=label_selector,
+                    limit=page_size or None,
+                    continue_token=token,
+                )
             )
-            meta = doc.get("metadata") or {}
-            if not list_rv:
-                list_rv = str(meta.get("resourceVersion") or "")
-            items = [i for i in doc.get("items") or () if isinstance(i, dict)]
-            del doc
-            token = meta.get("continue") or None
-            yield items, list_rv
-            if not token:
-                return
+
+        list_rv = ""
+        pending = fetch(None)
+        try:
+            while True:
+                doc = await pending
+                meta = doc.get("metadata") or {}
+                if not list_rv:
+                    list_rv = str(meta.get("resourceVersion") or "")
+                items = [i for i in doc.get("items") or () if isinstance(i, dict)]
+                del doc
+                token = meta.get("continue") or None
+                if token:
+                    pending = fetch(token)
+                yield items, list_rv
+                if not token:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
 
     async def list_objects(
         self,

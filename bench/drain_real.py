@@ -4,7 +4,7 @@ updater, with the same drain on the simulated cluster printed beside it.
 The simulator's timing of KubeVirt (the 5 s re-check of a Pending migration, the workload updater's
 budget and cadence: docs/simulator.md) is trusted only as far as the two ratios agree.
 
-**Work**: N VMs (24) on 4 nodes, each gets an SR-IOV NIC hot plugged (``MigrationRequired`` at once),
+**Work**: N VMs (16) on 4 nodes, each gets an SR-IOV NIC hot plugged (``MigrationRequired`` at once),
 ``parallelMigrationsPerCluster`` C = 4, ``parallelOutboundMigrationsPerNode`` 2; every migration lasts
 D = 6 s (the node-side stand-in, :mod:`simulator.real.node`). KubeVirt's own periods are real on the
 real tier (its code is not scaled), so D is short and real; the simulated run scales both D and
@@ -15,7 +15,7 @@ gate): the agent (a subprocess, ``--namespaces`` the drain's, KubeVirt's ``workl
 and KubeVirt's updater (``LiveMigrate``, no agent). Makespan (first hot plug → last attached) and time
 to attach per VM come from :class:`simulator.watch_recorder.WatchRecorder`, the API server's watches.
 
-    python -m bench.drain_real [--vms 24 --cap 4 --duration 6] [--quick] [--no-sim]
+    python -m bench.drain_real [--vms 16 --cap 4 --duration 6] [--quick] [--no-sim]
 
 Needs the tier's binaries (``hack/controlplane/build.sh``, ``hack/kubevirt/build.sh``); without them
 it prints why and n/a.
@@ -302,7 +302,7 @@ async def run(args: Any) -> list[Figure]:
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("python -m bench.drain_real", __doc__ or "")
-    p.add_argument("--vms", type=int, default=24)
+    p.add_argument("--vms", type=int, default=16)
     p.add_argument("--cap", type=int, default=4)
     p.add_argument("--duration", type=float, default=6.0, help="migration time D on the tier (real seconds)")
     p.add_argument("--sim-scale", type=float, default=0.25, help="time scale of the simulated run")
