@@ -34,7 +34,7 @@ from agent.events import EventRecorder
 from agent.httpserver import HttpServer
 from agent.informer import Informer
 from agent.infra import parse_nad, parse_node, parse_pod
-from agent.kube import KUBEVIRTS, NADS, NODES, PODS, VMIMS, VMIS, VMS
+from agent.kube import KUBEVIRTS, NADS, NODES, PODS, VMIMS, VMIS, VMS, KubeClient
 from agent.leader import LeaderElector
 from agent.model import KubeVirtRecord, parse_kubevirt, parse_vm, parse_vmi, parse_vmim
 from agent.startup import NAD_GROUP_VERSION, Apis, StartupError, connect, discover
@@ -85,75 +85,154 @@ async def run(
     except StartupError as exc:  # kubeconfig missing/invalid, no in-cluster token: say so, exit 1
         log.error("kube_config_failed", error=str(exc))
         return 1
-    common: dict[str, Any] = {
-        "on_restart": metrics.record_watch_restart,
-        "on_invalid": metrics.record_invalid_object,
-    }
-    namespaces = config.namespaces or None
-    vms = Informer(kube, VMS, parse_vm, namespaces=namespaces, **common)
-    vmis = Informer(kube, VMIS, parse_vmi, namespaces=namespaces, **common)
-    vmims = Informer(kube, VMIMS, parse_vmim, namespaces=namespaces, **common)
-    kubevirts = Informer(kube, KUBEVIRTS, parse_kubevirt, **common)  # the CR lives in its own namespace
-    # The preflight's (agent/preflight.py): target pods go to any node, so nodes and the pods holding
-    # their resources are watched cluster-wide; NADs where the VMs are, once discovery shows the API.
-    nodes = Informer(kube, NODES, parse_node, **common)
-    pods = Informer(kube, PODS, parse_pod, **common)
-    nads = Informer(kube, NADS, parse_nad, namespaces=namespaces, **common)
-    informers: list[Informer[Any]] = [vms, vmis, vmims, kubevirts, nodes, pods]
+    agent = _Agent(config, kube, metrics)
+    try:
+        return await agent.supervise(stop)
+    finally:
+        await kube.close()
 
-    def synced() -> bool:
-        return all(i.has_synced for i in informers)
 
-    events = EventRecorder(kube)
-    controller = Controller(config, kube, metrics, events)
-    vms.add_handler(controller.on_vm)
-    vmis.add_handler(controller.on_vmi)
-    vmims.add_handler(controller.on_vmim)
-    kubevirts.add_handler(controller.on_kubevirt)
-    nodes.add_handler(controller.on_node)
-    pods.add_handler(controller.on_pod)
-    nads.add_handler(controller.on_nad)
-    controller.mirror.nad_namespaces = frozenset(config.namespaces) if config.namespaces else None
-    leading_wanted = False
-    resumed = False
-    elector: LeaderElector | None = None
+class _Informers:
+    """The caches the agent watches, each feeding the controller, and which of them run."""
 
-    def on_started() -> None:
-        nonlocal leading_wanted, resumed
-        leading_wanted = True
-        resumed = elector is not None and elector.resumed
-        # A new leader acts only on synced caches, or it could miss a migration started by the old one.
-        if synced():
-            controller.set_leading(True, resumed=resumed)
+    def __init__(self, kube: KubeClient, config: AgentConfig, metrics: HotplugMetrics) -> None:
+        common: dict[str, Any] = {
+            "on_restart": metrics.record_watch_restart,
+            "on_invalid": metrics.record_invalid_object,
+        }
+        namespaces = config.namespaces or None
+        self.vms = Informer(kube, VMS, parse_vm, namespaces=namespaces, **common)
+        self.vmis = Informer(kube, VMIS, parse_vmi, namespaces=namespaces, **common)
+        self.vmims = Informer(kube, VMIMS, parse_vmim, namespaces=namespaces, **common)
+        # The KubeVirt CR lives in KubeVirt's own namespace: watched cluster-wide.
+        self.kubevirts = Informer(kube, KUBEVIRTS, parse_kubevirt, **common)
+        # The preflight's (agent/preflight.py): target pods go to any node, so nodes and the pods holding
+        # their resources are watched cluster-wide; NADs where the VMs are, once discovery shows the API.
+        self.nodes = Informer(kube, NODES, parse_node, **common)
+        self.pods = Informer(kube, PODS, parse_pod, **common)
+        self.nads = Informer(kube, NADS, parse_nad, namespaces=namespaces, **common)
+        #: The informers that run: the NAD informer joins them where discovery shows its API served.
+        self.watched: list[Informer[Any]] = [
+            self.vms,
+            self.vmis,
+            self.vmims,
+            self.kubevirts,
+            self.nodes,
+            self.pods,
+        ]
 
-    def on_stopped() -> None:
-        nonlocal leading_wanted
-        leading_wanted = False
-        controller.set_leading(False)
+    def feed(self, controller: Controller) -> None:
+        """Every informer's events to the controller's handler for its kind."""
+        self.vms.add_handler(controller.on_vm)
+        self.vmis.add_handler(controller.on_vmi)
+        self.vmims.add_handler(controller.on_vmim)
+        self.kubevirts.add_handler(controller.on_kubevirt)
+        self.nodes.add_handler(controller.on_node)
+        self.pods.add_handler(controller.on_pod)
+        self.nads.add_handler(controller.on_nad)
 
-    not_ready = "checking that KubeVirt is installed"
-    watching = False
+    def synced(self) -> bool:
+        return all(i.has_synced for i in self.watched)
 
-    def ready() -> bool:
-        return watching and synced()
 
-    host, port = config.listen_host, config.listen_port
-    http = HttpServer(
-        host,
-        port,
-        registry=metrics.registry,
-        ready=ready,
-        not_ready_reason=lambda: not_ready if not watching else "caches not synced",
-    )
-    metrics.set_leader(False)
-    metrics.set_cache_synced(False)
+class _Agent:
+    """One run of the agent: the informers, the controller and the HTTP server, and the state the steps
+    share (discovery's verdict for ``/readyz``, whether this replica was elected to lead)."""
 
-    async def wait_for_kubevirt() -> Apis:
-        nonlocal not_ready
+    def __init__(self, config: AgentConfig, kube: KubeClient, metrics: HotplugMetrics) -> None:
+        self.config = config
+        self.kube = kube
+        self.metrics = metrics
+        self.informers = _Informers(kube, config, metrics)
+        self.controller = Controller(config, kube, metrics, EventRecorder(kube))
+        self.informers.feed(self.controller)
+        self.controller.mirror.nad_namespaces = frozenset(config.namespaces) if config.namespaces else None
+        #: Leadership as the elector last said, and whether it resumed our own Lease; the controller
+        #: takes it only once the caches are synced.
+        self.leading_wanted = False
+        self.resumed = False
+        self.elector: LeaderElector | None = None
+        #: Why ``/readyz`` says 503 until the informers run: discovery's last problem.
+        self.not_ready = "checking that KubeVirt is installed"
+        self.watching = False
+        self.http = self._health_server()
+        metrics.set_leader(False)
+        metrics.set_cache_synced(False)
+
+    # -- the steps ----------------------------------------------------------------------------------
+
+    async def supervise(self, stop: asyncio.Event) -> int:
+        """Every task under one TaskGroup until ``stop`` (exit code 0) or any task's failure (1)."""
+        code = 0
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.http.run(), name="http")
+                tg.create_task(self._watch(tg), name="discovery")
+                tg.create_task(self.controller.run(), name="controller")
+                self._elect(tg)
+                tg.create_task(self._shutdown(stop), name="stop")
+        except* _Stop:
+            log.info("agent_stopped")
+        except* Exception as group:
+            for failure in group.exceptions:
+                log.error("agent_failed", error=repr(failure), exc_info=failure)
+            code = 1
+        return code
+
+    def _health_server(self) -> HttpServer:
+        """``/metrics``, ``/livez`` and ``/readyz``: ready once KubeVirt is found and the caches synced."""
+        return HttpServer(
+            self.config.listen_host,
+            self.config.listen_port,
+            registry=self.metrics.registry,
+            ready=self._ready,
+            not_ready_reason=self._not_ready_reason,
+        )
+
+    def _elect(self, tg: asyncio.TaskGroup) -> None:
+        """Lead while holding the Lease (the elector's task calls back), or at once without election."""
+        if not self.config.leader_elect:
+            self._on_started_leading()
+            return
+        config = self.config
+        self.elector = LeaderElector(
+            self.kube,
+            config.lease_namespace,
+            config.lease_name,
+            config.identity,
+            lease_duration=config.lease_duration_seconds,
+            renew_deadline=config.renew_deadline_seconds,
+            retry_period=config.retry_period_seconds,
+            on_started_leading=self._on_started_leading,
+            on_stopped_leading=self._on_stopped_leading,
+        )
+        tg.create_task(self.elector.run(), name="leader-election")
+
+    async def _watch(self, tg: asyncio.TaskGroup) -> None:
+        """Discovery first; then the informers (the NAD informer only where the NAD API is served)."""
+        apis = await self._wait_for_kubevirt()
+        self.metrics.set_preflight("network", apis.network_attachment_definitions)
+        if apis.network_attachment_definitions:
+            self.informers.watched.append(self.informers.nads)
+        else:
+            log.warning(
+                "nad_api_missing",
+                message=f"{NAD_GROUP_VERSION} (Multus NetworkAttachmentDefinitions) is not served: "
+                "hot plugged Multus interfaces cannot attach until Multus is installed; the agent goes on "
+                "without its network preflight (a missing NAD is not detected before migrating)",
+            )
+        self.watching = True
+        for informer in self.informers.watched:
+            tg.create_task(informer.run(), name=f"informer-{informer.resource.plural}")
+        tg.create_task(self._mark_synced(), name="sync-marker")
+
+    async def _wait_for_kubevirt(self) -> Apis:
+        """Discovery, asked again every :data:`DISCOVERY_RETRY_SECONDS` until ``kubevirt.io/v1`` is
+        served; each new problem is logged once and becomes ``/readyz``'s reason."""
         reported = ""
         while True:
             try:
-                apis = await discover(kube)
+                apis = await discover(self.kube)
             except StartupError as exc:  # no answer, or discovery itself forbidden
                 problem = str(exc)
             else:
@@ -165,90 +244,64 @@ async def run(
             if problem != reported:
                 log.error("kubevirt_api_unavailable", error=problem, retry_in=DISCOVERY_RETRY_SECONDS)
                 reported = problem
-            not_ready = problem
+            self.not_ready = problem
             await asyncio.sleep(DISCOVERY_RETRY_SECONDS)
 
-    async def watch(tg: asyncio.TaskGroup) -> None:
-        """Discovery first; then the informers (the NAD informer only where the NAD API is served)."""
-        nonlocal watching
-        apis = await wait_for_kubevirt()
-        metrics.set_preflight("network", apis.network_attachment_definitions)
-        if apis.network_attachment_definitions:
-            informers.append(nads)
-        else:
-            log.warning(
-                "nad_api_missing",
-                message=f"{NAD_GROUP_VERSION} (Multus NetworkAttachmentDefinitions) is not served: "
-                "hot plugged Multus interfaces cannot attach until Multus is installed; the agent goes on "
-                "without its network preflight (a missing NAD is not detected before migrating)",
-            )
-        watching = True
-        for informer in informers:
-            tg.create_task(informer.run(), name=f"informer-{informer.resource.plural}")
-        tg.create_task(mark_synced(), name="sync-marker")
-
-    async def mark_synced() -> None:
-        for informer in informers:
+    async def _mark_synced(self) -> None:
+        """Once every running informer has listed: the caches marked synced, ``agent_started`` logged,
+        and leadership taken if the elector gave it meanwhile."""
+        informers = self.informers
+        for informer in informers.watched:
             await informer.wait_synced()
-        metrics.set_cache_synced(True)
+        self.metrics.set_cache_synced(True)
         # The records cached by the first LISTs live as long as the process: move them out of the
         # cyclic GC's sight so its full collections stop walking the whole cache. Measured (10,000
         # VMIs, 1,000 events/s, in-process): event → handler p99 387 ms → 33 ms. Records are acyclic,
         # so garbage among them is still freed by reference counting.
         gc.freeze()
-        controller.mark_synced(nads=nads in informers, nodes=True)
+        self.controller.mark_synced(nads=informers.nads in informers.watched, nodes=True)
         log.info(
             "agent_started",
             version=agent_version(),
-            **_kubevirt_fields(config, next(iter(kubevirts), None)),
-            **_settings_fields(config),
-            vms=len(vms),
-            vmis=len(vmis),
-            vmims=len(vmims),
+            **_kubevirt_fields(self.config, next(iter(informers.kubevirts), None)),
+            **_settings_fields(self.config),
+            vms=len(informers.vms),
+            vmis=len(informers.vmis),
+            vmims=len(informers.vmims),
         )
-        if leading_wanted:
-            controller.set_leading(True, resumed=resumed)
+        if self.leading_wanted:
+            self.controller.set_leading(True, resumed=self.resumed)
 
-    async def wait_stop() -> None:
+    async def _shutdown(self, stop: asyncio.Event) -> None:
+        """On ``stop``: no new work, our in-flight migrations tracked for up to the grace period; then
+        :class:`_Stop` ends the TaskGroup (cancelling the elector releases the Lease)."""
         await stop.wait()
+        controller = self.controller
         controller.draining = True
         in_flight = controller.ours_in_flight()
-        log.info("agent_draining", in_flight=in_flight, grace_seconds=config.shutdown_grace_seconds)
-        if not await controller.wait_idle(config.shutdown_grace_seconds):
+        log.info("agent_draining", in_flight=in_flight, grace_seconds=self.config.shutdown_grace_seconds)
+        if not await controller.wait_idle(self.config.shutdown_grace_seconds):
             log.warning("agent_drain_timeout", in_flight=controller.ours_in_flight())
         raise _Stop
 
-    code = 0
-    try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(http.run(), name="http")
-            tg.create_task(watch(tg), name="discovery")
-            tg.create_task(controller.run(), name="controller")
-            if config.leader_elect:
-                elector = LeaderElector(
-                    kube,
-                    config.lease_namespace,
-                    config.lease_name,
-                    config.identity,
-                    lease_duration=config.lease_duration_seconds,
-                    renew_deadline=config.renew_deadline_seconds,
-                    retry_period=config.retry_period_seconds,
-                    on_started_leading=on_started,
-                    on_stopped_leading=on_stopped,
-                )
-                tg.create_task(elector.run(), name="leader-election")
-            else:
-                on_started()
-            tg.create_task(wait_stop(), name="stop")
-    except* _Stop:
-        log.info("agent_stopped")
-    except* Exception as group:
-        for failure in group.exceptions:
-            log.error("agent_failed", error=repr(failure), exc_info=failure)
-        code = 1
-    finally:
-        await kube.close()
-    return code
+    # -- the callbacks ------------------------------------------------------------------------------
+
+    def _on_started_leading(self) -> None:
+        self.leading_wanted = True
+        self.resumed = self.elector is not None and self.elector.resumed
+        # A new leader acts only on synced caches, or it could miss a migration started by the old one.
+        if self.informers.synced():
+            self.controller.set_leading(True, resumed=self.resumed)
+
+    def _on_stopped_leading(self) -> None:
+        self.leading_wanted = False
+        self.controller.set_leading(False)
+
+    def _ready(self) -> bool:
+        return self.watching and self.informers.synced()
+
+    def _not_ready_reason(self) -> str:
+        return self.not_ready if not self.watching else "caches not synced"
 
 
 def _settings_fields(config: AgentConfig) -> dict[str, Any]:

@@ -261,156 +261,167 @@ class MigrationController(Controller):
     # -- the phase machine --------------------------------------------------------------------------
 
     async def sync(self, key: Key) -> None:
+        """One step of the VMIM's phase machine; its state chooses which (one method per case)."""
         vmim = self.world.vmims.get(key)
         if vmim is None:
             self.running.pop(key, None)
             self.pending.pop(key, None)
             return
-        meta = vmim.get("metadata") or {}
-        st = vmim.get("status") or {}
-        phase = str(st.get("phase", ""))
-        uid = str(meta.get("uid", ""))
-        ns, name = key
-        vmi_name = str((vmim.get("spec") or {}).get("vmiName", ""))
-        vmi_key = (ns, vmi_name)
-        now = time.time()
-        kube = self.world.kube
-
-        if meta.get("deletionTimestamp"):
-            if not is_final(phase):
-                ms = dict(st.get("migrationState") or {})
-                # The VMI first, then the VMIM: if the second write fails the retry redoes both (once
-                # the VMIM is final this branch is skipped, and the VMI would stay "migrating").
-                if ms.get("startTimestamp"):
-                    await self._update_vmi(
-                        vmi_key, lambda b: _vmi_migration_failed(b, uid, now, CANCELED_REASON)
-                    )
-                vmim = await self._write_status(
-                    vmim,
-                    self._transition(
-                        vmim,
-                        PHASE_FAILED,
-                        now,
-                        failed=True,
-                        abortStatus="Succeeded",
-                        abortRequested=True,
-                        failureReason=CANCELED_REASON,
-                        endTimestamp=status.rfc3339(now),
-                    ),
-                )
-                await kube.event(
-                    vmim, "VirtualMachineInstanceMigration", "FailedMigration", CANCELED_REASON, "Warning"
-                )
-                await self._drop_target(vmim, vmi_key)
-                await self._slot_freed()
-            await self._drop_finalizer(vmim)
-            self.plans.pop(uid, None)
-            return
-
-        if is_final(phase):
-            # KubeVirt drops its finalizer from every final VMIM (migration.go updateStatus).
-            await self._drop_finalizer(vmim)
-            self.plans.pop(uid, None)
-            await self._gc(vmi_key)
-            return
-
+        phase = _phase(vmim)
+        vmi_key = _vmi_key(vmim)
         vmi = self.world.vmis.get(vmi_key)
-        if phase == "":
-            labels = dict(meta.get("labels") or {})
-            # KubeVirt's mutating webhook adds both at create; without it (a bare API server) we do.
-            if FINALIZER not in (meta.get("finalizers") or []) or labels.get(LABEL_VMI_NAME) != vmi_name:
-                labels[LABEL_VMI_NAME] = vmi_name
-                out = await kube.merge_patch(
-                    VMIMS,
-                    ns,
-                    name,
-                    {
-                        "metadata": {
-                            "labels": labels,
-                            "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
-                        }
-                    },
-                )
-                self.world.vmims.write_through(out)
-                vmim = out
-            if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
-                await self._write_status(
-                    vmim,
-                    self._transition(
-                        vmim, PHASE_FAILED, now, failed=True, failureReason="VMI is not running"
-                    ),
-                )
-                return
-            other = self._other_unfinished(vmi_key, key, vmim)
-            if other:
-                reason = "VMI is not eligible for migration because another migration job is in progress."
-                await self._write_status(
-                    vmim, self._transition(vmim, PHASE_FAILED, now, failed=True, failureReason=reason)
-                )
-                await kube.event(
-                    vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
-                )
-                return
-            await self._write_status(vmim, self._transition(vmim, PHASE_PENDING, now))
-            self.pending[key] = None
-            await self.enqueue(key)
-            return
-
-        if vmi is None:
+        now = time.time()
+        if (vmim.get("metadata") or {}).get("deletionTimestamp"):
+            await self._sync_deleted(vmim, vmi_key, now)
+        elif is_final(phase):
+            await self._sync_final(vmim, vmi_key)
+        elif phase == "":
+            await self._sync_new(key, vmim, vmi, now)
+        elif vmi is None:
             await self._fail(vmim, now, "VMI does not exist", vmi_key, started=False)
-            return
+        elif phase == PHASE_PENDING:
+            await self._sync_pending(key, vmim, vmi, now)
+        else:
+            await self._progress(key, vmim, vmi, now)
 
-        if phase == PHASE_PENDING:
-            self.pending[key] = None
-            wait = self._backoff_left(vmi_key, vmim, now)
-            if wait > 0:
-                self.queue.add_after(key, wait)
-                return
-            source = str((vmi.get("status") or {}).get("nodeName", ""))
-            cluster_limit, node_limit = self.world.limits()
-            if len(self.running) >= cluster_limit:
-                log.debug(
-                    "Waiting to schedule target pod for vmi migration because total running parallel "
-                    "migration count is currently at the global cluster limit.",
-                    vmi=f"{ns}/{vmi_name}",
-                    count=len(self.running),
-                )
-                self.queue.add_after(key, self._requeue_delay(vmim))
-                return
-            if sum(1 for n in self.running.values() if n == source) >= node_limit:
-                log.debug("Waiting to schedule target pod: outbound migrations per node limit", node=source)
-                self.queue.add_after(key, self._requeue_delay(vmim))
-                return
-            missing = self.world.missing_nads(vmi)
-            if missing:
-                log.info(NAD_MISSING_MESSAGE, nads=missing, vmim=f"{ns}/{name}")
-                self.queue.add_after(key, self._requeue_delay(vmim))
-                return
-            new_plan = self._plan(source, vmi_key, vmi)
-            self.running[key] = source  # count it before any await (no over-admission by other workers)
-            try:
-                await self._admit(vmim, vmi, new_plan, source, now)
-            except BaseException:
-                # Not admitted after all (an API error): the retry checks the limits again. A Scheduling
-                # write that landed despite the error is counted back by the VMIM's watch event.
-                self.running.pop(key, None)
-                raise
-            self.queue.add_after(key, new_plan.durations.get(PHASE_SCHEDULED, 0.0))
-            return
+    async def _sync_deleted(self, vmim: Obj, vmi_key: Key, now: float) -> None:
+        """Deleted (deletionTimestamp): cancelled if not final yet; then the finalizer and the plan go."""
+        uid = _uid(vmim)
+        if not is_final(_phase(vmim)):
+            vmim = await self._cancel(vmim, vmi_key, now)
+        await self._drop_finalizer(vmim)
+        self.plans.pop(uid, None)
 
-        plan = self.plans.get(uid)
+    async def _cancel(self, vmim: Obj, vmi_key: Key, now: float) -> Obj:
+        """Delete before completion = cancel: the VMI's migration failed (if it started), the VMIM Failed
+        and aborted, its event, the target pod deleted, the slot freed. Returns the VMIM as written."""
+        uid = _uid(vmim)
+        ms = dict((vmim.get("status") or {}).get("migrationState") or {})
+        # The VMI first, then the VMIM: if the second write fails the retry redoes both (once the VMIM
+        # is final it is not cancelled again, and the VMI would stay "migrating").
+        if ms.get("startTimestamp"):
+            await self._update_vmi(vmi_key, lambda b: _vmi_migration_failed(b, uid, now, CANCELED_REASON))
+        vmim = await self._write_status(
+            vmim,
+            self._transition(
+                vmim,
+                PHASE_FAILED,
+                now,
+                failed=True,
+                abortStatus="Succeeded",
+                abortRequested=True,
+                failureReason=CANCELED_REASON,
+                endTimestamp=status.rfc3339(now),
+            ),
+        )
+        await self.world.kube.event(
+            vmim, "VirtualMachineInstanceMigration", "FailedMigration", CANCELED_REASON, "Warning"
+        )
+        await self._drop_target(vmim, vmi_key)
+        await self._slot_freed()
+        return vmim
+
+    async def _sync_final(self, vmim: Obj, vmi_key: Key) -> None:
+        """Final (Succeeded or Failed): the finalizer and the plan go; the VMI's old VMIMs are collected."""
+        # KubeVirt drops its finalizer from every final VMIM (migration.go updateStatus).
+        await self._drop_finalizer(vmim)
+        self.plans.pop(_uid(vmim), None)
+        await self._gc(vmi_key)
+
+    async def _sync_new(self, key: Key, vmim: Obj, vmi: Obj | None, now: float) -> None:
+        """New (no phase yet): Pending and queued for admission, or Failed when the VMI is not running or
+        another migration of it is in progress."""
+        vmi_key = _vmi_key(vmim)
+        vmim = await self._add_finalizer_and_label(key, vmim)
+        if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
+            await self._write_status(
+                vmim,
+                self._transition(vmim, PHASE_FAILED, now, failed=True, failureReason="VMI is not running"),
+            )
+            return
+        if self._other_unfinished(vmi_key, key, vmim):
+            reason = "VMI is not eligible for migration because another migration job is in progress."
+            await self._write_status(
+                vmim, self._transition(vmim, PHASE_FAILED, now, failed=True, failureReason=reason)
+            )
+            await self.world.kube.event(
+                vmim, "VirtualMachineInstanceMigration", "FailedMigration", reason, "Warning"
+            )
+            return
+        await self._write_status(vmim, self._transition(vmim, PHASE_PENDING, now))
+        self.pending[key] = None
+        await self.enqueue(key)
+
+    async def _add_finalizer_and_label(self, key: Key, vmim: Obj) -> Obj:
+        """The finalizer and the ``kubevirt.io/vmi-name`` label on a new VMIM; returns the VMIM as it is."""
+        meta = vmim.get("metadata") or {}
+        vmi_name = _vmi_key(vmim)[1]
+        labels = dict(meta.get("labels") or {})
+        finalizers = list(meta.get("finalizers") or [])
+        # KubeVirt's mutating webhook adds both at create; without it (a bare API server) we do.
+        if FINALIZER in finalizers and labels.get(LABEL_VMI_NAME) == vmi_name:
+            return vmim
+        labels[LABEL_VMI_NAME] = vmi_name
+        patch = {"metadata": {"labels": labels, "finalizers": [*finalizers, FINALIZER]}}
+        out = await self.world.kube.merge_patch(VMIMS, *key, patch)
+        self.world.vmims.write_through(out)
+        return out
+
+    async def _sync_pending(self, key: Key, vmim: Obj, vmi: Obj, now: float) -> None:
+        """Pending: admitted (→ Scheduling, the target pod made) once its backoff is over and nothing holds
+        it back (:meth:`_held_back`); until then checked again later."""
+        self.pending[key] = None
+        vmi_key = _vmi_key(vmim)
+        wait = self._backoff_left(vmi_key, vmim, now)
+        if wait > 0:
+            self.queue.add_after(key, wait)
+            return
+        source = str((vmi.get("status") or {}).get("nodeName", ""))
+        if self._held_back(key, vmim, vmi, source):
+            self.queue.add_after(key, self._requeue_delay(vmim))
+            return
+        new_plan = self._plan(source, vmi_key, vmi)
+        self.running[key] = source  # count it before any await (no over-admission by other workers)
+        try:
+            await self._admit(vmim, vmi, new_plan, source, now)
+        except BaseException:
+            # Not admitted after all (an API error): the retry checks the limits again. A Scheduling
+            # write that landed despite the error is counted back by the VMIM's watch event.
+            self.running.pop(key, None)
+            raise
+        self.queue.add_after(key, new_plan.durations.get(PHASE_SCHEDULED, 0.0))
+
+    def _held_back(self, key: Key, vmim: Obj, vmi: Obj, source: str) -> bool:
+        """A Pending VMIM stays Pending: at the cluster's limit of running migrations, at the source
+        node's outbound limit, or a NAD the VMI's networks name is missing (the target pod cannot be
+        rendered). Logged as virt-controller logs it."""
+        ns, name = key
+        cluster_limit, node_limit = self.world.limits()
+        if len(self.running) >= cluster_limit:
+            log.debug(
+                "Waiting to schedule target pod for vmi migration because total running parallel "
+                "migration count is currently at the global cluster limit.",
+                vmi=f"{ns}/{_vmi_key(vmim)[1]}",
+                count=len(self.running),
+            )
+            return True
+        if sum(1 for n in self.running.values() if n == source) >= node_limit:
+            log.debug("Waiting to schedule target pod: outbound migrations per node limit", node=source)
+            return True
+        missing = self.world.missing_nads(vmi)
+        if missing:
+            log.info(NAD_MISSING_MESSAGE, nads=missing, vmim=f"{ns}/{name}")
+            return True
+        return False
+
+    async def _progress(self, key: Key, vmim: Obj, vmi: Obj, now: float) -> None:
+        """Scheduling → Scheduled → PreparingTarget → TargetReady → Running → Succeeded, each step when
+        the plan makes it due; not past Scheduling before the target pod is placed, never out of Running
+        for a stuck migration."""
+        phase = _phase(vmim)
+        plan = self.plans.get(_uid(vmim))
         if plan is None:  # adopted after a restart: continue from now
-            ms = st.get("migrationState") or {}
-            source = str(ms.get("sourceNode") or (vmi.get("status") or {}).get("nodeName", ""))
-            plan = self._plan(source, vmi_key, vmi)
-            if ms.get("targetNode"):
-                plan.target_node = str(ms["targetNode"])
-            plan.target_pod_networks = {
-                str(i.get("name"))
-                for i in rules.interfaces(vmi.get("spec") or {})
-                if i.get("state") != STATE_ABSENT
-            }
-            self.plans[uid] = plan
+            plan = self._adopt_plan(vmim, vmi)
         nxt = NEXT.get(phase)
         if nxt is None:
             return
@@ -418,61 +429,83 @@ class MigrationController(Controller):
             return
         if phase == PHASE_RUNNING and plan.fate == "stuck":
             return
-        stamps = st.get("phaseTransitionTimestamps") or []
-        since = now
-        if stamps:
-            try:
-                since = parse_timestamp(str(stamps[-1].get("phaseTransitionTimestamp")))
-            except (ValueError, AttributeError):
-                since = now
-        due = plan.deadline(nxt) if plan.started else since + plan.durations.get(nxt, 0.0)
+        due = _due(vmim, plan, nxt, now)
         if now < due:
             self.queue.add_after(key, due - now)
             return
+        await self._step(key, vmim, vmi, plan, nxt, now)
+
+    def _adopt_plan(self, vmim: Obj, vmi: Obj) -> MigrationPlan:
+        """A plan for a migration under way that this controller did not admit (it restarted): from the
+        source and target the VMIM names, the target pod with every interface of the VMI not absent."""
+        ms = (vmim.get("status") or {}).get("migrationState") or {}
+        source = str(ms.get("sourceNode") or (vmi.get("status") or {}).get("nodeName", ""))
+        plan = self._plan(source, _vmi_key(vmim), vmi)
+        if ms.get("targetNode"):
+            plan.target_node = str(ms["targetNode"])
+        plan.target_pod_networks = {
+            str(i.get("name"))
+            for i in rules.interfaces(vmi.get("spec") or {})
+            if i.get("state") != STATE_ABSENT
+        }
+        self.plans[_uid(vmim)] = plan
+        return plan
+
+    async def _step(self, key: Key, vmim: Obj, vmi: Obj, plan: MigrationPlan, nxt: str, now: float) -> None:
+        """The due step out of the VMIM's phase: Failed where the plan fails, else the next phase ``nxt``."""
+        phase = _phase(vmim)
         if plan.fate == "fail" and phase == plan.fail_phase:
-            await self._fail(vmim, now, FAILED_REASON, vmi_key, started=phase == PHASE_RUNNING)
-            return
-        if nxt == PHASE_RUNNING:
-            start = status.rfc3339(now)
-            await self._update_vmi(
-                vmi_key,
-                lambda b: _vmi_migration_started(b, uid, plan, start),
-            )
-            await self._write_status(vmim, self._transition(vmim, PHASE_RUNNING, now, startTimestamp=start))
-            if plan.fate != "stuck":
-                self.queue.add_after(key, plan.durations.get(PHASE_SUCCEEDED, 0.0))
-            return
-        if nxt == PHASE_SUCCEEDED:
-            end = status.rfc3339(now)
-            moved = await self._update_vmi(vmi_key, lambda b: _vmi_migration_completed(b, uid, plan, end))
-            for pod in self.world.launcher_pods(vmi):
-                on_source = (pod.get("spec") or {}).get("nodeName") == plan.source_node
-                if on_source and _job_of(pod) != uid and not terminated(pod):
-                    await self.world.end_pod(pod)
-            if moved is not None:
-                dom = self.world.domain_for(moved)
-                dom.pod_networks = set(plan.target_pod_networks)
-                await self.world.node_side_changed(vmi_key)
-            await self._write_status(
+            await self._fail(vmim, now, FAILED_REASON, _vmi_key(vmim), started=phase == PHASE_RUNNING)
+        elif nxt == PHASE_RUNNING:
+            await self._start_running(key, vmim, plan, now)
+        elif nxt == PHASE_SUCCEEDED:
+            await self._succeed(vmim, vmi, plan, now)
+        else:
+            await self._write_status(vmim, self._transition(vmim, nxt, now))
+            self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
+
+    async def _start_running(self, key: Key, vmim: Obj, plan: MigrationPlan, now: float) -> None:
+        """TargetReady → Running: the VMI's migrationState (started), then the VMIM's; a stuck migration
+        is not queued again."""
+        uid = _uid(vmim)
+        start = status.rfc3339(now)
+        await self._update_vmi(_vmi_key(vmim), lambda b: _vmi_migration_started(b, uid, plan, start))
+        await self._write_status(vmim, self._transition(vmim, PHASE_RUNNING, now, startTimestamp=start))
+        if plan.fate != "stuck":
+            self.queue.add_after(key, plan.durations.get(PHASE_SUCCEEDED, 0.0))
+
+    async def _succeed(self, vmim: Obj, vmi: Obj, plan: MigrationPlan, now: float) -> None:
+        """Running → Succeeded: the VMI on the target node, the source pod ended, the domain with the
+        target pod's networks; then the VMIM's status, the freed slot, the event and the VMI's GC."""
+        uid = _uid(vmim)
+        vmi_key = _vmi_key(vmim)
+        end = status.rfc3339(now)
+        moved = await self._update_vmi(vmi_key, lambda b: _vmi_migration_completed(b, uid, plan, end))
+        for pod in self.world.launcher_pods(vmi):
+            on_source = (pod.get("spec") or {}).get("nodeName") == plan.source_node
+            if on_source and _job_of(pod) != uid and not terminated(pod):
+                await self.world.end_pod(pod)
+        if moved is not None:
+            dom = self.world.domain_for(moved)
+            dom.pod_networks = set(plan.target_pod_networks)
+            await self.world.node_side_changed(vmi_key)
+        await self._write_status(
+            vmim,
+            self._transition(
                 vmim,
-                self._transition(
-                    vmim,
-                    PHASE_SUCCEEDED,
-                    now,
-                    completed=True,
-                    endTimestamp=end,
-                    targetNodeDomainDetected=True,
-                    targetNodeDomainReadyTimestamp=end,
-                ),
-            )
-            await self._slot_freed()  # first: the freed slot must not wait for the event write
-            await kube.event(
-                vmim, "VirtualMachineInstanceMigration", "SuccessfulMigration", SUCCEEDED_MESSAGE
-            )
-            await self._gc(vmi_key)
-            return
-        await self._write_status(vmim, self._transition(vmim, nxt, now))
-        self.queue.add_after(key, plan.durations.get(NEXT[nxt], 0.0))
+                PHASE_SUCCEEDED,
+                now,
+                completed=True,
+                endTimestamp=end,
+                targetNodeDomainDetected=True,
+                targetNodeDomainReadyTimestamp=end,
+            ),
+        )
+        await self._slot_freed()  # first: the freed slot must not wait for the event write
+        await self.world.kube.event(
+            vmim, "VirtualMachineInstanceMigration", "SuccessfulMigration", SUCCEEDED_MESSAGE
+        )
+        await self._gc(vmi_key)
 
     async def _admit(self, vmim: Obj, vmi: Obj, new_plan: MigrationPlan, source: str, now: float) -> None:
         """Pending → Scheduling: the target pod (placed if a node fits) and the VMIM's status."""
@@ -645,6 +678,38 @@ def _backoff_eligible(vmim: Obj) -> bool:
 
 def _created(vmim: Obj) -> str:
     return str((vmim.get("metadata") or {}).get("creationTimestamp", ""))
+
+
+def _uid(vmim: Obj) -> str:
+    return str((vmim.get("metadata") or {}).get("uid", ""))
+
+
+def _phase(vmim: Obj) -> str:
+    return str((vmim.get("status") or {}).get("phase", ""))
+
+
+def _vmi_key(vmim: Obj) -> Key:
+    """The key of the VMI the VMIM migrates (``spec.vmiName``, in the VMIM's namespace)."""
+    return (key_of(vmim)[0], str((vmim.get("spec") or {}).get("vmiName", "")))
+
+
+def _due(vmim: Obj, plan: MigrationPlan, nxt: str, now: float) -> float:
+    """When the step to ``nxt`` is due: the plan's absolute deadline; for a plan adopted after a restart
+    (no start known), the step's planned time from when the VMIM entered its phase."""
+    if plan.started:
+        return plan.deadline(nxt)
+    return _entered_phase_at(vmim, now) + plan.durations.get(nxt, 0.0)
+
+
+def _entered_phase_at(vmim: Obj, default: float) -> float:
+    """The VMIM's last phase transition time, ``default`` when it has none readable."""
+    stamps = (vmim.get("status") or {}).get("phaseTransitionTimestamps") or []
+    if not stamps:
+        return default
+    try:
+        return parse_timestamp(str(stamps[-1].get("phaseTransitionTimestamp")))
+    except (ValueError, AttributeError):
+        return default
 
 
 def _failed_at(vmim: Obj) -> float:
