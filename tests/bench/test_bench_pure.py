@@ -13,7 +13,7 @@ from agent.model import parse_vm, parse_vmi
 from bench.bulkload import TXN_OPS, Templates, registry_key, txn_put
 from bench.drain_model import Job, KubeVirtTiming, lower_bound, run_agent, run_peer
 from bench.scale_real import exponent
-from tests.harness import vm_body
+from simulator.manifests import vm_manifest
 
 
 def job(name: str, node: str, *attempts: float, size: float = 1.0) -> Job:
@@ -65,7 +65,7 @@ def test_peer_side_backs_off_after_a_failed_attempt() -> None:
 
 
 def test_bulk_loader_stores_what_the_agent_parses() -> None:
-    tpl = Templates(vm_body("scale-00", "proto"), "v1.7.0", time.time())
+    tpl = Templates(vm_manifest("scale-00", "proto", [("net-a", "bridge")]), "v1.7.0", time.time())
     vm_text, vmi_text = tpl.render("scale-07", "vm-000042", "node-3")
     vm, vmi = json.loads(vm_text), json.loads(vmi_text)
     assert (vm["metadata"]["namespace"], vm["metadata"]["name"]) == ("scale-07", "vm-000042")
