@@ -19,6 +19,11 @@ out the simulator's loop, the socket and the watch chunk's decoding, so outside 
 roughly the harness's and the transport's share.
 
     python -m bench.reaction [--vms 10000 --rate 1000 --markers 200 --interval 0.1] [--quick]
+    python -m bench.reaction --rates 250,500,1000,2000 [--vms 2000 --markers 100]
+
+``--rates`` runs one marker phase per rate in one cluster and one agent process (the stream restarted
+at each rate) and prints per rate the achieved rate, the agent's CPU share, both p99s and the loop lag:
+where the outside p99 grows while the agent-side p99 stays flat, the simulator saturates first.
 """
 
 from __future__ import annotations
@@ -113,14 +118,66 @@ class Stopwatch:
         if rec.verb == "create" and rec.resource == VMIMS and rec.namespace.startswith("react-"):
             self.created.setdefault(rec.namespace, rec.t_received)
 
-    def latencies(self) -> list[float]:
-        return [self.created[ns] - t for ns, t in self.actionable.items() if ns in self.created]
+    def latencies(self, namespaces: set[str]) -> list[float]:
+        """Actionable → create received of the markers in ``namespaces``."""
+        done = namespaces & self.created.keys()
+        return [self.created[ns] - t for ns, t in self.actionable.items() if ns in done]
+
+
+async def phase(
+    h: SimHarness,
+    agent: AgentProcess | None,
+    watch: Stopwatch,
+    keys: list[tuple[str, str]],
+    marker_keys: list[tuple[str, str]],
+    rate: float,
+    interval: float,
+) -> dict[str, Any]:
+    """The update stream at ``rate``, and among it one hot plug every ``interval`` into each marker VM."""
+    out: dict[str, Any] = {"rate": rate}
+    names = {ns for ns, _ in marker_keys}
+    stop = asyncio.Event()
+    stream = asyncio.create_task(status_stream(h, keys, rate=rate, stop=stop))
+    await asyncio.sleep(1.0)  # the stream is steady before the first marker
+    before = await reaction_buckets(agent) if agent is not None else []
+    cpu0 = agent.cpu_seconds() if agent is not None else 0.0
+    lag_stop = asyncio.Event()
+    lag = asyncio.create_task(loop_lag(lag_stop))
+    t0 = time.perf_counter()
+    for i, (ns, name) in enumerate(marker_keys):
+        await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
+        await h.plug(ns, name, MARKER_IFACE, "sriov")
+    if agent is not None:
+        try:
+            await wait_until(lambda: names <= watch.created.keys(), 60, "a create per marker")
+        except TimeoutError as exc:
+            out["timeout"] = str(exc)
+        out["agent_reaction_seconds"] = agent_side(increase(await reaction_buckets(agent), before))
+        out["agent_cpu_share"] = (agent.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+    else:
+        await wait_until(lambda: names <= watch.actionable.keys(), 60, "marker VMIs actionable")
+    lag_stop.set()
+    lags = await lag
+    stop.set()
+    sent, seconds = await stream
+    out["stream_events"] = sent
+    out["stream_rate"] = sent / seconds if seconds else None
+    out["actionable"] = len(names & watch.actionable.keys())
+    out["created"] = len(names & watch.created.keys())
+    out["latencies_seconds"] = sorted(watch.latencies(names))
+    out["loop_lag_seconds"] = {
+        "p50": percentile(lags, 50),
+        "p99": percentile(lags, 99),
+        "max": max(lags, default=None),
+        "samples": len(lags),
+    }
+    return out
 
 
 async def run(args: Any) -> list[Figure]:
     n = 1000 if args.quick else args.vms
     markers = 30 if args.quick else args.markers
-    rate = args.rate
+    rates = [float(r) for r in args.rates.split(",")] if args.rates else [args.rate]
     cfg = ClusterConfig(
         nodes=10,
         history_size=max(200_000, 4 * n),
@@ -131,13 +188,14 @@ async def run(args: Any) -> list[Figure]:
         seed=5,
         gc_freeze_seconds=GC_FREEZE_SECONDS,
     )
-    data: dict[str, Any] = {"vms": n, "markers": markers, "rate": rate, "interval": args.interval}
-    figures: list[Figure] = []
+    data: dict[str, Any] = {"vms": n, "markers": markers, "interval": args.interval}
+    phases: list[dict[str, Any]] = []
     watch = Stopwatch()
     async with SimHarness(cfg) as h:
         h.record_requests = False
         keys = [(f"scale-{i % 50:02d}", f"vm-{i:05d}") for i in range(n)]
-        marker_keys = [(f"react-{i:03d}", "marker") for i in range(markers)]
+        # One marker VM per namespace and phase (a VM's hot plug makes it actionable once).
+        marker_keys = [(f"react-{i:03d}", "marker") for i in range(markers * len(rates))]
         await h.seed([vm_manifest(ns, name, [("net-a", "bridge")]) for ns, name in keys + marker_keys])
         import gc
 
@@ -152,101 +210,111 @@ async def run(args: Any) -> list[Figure]:
             await agent.start()
             data["ready_seconds"] = await agent.wait_ready(300)
             await asyncio.sleep(1.0)
-        stop = asyncio.Event()
-        stream = asyncio.create_task(status_stream(h, keys, rate=rate, stop=stop))
-        await asyncio.sleep(1.0)  # the stream is steady before the first marker
-        before = await reaction_buckets(agent) if agent is not None else []
-        lag_stop = asyncio.Event()
-        lag = asyncio.create_task(loop_lag(lag_stop))
-        t0 = time.perf_counter()
-        for i, (ns, name) in enumerate(marker_keys):
-            await asyncio.sleep(max(0.0, t0 + i * args.interval - time.perf_counter()))
-            await h.plug(ns, name, MARKER_IFACE, "sriov")
-        if agent is not None:
-            try:
-                await wait_until(lambda: len(watch.created) >= markers, 60, "a create per marker")
-            except TimeoutError as exc:
-                data["timeout"] = str(exc)
-            data["agent_reaction_seconds"] = agent_side(increase(await reaction_buckets(agent), before))
-        else:
-            await wait_until(lambda: len(watch.actionable) >= markers, 60, "marker VMIs actionable")
-        lag_stop.set()
-        lags = await lag
-        stop.set()
-        sent, seconds = await stream
-        data["stream_events"] = sent
-        data["stream_rate"] = sent / seconds if seconds else None
-        data["actionable"] = len(watch.actionable)
-        data["created"] = len(watch.created)
-        lat = watch.latencies()
-        data["latencies_seconds"] = sorted(lat)
-        data["loop_lag_seconds"] = {
-            "p50": percentile(lags, 50),
-            "p99": percentile(lags, 99),
-            "max": max(lags, default=None),
-            "samples": len(lags),
-        }
+        for k, rate in enumerate(rates):
+            mine = marker_keys[k * markers : (k + 1) * markers]
+            phases.append(await phase(h, agent, watch, keys, mine, rate, args.interval))
         if agent is not None:
             data["agent_cpu_seconds"] = agent.cpu_seconds()
             await agent.terminate()
         h.check()
-    figures.append(
-        Figure("VMI update stream", data["stream_rate"], "events/s", note=f"{n:,} VMs, {sent} events")
-    )
+    if args.rates:
+        data["rates"] = phases
+        figures = [
+            f
+            for ph in phases
+            for f in phase_figures(ph, n, markers, have_agent, prefix=f"{ph['rate']:,.0f}/s: ", brief=True)
+        ]
+    else:
+        data.update(phases[0])
+        figures = phase_figures(phases[0], n, markers, have_agent)
+    print_table("reaction", figures)
+    write_results("reaction", data, figures)
+    return figures
+
+
+def phase_figures(
+    ph: dict[str, Any], n: int, markers: int, have_agent: bool, *, prefix: str = "", brief: bool = False
+) -> list[Figure]:
+    """A phase's rows: the stream achieved, the outside view, the agent side, the simulator's loop lag;
+    ``brief``: only the p99s."""
+    judged = n >= 10_000 and ph["rate"] == 1000
+    cpu = ph.get("agent_cpu_share")
+    figures = [
+        Figure(
+            prefix + "VMI update stream",
+            ph["stream_rate"],
+            "events/s",
+            note=f"{n:,} VMs, {ph['stream_events']} events"
+            + (f"; agent CPU {cpu:.0%} of the marker phase" if cpu is not None else ""),
+        )
+    ]
+    lat = ph["latencies_seconds"]
     if not lat:
-        figures.append(Figure("reaction p99", None, note="agent not available" if not have_agent else "none"))
+        figures.append(
+            Figure(prefix + "reaction p99", None, note="none" if have_agent else "agent not available")
+        )
     else:
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
-        figures += [
+        if not brief:
+            figures.append(
+                Figure(
+                    prefix + "reaction p50",
+                    p50 * 1000 if p50 is not None else None,
+                    "ms",
+                    note="outside view: simulator event out → create request in",
+                )
+            )
+        figures.append(
             Figure(
-                "reaction p50",
-                p50 * 1000 if p50 is not None else None,
-                "ms",
-                note="outside view: simulator event out → create request in",
-            ),
-            Figure(
-                "reaction p99",
+                prefix + "reaction p99",
                 p99 * 1000 if p99 is not None else None,
                 "ms",
                 "≤ 50 ms at 10,000 VMs, 1,000 events/s",
-                at_most(p99 * 1000, 50.0) if p99 is not None and n >= 10_000 else None,
-            ),
-            Figure("reaction max", max(lat) * 1000, "ms", note=f"{len(lat)}/{markers} markers"),
-        ]
-    figures += agent_figures(data.get("agent_reaction_seconds"), markers, judged=n >= 10_000)
-    ll = data["loop_lag_seconds"]
+                at_most(p99 * 1000, 50.0) if p99 is not None and judged else None,
+                note="outside view" if brief else "",
+            )
+        )
+        if not brief:
+            top = Figure(prefix + "reaction max", max(lat) * 1000, "ms", note=f"{len(lat)}/{markers} markers")
+            figures.append(top)
+    figures += agent_figures(
+        ph.get("agent_reaction_seconds"), markers, judged=judged, prefix=prefix, brief=brief
+    )
+    ll = ph["loop_lag_seconds"]
     if ll["p99"] is not None:
         figures.append(
             Figure(
-                "simulator event-loop lag p99",
+                prefix + "simulator event-loop lag p99",
                 ll["p99"] * 1000,
                 "ms",
                 note=f"p50 {ll['p50'] * 1000:.1f} max {ll['max'] * 1000:.1f} ms; inside the reaction "
                 "figure (event out, request in)",
             )
         )
-    print_table("reaction", figures)
-    write_results("reaction", data, figures)
     return figures
 
 
-def agent_figures(side: dict[str, Any] | None, markers: int, *, judged: bool) -> list[Figure]:
+def agent_figures(
+    side: dict[str, Any] | None, markers: int, *, judged: bool, prefix: str = "", brief: bool = False
+) -> list[Figure]:
     """The agent-side p50 and p99 rows (n/a without an agent or without observations)."""
     if side is None:
-        return [Figure("agent-side reaction p99", None, note="agent not available")]
+        return [Figure(prefix + "agent-side reaction p99", None, note="agent not available")]
     p50, p99 = side["p50"], side["p99"]
     top = max((float(le) for le in side["buckets"] if le != "inf"), default=0.0)
     beyond = p99 is not None and p99 >= top
-    return [
+    p50_row = [
         Figure(
-            "agent-side reaction p50",
+            prefix + "agent-side reaction p50",
             p50 * 1000 if p50 is not None else None,
             "ms",
             note=f"{side['count']:.0f} observations for {markers} markers; in the agent: event decoded "
             "→ create sent",
         ),
+    ]
+    return ([] if brief else p50_row) + [
         Figure(
-            "agent-side reaction p99",
+            prefix + "agent-side reaction p99",
             p99 * 1000 if p99 is not None else None,
             "ms",
             "≤ 5 ms at 10,000 VMs, 1,000 events/s",
@@ -262,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="irrelevant VMI updates per second")
     p.add_argument("--markers", type=int, default=200, help="hot plugs that make a VMI actionable")
     p.add_argument("--interval", type=float, default=0.1, help="seconds between marker hot plugs")
+    p.add_argument(
+        "--rates",
+        default="",
+        help="comma-separated update rates (e.g. 250,500,1000,2000): one marker phase per rate, "
+        "--markers each, the p99s per rate (the saturation point); replaces --rate",
+    )
     return run_cli(p, run, argv)
 
 
