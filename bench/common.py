@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from simulator.testing import quiet_logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -70,6 +72,43 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def histogram_buckets(exposition: str, name: str) -> list[tuple[float, float]]:
+    """The cumulative buckets ``(upper bound, count)`` of histogram ``name`` in a Prometheus text
+    exposition (``/metrics``), ascending, summed over any other labels (``sum by (le)``)."""
+    by_le: dict[float, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if s.name == name + "_bucket":
+                le = float(s.labels["le"])
+                by_le[le] = by_le.get(le, 0.0) + float(s.value)
+    return sorted(by_le.items())
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The ``q``-quantile (0..1) of a histogram given by its cumulative buckets ``(upper bound, count)``,
+    estimated as Prometheus's ``histogram_quantile`` does: the bucket the rank ``q * count`` falls in,
+    linear interpolation within it (the lowest bucket starts at 0); a rank in the ``+Inf`` bucket gives
+    the largest finite bound. None without observations or without a ``+Inf`` bucket (Prometheus: NaN).
+
+    An estimate: exact only at bucket bounds (p99 ≤ 5 ms holds iff 99 % of observations fell in the
+    buckets up to 5 ms), and it assumes observations spread evenly within a bucket."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q} outside 0..1")
+    ordered = sorted(buckets)
+    if len(ordered) < 2 or not math.isinf(ordered[-1][0]) or ordered[-1][1] <= 0:
+        return None
+    rank = q * ordered[-1][1]
+    start, below = 0.0, 0.0
+    for i, (bound, count) in enumerate(ordered[:-1]):
+        if count >= rank:
+            if i == 0 and bound <= 0:
+                return bound
+            inside = count - below  # 0 only for q = 0 over an empty lowest bucket
+            return start if inside <= 0 else start + (bound - start) * (rank - below) / inside
+        start, below = bound, count
+    return ordered[-2][0]  # the rank is in the +Inf bucket
 
 
 def write_results(name: str, data: dict[str, Any], figures: Sequence[Figure]) -> Path:

@@ -1,16 +1,19 @@
 """The benchmarks' pure parts: the drain model's lower bound and its two sides on hand-made work, the
-bulk loader's stored objects, the growth exponent. (The benchmarks themselves are run by
-``bench.run_all``, not by tests: tests never judge timing.)"""
+bulk loader's stored objects, the growth exponent, quantiles from histogram buckets. (The benchmarks
+themselves are run by ``bench.run_all``, not by tests: tests never judge timing.)"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from agent.model import parse_vm, parse_vmi
 from bench.bulkload import TXN_OPS, Templates, registry_key, txn_put
+from bench.common import histogram_buckets, histogram_quantile
 from bench.drain_model import Job, KubeVirtTiming, lower_bound, run_agent, run_peer
 from bench.scale_real import exponent
 from simulator.manifests import vm_manifest
@@ -87,3 +90,43 @@ def test_growth_exponent() -> None:
     assert exponent([1000, 10_000, 100_000], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
     assert exponent([1000, 100_000], [4.0, 40.0]) == pytest.approx(0.5)
     assert exponent([1000], [1.0]) is None
+
+
+#: 100 observations: 10 up to 1 ms, 40 in (1, 2] ms, 40 in (2, 5] ms, 9 in (5, 10] ms, 1 above 10 ms.
+BUCKETS = [(0.001, 10.0), (0.002, 50.0), (0.005, 90.0), (0.01, 99.0), (math.inf, 100.0)]
+
+
+def test_histogram_quantile_interpolates_within_the_bucket_as_prometheus_does() -> None:
+    assert histogram_quantile(0.05, BUCKETS) == pytest.approx(0.0005)  # the lowest bucket starts at 0
+    assert histogram_quantile(0.25, BUCKETS) == pytest.approx(0.001 + 0.001 * 15 / 40)
+    assert histogram_quantile(0.5, BUCKETS) == pytest.approx(0.002)  # a rank on a bound: that bound
+    assert histogram_quantile(0.95, BUCKETS) == pytest.approx(0.005 + 0.005 * 5 / 9)
+    assert histogram_quantile(0.99, BUCKETS) == pytest.approx(0.01)
+    # In the +Inf bucket: the largest finite bound, as Prometheus answers.
+    assert histogram_quantile(0.995, BUCKETS) == 0.01
+    assert histogram_quantile(1.0, BUCKETS) == 0.01
+    assert histogram_quantile(0.0, BUCKETS) == 0.0
+    assert histogram_quantile(0.25, list(reversed(BUCKETS))) == histogram_quantile(0.25, BUCKETS)
+
+
+def test_histogram_quantile_without_observations_or_without_inf_is_none() -> None:
+    assert histogram_quantile(0.99, [(0.001, 0.0), (math.inf, 0.0)]) is None
+    assert histogram_quantile(0.99, BUCKETS[:-1]) is None
+    assert histogram_quantile(0.99, [(math.inf, 3.0)]) is None
+    assert histogram_quantile(0.0, [(0.001, 0.0), (0.002, 2.0), (math.inf, 2.0)]) == 0.0
+    with pytest.raises(ValueError):
+        histogram_quantile(99, BUCKETS)
+
+
+def test_histogram_buckets_from_an_exposition() -> None:
+    reg = CollectorRegistry()
+    plain = Histogram("x_seconds", "x", buckets=(0.001, 0.01), registry=reg)
+    by_kind = Histogram("y_seconds", "y", ["kind"], buckets=(0.001, 0.01), registry=reg)
+    for v in (0.0005, 0.005, 0.005, 2.0):
+        plain.observe(v)
+    by_kind.labels("a").observe(0.0005)
+    by_kind.labels("b").observe(0.005)
+    text = generate_latest(reg).decode()
+    assert histogram_buckets(text, "x_seconds") == [(0.001, 1.0), (0.01, 3.0), (math.inf, 4.0)]
+    assert histogram_buckets(text, "y_seconds") == [(0.001, 1.0), (0.01, 2.0), (math.inf, 2.0)]
+    assert histogram_buckets(text, "z_seconds") == []
