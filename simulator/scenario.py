@@ -40,9 +40,17 @@ from agent.aio import wait_event
 from agent.kubevirt import VIRTCTL_MIGRATE_PREFIX
 from agent.names import LABEL_AUTO_MIGRATE, OPT_OUT_VALUE
 from simulator.kubevirt import pci, rules
-from simulator.kubevirt.pods import NAD_GROUP, NAD_VERSION, NADS, SCARCE_PREFIX, nad_body, network_resource
+from simulator.kubevirt.pods import (
+    NAD_GROUP,
+    NAD_VERSION,
+    NADS,
+    SCARCE_PREFIX,
+    nad_body,
+    network_resource,
+    networks_of,
+)
 from simulator.kubevirt.rules import ALLOW_POD_BRIDGE_ANNOTATION
-from simulator.manifests import hotplug_volumes, vm_manifest
+from simulator.manifests import hotplug_volumes, nad_name, vm_manifest
 from simulator.mix import DEFAULT_MIX
 
 log = structlog.get_logger("simulator.scenario")
@@ -159,10 +167,14 @@ def build_plan(cfg: ScenarioConfig) -> list[VMPlan]:
 
 
 def plan_networks(plans: list[VMPlan]) -> list[tuple[tuple[str, str], str]]:
-    """The NADs ``((namespace, name), binding)`` the plans' plugs name, as an admin creates them before
-    users plug (the ``missing-nad`` category's one excepted: that is the point of it)."""
+    """The NADs ``((namespace, name), binding)`` the VMs' templates and the plans' plugs name, as an
+    admin creates them before users plug (the ``missing-nad`` category's plug excepted: that is the
+    point of it). The embedded cluster's seeding creates the templates' ones too; another API server
+    (the real tiers) gets them here."""
     out: dict[tuple[str, str], str] = {}
     for plan in plans:
+        for key, binding in networks_of(plan.body["spec"]["template"]["spec"], plan.namespace):
+            out.setdefault(key, binding)
         for a in plan.actions:
             if a.op == "plug" and a.interface != MISSING_NETWORK:
                 out.setdefault((plan.namespace, a.interface), a.binding)
@@ -179,9 +191,8 @@ def edit_body(current: dict[str, Any], plan: VMPlan) -> dict[str, Any]:
     for action in plan.actions:
         if action.op == "plug":
             ifaces.append({"name": action.interface, action.binding: {}})
-            nets.append(
-                {"name": action.interface, "multus": {"networkName": f"{plan.namespace}/{action.interface}"}}
-            )
+            multus = {"networkName": nad_name(plan.namespace, action.interface)}
+            nets.append({"name": action.interface, "multus": multus})
         else:
             for iface in ifaces:
                 if iface["name"] == action.interface:

@@ -1,9 +1,9 @@
 """The ground-truth :class:`~simulator.report.Recorder`, fed by watches over HTTP (any API server).
 
 On the embedded server the Recorder is an in-process event observer reading the server's store. Against
-a real kube-apiserver it cannot be: :class:`WatchRecorder` list+watches VMs, VMIs, VMIMs and core/v1
-Events through a kubeconfig, keeps its own caches (the ``try_get`` read view the Recorder needs) and
-turns every watch event into ``Recorder.observe(type, resource, object, t)``.
+a real kube-apiserver it cannot be: :class:`WatchRecorder` list+watches NetworkAttachmentDefinitions,
+VMs, VMIs, VMIMs and core/v1 Events through a kubeconfig, keeps its own caches (the ``try_get`` read
+view the Recorder needs) and turns every watch event into ``Recorder.observe(type, resource, object, t)``.
 
 What differs from the in-process observer: each resource is its own stream, so the order between
 resources is not the server's commit order (within one resource it is). The Recorder's checks are made
@@ -31,13 +31,22 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
 from agent.kubevirt import GROUP, VERSION, VMIMS, VMIS, VMS
+from simulator.kubevirt.pods import NAD_GROUP, NAD_VERSION, NADS
 from simulator.report import Recorder
 
 log = structlog.get_logger("simulator.watch_recorder")
 
 EVENTS = "events"
-#: Watched in this order; the Recorder reads VMs and VMIs when a VMIM appears, so those come first.
-RESOURCES = (VMS, VMIS, VMIMS, EVENTS)
+#: Watched in this order; the Recorder reads VMs and VMIs when a VMIM appears, so those come first, and
+#: NADs before them (a VMI whose NAD is missing is judged ``network-missing``).
+RESOURCES = (NADS, VMS, VMIS, VMIMS, EVENTS)
+#: The API group and version of each custom resource watched.
+_GROUP_VERSION = {
+    NADS: (NAD_GROUP, NAD_VERSION),
+    VMS: (GROUP, VERSION),
+    VMIS: (GROUP, VERSION),
+    VMIMS: (GROUP, VERSION),
+}
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -139,9 +148,10 @@ class WatchRecorder:
                 return core.list_event_for_all_namespaces, ()
             return core.list_namespaced_event, (ns,)
         custom = CustomObjectsApi(self._client)
+        group, version = _GROUP_VERSION[resource]
         if ns is None:
-            return custom.list_cluster_custom_object, (GROUP, VERSION, resource)
-        return custom.list_namespaced_custom_object, (GROUP, VERSION, ns, resource)
+            return custom.list_cluster_custom_object, (group, version, resource)
+        return custom.list_namespaced_custom_object, (group, version, ns, resource)
 
     async def _list(self, resource: str, ns: str | None) -> str:
         fn, args = self._list_call(resource, ns)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
+
+#: The SR-IOV device resources of the simulated nodes, VFs per node.
+SRIOV_RESOURCE: Final = "intel.com/sriov_net"
+SCARCE_RESOURCE: Final = "mellanox.com/cx5_sriov"
+DEFAULT_SRIOV_RESOURCES: Final[Mapping[str, int]] = {SRIOV_RESOURCE: 16, SCARCE_RESOURCE: 1}
 
 Distribution = Literal["fixed", "uniform", "exponential", "lognormal"]
 
@@ -70,9 +76,9 @@ class KubeVirtSimConfig:
     #: ``migrations.unschedulablePendingTimeoutSeconds``: a target pod no node fits is deleted after this
     #: long and the migration fails (KubeVirt's default 300 s; scaled by ``time_scale``).
     unschedulable_timeout_seconds: float = 300.0
-    #: Extended resources every simulated node offers: SR-IOV VFs per device resource
-    #: (:data:`simulator.kubevirt.pods.DEFAULT_SRIOV_RESOURCES`).
-    sriov_resources: dict[str, int] = field(default_factory=dict)
+    #: Extended resources every simulated node offers: SR-IOV VFs per device resource (the same on
+    #: the embedded cluster and on a real API server, so SR-IOV hot plugs can migrate on both).
+    sriov_resources: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SRIOV_RESOURCES))
 
     @property
     def grace_seconds(self) -> float:

@@ -22,15 +22,12 @@ from typing import Any, Final
 
 from agent.kubevirt import NAD_RESOURCE_ANNOTATION, STATE_ABSENT
 from simulator.kubevirt import rules
+from simulator.kubevirt.config import DEFAULT_SRIOV_RESOURCES, SCARCE_RESOURCE, SRIOV_RESOURCE
 from simulator.kubevirt.node import LAUNCHER_IMAGE
 
 NAD_GROUP: Final = "k8s.cni.cncf.io"
 NAD_VERSION: Final = "v1"
 NADS: Final = "network-attachment-definitions"
-#: The SR-IOV device resources of the simulated nodes, VFs per node.
-SRIOV_RESOURCE: Final = "intel.com/sriov_net"
-SCARCE_RESOURCE: Final = "mellanox.com/cx5_sriov"
-DEFAULT_SRIOV_RESOURCES: Final[Mapping[str, int]] = {SRIOV_RESOURCE: 16, SCARCE_RESOURCE: 1}
 SCARCE_PREFIX: Final = "cx5-"
 LAUNCHER_LABEL: Final = "kubevirt.io"
 LAUNCHER_VALUE: Final = "virt-launcher"

@@ -26,16 +26,15 @@ from agent.config import AgentConfig, validate
 from agent.kubevirt import GROUP, VERSION, VMIMS, VMIS, VMS
 from metrics.definitions import HotplugMetrics
 from simulator.cluster import ClusterConfig, SimulatedCluster
-from simulator.kubevirt.config import KubeVirtSimConfig
+from simulator.kubevirt.config import SRIOV_RESOURCE, KubeVirtSimConfig
 from simulator.kubevirt.kube import JSON_PATCH_KW, MERGE_KW, Informer, Kube, Obj
+from simulator.kubevirt.pods import NAD_GROUP, NAD_VERSION, NADS
 from simulator.manifests import vm_manifest
 from simulator.real.kubevirt import HANDLER_SA, NAMESPACE, KubeVirtSettings
 from simulator.real.node import NodeSide, node_specs
 from tests.kubevirt.cluster import Tier
 
 G, V = GROUP, VERSION
-NAD_GROUP, NAD_VERSION, NADS = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
-SRIOV_RESOURCE = "intel.com/sriov_net"
 NODES = 3
 VFS_PER_NODE = 4
 #: Agent settings for short runs (the settle window and bridge grace shortened; real KubeVirt is not).

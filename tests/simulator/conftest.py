@@ -102,9 +102,10 @@ async def plug(
     nad: bool = True,
 ) -> None:
     """Hot plug the way a user does: merge patch of the template's interfaces and networks (the NAD
-    ``<net>-nad`` created first unless ``nad=False``)."""
+    ``<net>`` the network refers to, :func:`simulator.manifests.nad_name`, created first unless
+    ``nad=False``)."""
     if nad:
-        await create_nad(api, f"{net}-nad", binding, ns)
+        await create_nad(api, net, binding, ns)
     cur = await get(api, "virtualmachines", name, ns)
     body = plug_patch(cur, net, binding)
     await api.patch_namespaced_custom_object(G, V, ns, "virtualmachines", name, body, **MERGE_KW)

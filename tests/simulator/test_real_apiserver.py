@@ -47,7 +47,7 @@ async def test_controllers_on_real_apiserver(real_kubeconfig: Path) -> None:
         await controllers.bootstrap()
         await controllers.start()
         api = CustomObjectsApi(client)
-        await create_nad(api, "a-nad", ns=ns)
+        await create_nad(api, "a", ns=ns)
         await api.create_namespaced_custom_object(
             G, V, ns, "virtualmachines", vm_manifest(ns, "real", [("a", "bridge")])
         )
