@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from simulator.kubevirt.config import DEFAULT_SRIOV_RESOURCES, SRIOV_RESOURCE
 from simulator.testing import quiet_logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -152,3 +153,11 @@ def run_cli(
     quiet_logs()
     asyncio.run(run(args))
     return 0
+
+
+def vfs_for(hotplugs: int) -> dict[str, int]:
+    """SR-IOV VFs per simulated node for a benchmark of ``hotplugs`` SR-IOV hot plugs: enough that any
+    one node could hold every VF (a running VM's and its migration target's), so VF capacity never
+    holds a migration back; the benchmarks measure ordering and reaction, not capacity."""
+    default = DEFAULT_SRIOV_RESOURCES[SRIOV_RESOURCE]
+    return {**DEFAULT_SRIOV_RESOURCES, SRIOV_RESOURCE: max(default, 2 * hotplugs)}

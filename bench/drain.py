@@ -33,6 +33,7 @@ from bench.common import (
     percentile,
     print_table,
     run_cli,
+    vfs_for,
     write_results,
 )
 from simulator.cluster import ClusterConfig
@@ -58,6 +59,7 @@ def cluster_config(
         history_size=max(100_000, 30 * n),
         seed=7,
         gc_freeze_seconds=GC_FREEZE_SECONDS,
+        sriov_resources=vfs_for(n),
     )
 
 
@@ -322,7 +324,7 @@ def economy_figures(run: dict[str, Any], label: str) -> list[Figure]:
 
 
 async def run(args: Any) -> list[Figure]:
-    n = 200 if args.quick else args.vms
+    n = 60 if args.quick else args.vms
     cap = 10 if args.quick else args.cap
     duration = 0.5 if args.quick else args.duration
     ideal = math.ceil(n / cap) * duration

@@ -34,7 +34,7 @@ import pytest
 from kubernetes_asyncio.client import CoreV1Api
 from kubernetes_asyncio.config import new_client_from_config
 
-from bench.common import Figure, base_parser, percentile, print_table, run_cli, write_results
+from bench.common import Figure, base_parser, percentile, print_table, run_cli, vfs_for, write_results
 from bench.drain import run_drain
 from simulator.cluster import ClusterConfig
 from simulator.kubevirt import status
@@ -203,6 +203,7 @@ async def run_sim(n: int, cap: int, duration: float, scale: float) -> dict[str, 
             parallel_outbound_migrations_per_node=NODE_CAP,
             time_scale=scale,
             seed=7,
+            sriov_resources=vfs_for(n),
         )
         bodies = [vm_manifest("drain", f"vm-{i:03d}", [("net-a", "bridge")]) for i in range(n)]
         flags = ["--settle-seconds", "0", "--bridge-grace-seconds", "0", "--creates-per-second", "100",

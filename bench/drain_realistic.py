@@ -56,6 +56,7 @@ from bench.common import (
     percentile,
     print_table,
     run_cli,
+    vfs_for,
     write_results,
 )
 from bench.drain import run_drain
@@ -101,6 +102,7 @@ def cluster_config(
         history_size=max(100_000, 30 * n),
         seed=seed,
         gc_freeze_seconds=GC_FREEZE_SECONDS,
+        sriov_resources=vfs_for(n),
     )
 
 

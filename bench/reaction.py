@@ -43,6 +43,7 @@ from bench.common import (
     percentile,
     print_table,
     run_cli,
+    vfs_for,
     write_results,
 )
 from bench.scale import profiled_command
@@ -50,7 +51,6 @@ from bench.workload import status_stream
 from metrics.definitions import REACTION
 from simulator.apiserver import RequestRecord
 from simulator.cluster import ClusterConfig
-from simulator.kubevirt.pods import DEFAULT_SRIOV_RESOURCES, SRIOV_RESOURCE
 from simulator.manifests import vm_manifest
 from simulator.testing import AgentProcess, SimHarness, agent_available, wait_until
 
@@ -191,7 +191,7 @@ async def run(args: Any) -> list[Figure]:
         # Each marker's migration keeps a VF of its target node: with the default 16 per node on 10
         # nodes, markers past the 160th wait for capacity (blocked, or held for tens of seconds), which
         # is not reaction. As many per node as there are markers.
-        sriov_resources={**DEFAULT_SRIOV_RESOURCES, SRIOV_RESOURCE: max(16, markers * len(rates))},
+        sriov_resources=vfs_for(markers * len(rates)),
     )
     data: dict[str, Any] = {"vms": n, "markers": markers, "interval": args.interval}
     phases: list[dict[str, Any]] = []

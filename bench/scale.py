@@ -192,8 +192,8 @@ async def measure(n: int, events: int, rate: float, profile: Path | None = None)
 
 
 async def run(args: Any) -> list[Figure]:
-    sizes = [200, 1000] if args.quick else [int(s) for s in args.sizes.split(",")]
-    events = 1000 if args.quick else args.events
+    sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    events = 500 if args.quick else args.events
     baseline = await measure(0, 0, args.rate)
     data: dict[str, Any] = {"baseline": baseline, "sizes": {}}
     figures = [
