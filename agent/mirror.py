@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.infra import NADRecord, NodeRecord, PodRecord, Resources
+from agent.infra import NADRecord, NodeRecord, PodRecord
 from agent.kubevirt import (
     DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
     DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
@@ -29,7 +29,7 @@ from agent.kubevirt import (
 )
 from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
-from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_name
+from agent.preflight import Infrastructure, Trigger, TriggerKind, nad_name, vf_needs
 from agent.scheduler import ActiveMigration
 
 
@@ -160,7 +160,8 @@ class Mirror:
         infra = self.infrastructure()
         budget = {r: infra.free_total(r) for r in resources}
         for m in active:
-            for r, k in self.needs_of(m.vmi_key):
+            vmi = self.vmis.get(m.vmi_key)
+            for r, k in vf_needs(vmi, infra) if vmi is not None else ():
                 if r in budget:
                     budget[r] -= k
         return budget
@@ -179,11 +180,6 @@ class Mirror:
             self.targets,
             self.usage,
         )
-
-    def needs_of(self, key: Key) -> Resources:
-        """The SR-IOV VFs a migration of this VMI needs on its target node."""
-        vmi = self.vmis.get(key)
-        return facts(vmi, self.infrastructure()).needs if vmi is not None else ()
 
     def nad_changed(self, event: str, old: NADRecord | None, new: NADRecord | None) -> set[Key]:
         """Keep the NAD cache; a NAD that appears releases the VMIs waiting for it."""

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.infra import IDLE_POD, InvalidObject, parse_nad, parse_node, parse_pod
 from agent.mirror import Mirror
-from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_key
+from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_key, vf_needs
 from tests.agent_unit.builders import MAX_EXAMPLES, NS, iface, net, vmi
 
 VF = "vendor.example/vf"
@@ -129,6 +129,17 @@ def test_capacity_needs_a_node_other_than_the_source_with_free_vfs() -> None:
     assert facts(the_vmi, freed).short == ()
     cordoned = infra([node("node-a", vfs=8), node("node-b", vfs=8, cordoned=True)], {}, nads)
     assert facts(the_vmi, cordoned).no_target_node
+
+
+@pytest.mark.parametrize("nads", [None, [], [nad("nad-sr1", VF)], [nad("nad-sr1", VF), nad("nad-sr2", VF)]])
+@pytest.mark.parametrize("ifaces", [[BR], [SR], [SR, (iface("sr2", "sriov"), net("sr2")), BR]])
+def test_vf_needs_is_the_preflights_needs(nads: Any, ifaces: Any) -> None:
+    """The dispatcher's VF budget reads ``vf_needs`` (no scan of the nodes) for every unfinished
+    migration: the same answer as the whole preflight's."""
+    the_vmi = vmi(ifaces, node="node-a")
+    for nodes in ([], [node("node-a", vfs=8), node("node-b", vfs=1)]):
+        cached = infra(nodes, {"node-b": {VF: 1}}, nads)
+        assert vf_needs(the_vmi, cached) == facts(the_vmi, cached).needs
 
 
 def test_evacuating_from_the_drain_taint_or_the_vmi_status() -> None:
