@@ -4,7 +4,8 @@ Why so small: every rule of a hot plug's life is in ``agent.lifecycle`` (a pure 
 caches hold is ``agent.mirror``; API calls are ``agent.executor``'s; Events and metrics are
 ``agent.reporting``'s. What is left here is the plumbing controller-runtime's controller has: informer
 callbacks update the mirror and queue the VMI's key (a watch event costs a dict update and a queue
-insert); one worker takes a key, runs ``step`` for the observations waiting in the key's inbox and
+insert; a VMI update that changes nothing the mirror's record holds, a status heartbeat, queues
+nothing); one worker takes a key, runs ``step`` for the observations waiting in the key's inbox and
 once more for the current view, and performs the actions; a dispatcher picks the ready VMIs within
 every limit (``agent.scheduler``); wake-ups re-queue keys when a window ends.
 

@@ -72,15 +72,18 @@ class Mirror:
         return rec.key
 
     def vmi_changed(self, event: str, old: VMIRecord | None, new: VMIRecord | None) -> Key | None:
+        """Keep the VMI cache; the VMI's key when its view changed, None for an update that changes
+        nothing the record holds (``VMIRecord`` equality: a status heartbeat), which has nothing new
+        to decide on."""
         rec = new or old
         if rec is None:
             return None
         if event == "DELETED" or new is None:
             self.vmis.pop(rec.key, None)
             self.hotplugged.pop(rec.uid, None)
-        else:
-            self.vmis[rec.key] = new
-        return rec.key
+            return rec.key
+        self.vmis[rec.key] = new
+        return None if new == old else rec.key
 
     def vmim_changed(
         self, event: str, old: VMIMRecord | None, new: VMIMRecord | None

@@ -157,6 +157,23 @@ async def test_pending_plug_migrates_once_then_completes() -> None:
     await stop(task)
 
 
+async def test_a_vmi_status_heartbeat_queues_nothing() -> None:
+    """An update that changes nothing the VMI's record holds (a new resourceVersion only) is not
+    reconciled: it cannot change a decision, and at 1,000 events/s it would queue ahead of real work."""
+    ctl, api, _clock, task = await make()
+    ctl.on_vm("ADDED", None, vm([BRIDGE]))
+    first = vmi([BRIDGE])
+    ctl.on_vmi("ADDED", None, first)
+    await settle()
+    assert api.created == [(NS, "vm1")] and len(ctl.queue) == 0
+    heartbeat = dataclasses.replace(first, resource_version="heartbeat")
+    ctl.on_vmi("MODIFIED", first, heartbeat)
+    assert len(ctl.queue) == 0 and ctl.mirror.vmis[(NS, "vm1")] is heartbeat
+    ctl.on_vmi("MODIFIED", heartbeat, vmi([BRIDGE], {"hp1": "domain, guest-agent, multus-status"}))
+    assert len(ctl.queue) == 1
+    await stop(task)
+
+
 @pytest.mark.parametrize("resumed", [True, False])
 async def test_follower_backlog_is_reported_only_when_leadership_resumes(resumed: bool) -> None:
     """Leadership lost mid-migration (renews failed), regained: the migration's end and the hot plug's
