@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.infra import NADRecord, NodeRecord, PodRecord
+from agent.infra import NADRecord, NodeRecord, PodRecord, Resources
 from agent.kubevirt import (
     DEFAULT_PARALLEL_MIGRATIONS_PER_CLUSTER,
     DEFAULT_PARALLEL_OUTBOUND_MIGRATIONS_PER_NODE,
@@ -60,6 +60,13 @@ class Mirror:
     #: the release index (module docstring): VMI → its triggers, trigger → its VMIs
     awaiting: dict[Key, frozenset[Trigger]] = field(default_factory=dict)
     waiters: dict[Trigger, set[Key]] = field(default_factory=dict)
+    #: the SR-IOV VFs each unfinished migration's VMI needs, as the last VF budget computed them from
+    #: (its record, the NAD cache's state): the next one reads them again only where those changed
+    _needs: dict[Key, tuple[VMIRecord, tuple[object, ...], Resources]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    #: bumped at every change of the NAD cache (what ``_needs`` was computed from)
+    _nads_version: int = field(default=0, init=False, repr=False)
 
     def vm_changed(self, event: str, old: VMRecord | None, new: VMRecord | None) -> Key | None:
         rec = new or old
@@ -162,9 +169,16 @@ class Mirror:
             return None
         infra = self.infrastructure()
         budget = {r: infra.free_total(r) for r in resources}
+        state = (self._nads_version, self.nads_synced, self.nad_namespaces)
+        known, self._needs = self._needs, {}  # kept for the unfinished migrations of now only
         for m in active:
             vmi = self.vmis.get(m.vmi_key)
-            for r, k in vf_needs(vmi, infra) if vmi is not None else ():
+            if vmi is None:
+                continue
+            was = known.get(m.vmi_key)
+            needs = was[2] if was is not None and was[0] is vmi and was[1] == state else vf_needs(vmi, infra)
+            self._needs[m.vmi_key] = (vmi, state, needs)
+            for r, k in needs:
                 if r in budget:
                     budget[r] -= k
         return budget
@@ -189,6 +203,7 @@ class Mirror:
         rec = new or old
         if rec is None:
             return set()
+        self._nads_version += 1
         if event == "DELETED" or new is None:
             self.nads.pop(rec.key, None)
             return set()

@@ -185,3 +185,36 @@ def test_the_preflight_reads_caches_only_once_synced(synced: bool) -> None:
     m.nads_synced = m.nodes_synced = synced
     f = facts(vmi([BR]), m.infrastructure())
     assert f.missing_networks == ((f"{NS}/nad-br1",) if synced else ())
+
+
+def test_the_vf_budget_follows_the_migrating_vmis_and_the_nads() -> None:
+    """The budget remembers each unfinished migration's needs between dispatches; a changed VMI record
+    or NAD cache (or its sync) is read again."""
+    m = Mirror()
+    m.node_changed("ADDED", None, node("node-a", vfs=4))
+    m.node_changed("ADDED", None, node("node-b", vfs=4))
+    m.nodes_synced = True
+    key = (NS, "vm1")
+    plugged = vmi([SR], {"sr1": "domain, guest-agent, multus-status"})
+    m.vmi_changed("ADDED", None, plugged)
+    active = m.active_migrations({key: "node-a"})
+    assert m.vf_budget({VF}, active) == {VF: 8}  # the NAD cache is not synced: needs not known
+    m.nads_synced = True
+    assert m.vf_budget({VF}, active) == {VF: 8}  # no NAD: nothing needed
+    m.nad_changed("ADDED", None, nad("nad-sr1", VF))
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    assert m.vf_budget({VF}, active) == {VF: 7}  # remembered
+    unplugged = vmi([(iface("sr1", "sriov", "absent"), net("sr1"))], name="vm1")
+    m.vmi_changed("MODIFIED", plugged, unplugged)
+    assert m.vf_budget({VF}, active) == {VF: 8}
+    m.vmi_changed("MODIFIED", unplugged, plugged)
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.nad_changed("MODIFIED", nad("nad-sr1", VF), nad("nad-sr1"))  # no resource name any more
+    assert m.vf_budget({VF}, active) == {VF: 8}
+    m.nad_namespaces = frozenset({"elsewhere"})
+    m.nad_changed("MODIFIED", nad("nad-sr1"), nad("nad-sr1", VF))
+    assert m.vf_budget({VF}, active) == {VF: 8}  # a namespace whose NADs are not watched
+    m.nad_namespaces = None
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.vmi_changed("DELETED", plugged, None)
+    assert m.vf_budget({VF}, active) == {VF: 8}
