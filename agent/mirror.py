@@ -29,8 +29,19 @@ from agent.kubevirt import (
 )
 from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
-from agent.preflight import Infrastructure, Trigger, TriggerKind, nad_name, vf_needs
+from agent.preflight import Infrastructure, Trigger, TriggerKind, nad_name, sriov_nads, vf_needs
 from agent.scheduler import ActiveMigration
+
+
+@dataclass(frozen=True, slots=True)
+class _Needs:
+    """What a VMI's migration needs of the VF budget, and what that was computed from."""
+
+    vmi: VMIRecord
+    scope: tuple[bool, frozenset[str] | None]
+    #: the NADs its SR-IOV interfaces name, as they were then (None: not in the cache)
+    nads: tuple[tuple[Key, NADRecord | None], ...]
+    needs: Resources
 
 
 @dataclass
@@ -60,13 +71,10 @@ class Mirror:
     #: the release index (module docstring): VMI → its triggers, trigger → its VMIs
     awaiting: dict[Key, frozenset[Trigger]] = field(default_factory=dict)
     waiters: dict[Trigger, set[Key]] = field(default_factory=dict)
-    #: the SR-IOV VFs each unfinished migration's VMI needs, as the last VF budget computed them from
-    #: (its record, the NAD cache's state): the next one reads them again only where those changed
-    _needs: dict[Key, tuple[VMIRecord, tuple[object, ...], Resources]] = field(
-        default_factory=dict, init=False, repr=False
-    )
-    #: bumped at every change of the NAD cache (what ``_needs`` was computed from)
-    _nads_version: int = field(default=0, init=False, repr=False)
+    #: the SR-IOV VFs each unfinished migration's VMI needs, as the last VF budget computed them, with
+    #: what they were computed from (the VMI's record, the NAD cache's scope, the NADs its SR-IOV
+    #: interfaces name): the next budget computes them again only where one of those changed
+    _needs: dict[Key, _Needs] = field(default_factory=dict, init=False, repr=False)
 
     def vm_changed(self, event: str, old: VMRecord | None, new: VMRecord | None) -> Key | None:
         rec = new or old
@@ -169,15 +177,26 @@ class Mirror:
             return None
         infra = self.infrastructure()
         budget = {r: infra.free_total(r) for r in resources}
-        state = (self._nads_version, self.nads_synced, self.nad_namespaces)
+        scope = (self.nads_synced, self.nad_namespaces)
+        nads = self.nads
         known, self._needs = self._needs, {}  # kept for the unfinished migrations of now only
         for m in active:
             vmi = self.vmis.get(m.vmi_key)
             if vmi is None:
                 continue
             was = known.get(m.vmi_key)
-            needs = was[2] if was is not None and was[0] is vmi and was[1] == state else vf_needs(vmi, infra)
-            self._needs[m.vmi_key] = (vmi, state, needs)
+            if (
+                was is not None
+                and was.vmi is vmi
+                and was.scope == scope
+                and all(nads.get(k) is nad for k, nad in was.nads)
+            ):
+                needs = was.needs
+                self._needs[m.vmi_key] = was
+            else:
+                needs = vf_needs(vmi, infra)
+                read = tuple((k, nads.get(k)) for k in sriov_nads(vmi))
+                self._needs[m.vmi_key] = _Needs(vmi, scope, read, needs)
             for r, k in needs:
                 if r in budget:
                     budget[r] -= k
@@ -203,7 +222,6 @@ class Mirror:
         rec = new or old
         if rec is None:
             return set()
-        self._nads_version += 1
         if event == "DELETED" or new is None:
             self.nads.pop(rec.key, None)
             return set()

@@ -130,6 +130,15 @@ def vf_needs(vmi: VMIRecord, infra: Infrastructure) -> Resources:
     return tuple(sorted(_networks(vmi, infra)[1].items()))
 
 
+def sriov_nads(vmi: VMIRecord) -> tuple[Key, ...]:
+    """The NADs the VMI's SR-IOV interfaces name: the only NADs :func:`vf_needs` counts VFs of."""
+    return tuple(
+        nad_key(i.network.multus_name, vmi.namespace)
+        for i in vmi.interfaces
+        if i.binding == "sriov" and not i.absent and i.network.is_secondary_multus
+    )
+
+
 def facts(vmi: VMIRecord, infra: Infrastructure) -> ClusterFacts:
     """The preflight for ``vmi`` (see the module docstring for each fact)."""
     missing, needs = _networks(vmi, infra)
@@ -170,5 +179,6 @@ __all__ = [
     "facts",
     "nad_key",
     "nad_name",
+    "sriov_nads",
     "vf_needs",
 ]

@@ -188,8 +188,8 @@ def test_the_preflight_reads_caches_only_once_synced(synced: bool) -> None:
 
 
 def test_the_vf_budget_follows_the_migrating_vmis_and_the_nads() -> None:
-    """The budget remembers each unfinished migration's needs between dispatches; a changed VMI record
-    or NAD cache (or its sync) is read again."""
+    """The budget remembers each unfinished migration's needs between dispatches; a changed VMI record,
+    NAD cache scope (sync, watched namespaces) or NAD its SR-IOV interfaces name is read again."""
     m = Mirror()
     m.node_changed("ADDED", None, node("node-a", vfs=4))
     m.node_changed("ADDED", None, node("node-b", vfs=4))
@@ -216,5 +216,31 @@ def test_the_vf_budget_follows_the_migrating_vmis_and_the_nads() -> None:
     assert m.vf_budget({VF}, active) == {VF: 8}  # a namespace whose NADs are not watched
     m.nad_namespaces = None
     assert m.vf_budget({VF}, active) == {VF: 7}
+    m.nad_changed("ADDED", None, nad("unrelated", VF))  # a NAD no SR-IOV interface of the VMI names
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.nad_changed("DELETED", nad("nad-sr1", VF), None)
+    assert m.vf_budget({VF}, active) == {VF: 8}
+    m.nad_changed("ADDED", None, nad("nad-sr1", VF))
+    assert m.vf_budget({VF}, active) == {VF: 7}
     m.vmi_changed("DELETED", plugged, None)
     assert m.vf_budget({VF}, active) == {VF: 8}
+
+
+def test_the_vf_budget_reads_an_unchanged_migration_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes a dispatch cheap with hundreds of SR-IOV migrations in flight: their needs are read
+    once, not at every dispatch, and a NAD they do not name changes nothing."""
+    import agent.mirror
+
+    reads: list[object] = []
+    monkeypatch.setattr(agent.mirror, "vf_needs", lambda v, i: reads.append(v) or vf_needs(v, i))
+    m = Mirror(nads_synced=True, nodes_synced=True)
+    m.node_changed("ADDED", None, node("node-b", vfs=4))
+    m.nad_changed("ADDED", None, nad("nad-sr1", VF))
+    keys = [(NS, f"vm{i}") for i in range(3)]
+    for key in keys:
+        m.vmi_changed("ADDED", None, vmi([SR], name=key[1]))
+    active = m.active_migrations(dict.fromkeys(keys, "node-a"))
+    for _ in range(3):
+        assert m.vf_budget({VF}, active) == {VF: 1}
+        m.nad_changed("ADDED", None, nad(f"other-{len(reads)}", VF))
+    assert len(reads) == 3
