@@ -4,9 +4,11 @@ Why so small: every rule of a hot plug's life is in ``agent.lifecycle`` (a pure 
 caches hold is ``agent.mirror``; API calls are ``agent.executor``'s; Events and metrics are
 ``agent.reporting``'s. What is left here is the plumbing controller-runtime's controller has: informer
 callbacks update the mirror and queue the VMI's key (a watch event costs a dict update and a queue
-insert); one worker takes a key, runs ``step`` for the observations waiting in the key's inbox and
+insert; a VMI update that changes nothing the mirror's record holds, a status heartbeat, queues
+nothing); one worker takes a key, runs ``step`` for the observations waiting in the key's inbox and
 once more for the current view, and performs the actions; a dispatcher picks the ready VMIs within
-every limit (``agent.scheduler``); wake-ups re-queue keys when a window ends.
+every limit (``agent.scheduler``), run by the worker itself when its queue empties with a dispatch due
+(else by its own loop); wake-ups re-queue keys when a window ends.
 
 Invariants kept here: one key is never stepped concurrently (client-go workqueue); the dispatcher
 steps a chosen VMI synchronously, so the next plan already counts it against the caps; only the
@@ -223,6 +225,14 @@ class Controller:
         while True:
             key = self.queue.get()
             if key is None:
+                if self._dispatch_wake.is_set():
+                    # A dispatch is due (say the worker just made a VMI ready): run it now rather than
+                    # after the event loop's other callbacks (the next watch chunk) and the dispatch
+                    # loop's turn; if it queued keys (skipped, abandoned), take them first.
+                    self._dispatch_wake.clear()
+                    self.dispatch_once()
+                    if len(self.queue):
+                        continue
                 self.reporter.refresh_gauges(*self._gauge_snapshot(), force=False)
                 self._queue_ready.clear()
                 await self._queue_ready.wait()

@@ -384,6 +384,11 @@ class Informer(Generic[T]):
                 self._rvs.pop(key, None)
                 self._emit(DELETED, old, None)
             return
+        if old is not None and record == old:
+            # Nothing the record holds changed (a status heartbeat; records that leave the
+            # resourceVersion out of their equality): keep the cached object, so the new one dies young
+            # instead of joining the long-lived objects every cyclic GC pass walks.
+            record = old
         self.cache[key] = record
         self._rvs[key] = _rv(raw)
         self._emit(MODIFIED if old is not None else ADDED, old, record)

@@ -29,8 +29,19 @@ from agent.kubevirt import (
 )
 from agent.lifecycle import MigrationEnded, Observation, SucceededBeforeStart, View
 from agent.model import Key, KubeVirtRecord, VMIMRecord, VMIRecord, VMRecord
-from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_name
+from agent.preflight import Infrastructure, Trigger, TriggerKind, nad_name, sriov_nads, vf_needs
 from agent.scheduler import ActiveMigration
+
+
+@dataclass(frozen=True, slots=True)
+class _Needs:
+    """What a VMI's migration needs of the VF budget, and what that was computed from."""
+
+    vmi: VMIRecord
+    scope: tuple[bool, frozenset[str] | None]
+    #: the NADs its SR-IOV interfaces name, as they were then (None: not in the cache)
+    nads: tuple[tuple[Key, NADRecord | None], ...]
+    needs: Resources
 
 
 @dataclass
@@ -60,6 +71,10 @@ class Mirror:
     #: the release index (module docstring): VMI → its triggers, trigger → its VMIs
     awaiting: dict[Key, frozenset[Trigger]] = field(default_factory=dict)
     waiters: dict[Trigger, set[Key]] = field(default_factory=dict)
+    #: the SR-IOV VFs each unfinished migration's VMI needs, as the last VF budget computed them, with
+    #: what they were computed from (the VMI's record, the NAD cache's scope, the NADs its SR-IOV
+    #: interfaces name): the next budget computes them again only where one of those changed
+    _needs: dict[Key, _Needs] = field(default_factory=dict, init=False, repr=False)
 
     def vm_changed(self, event: str, old: VMRecord | None, new: VMRecord | None) -> Key | None:
         rec = new or old
@@ -72,15 +87,18 @@ class Mirror:
         return rec.key
 
     def vmi_changed(self, event: str, old: VMIRecord | None, new: VMIRecord | None) -> Key | None:
+        """Keep the VMI cache; the VMI's key when its view changed, None for an update that changes
+        nothing the record holds (``VMIRecord`` equality: a status heartbeat), which has nothing new
+        to decide on."""
         rec = new or old
         if rec is None:
             return None
         if event == "DELETED" or new is None:
             self.vmis.pop(rec.key, None)
             self.hotplugged.pop(rec.uid, None)
-        else:
-            self.vmis[rec.key] = new
-        return rec.key
+            return rec.key
+        self.vmis[rec.key] = new
+        return None if new == old else rec.key
 
     def vmim_changed(
         self, event: str, old: VMIMRecord | None, new: VMIMRecord | None
@@ -159,8 +177,27 @@ class Mirror:
             return None
         infra = self.infrastructure()
         budget = {r: infra.free_total(r) for r in resources}
+        scope = (self.nads_synced, self.nad_namespaces)
+        nads = self.nads
+        known, self._needs = self._needs, {}  # kept for the unfinished migrations of now only
         for m in active:
-            for r, k in self.needs_of(m.vmi_key):
+            vmi = self.vmis.get(m.vmi_key)
+            if vmi is None:
+                continue
+            was = known.get(m.vmi_key)
+            if (
+                was is not None
+                and was.vmi is vmi
+                and was.scope == scope
+                and all(nads.get(k) is nad for k, nad in was.nads)
+            ):
+                needs = was.needs
+                self._needs[m.vmi_key] = was
+            else:
+                needs = vf_needs(vmi, infra)
+                read = tuple((k, nads.get(k)) for k in sriov_nads(vmi))
+                self._needs[m.vmi_key] = _Needs(vmi, scope, read, needs)
+            for r, k in needs:
                 if r in budget:
                     budget[r] -= k
         return budget
@@ -179,11 +216,6 @@ class Mirror:
             self.targets,
             self.usage,
         )
-
-    def needs_of(self, key: Key) -> Resources:
-        """The SR-IOV VFs a migration of this VMI needs on its target node."""
-        vmi = self.vmis.get(key)
-        return facts(vmi, self.infrastructure()).needs if vmi is not None else ()
 
     def nad_changed(self, event: str, old: NADRecord | None, new: NADRecord | None) -> set[Key]:
         """Keep the NAD cache; a NAD that appears releases the VMIs waiting for it."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent.kubevirt import (
@@ -172,11 +172,15 @@ class VMRecord:
 
 @dataclass(frozen=True, slots=True)
 class VMIRecord:
-    """What the agent needs from a VirtualMachineInstance."""
+    """What the agent needs from a VirtualMachineInstance.
+
+    Two records are equal when they hold the same facts, whatever their ``resource_version``: a VMI
+    update that changes nothing held here (virt-handler's status heartbeats: guest OS info, IP
+    addresses, timestamps) leaves the mirror's view as it was (``Mirror.vmi_changed``)."""
 
     key: Key
     uid: str
-    resource_version: str
+    resource_version: str = field(compare=False)
     node: str
     phase: str
     interfaces: tuple[Interface, ...]

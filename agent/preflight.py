@@ -104,8 +104,9 @@ class Infrastructure:
         return sum(max(0, self.free(n, resource)) for n in self.target_nodes())
 
 
-def facts(vmi: VMIRecord, infra: Infrastructure) -> ClusterFacts:
-    """The preflight for ``vmi`` (see the module docstring for each fact)."""
+def _networks(vmi: VMIRecord, infra: Infrastructure) -> tuple[list[str], dict[str, int]]:
+    """The NADs the VMI's secondary networks name that do not exist, and the SR-IOV VFs per device
+    resource its target pod needs (NADs not known are neither)."""
     missing: list[str] = []
     needs: dict[str, int] = {}
     nads = infra.nads
@@ -120,6 +121,27 @@ def facts(vmi: VMIRecord, infra: Infrastructure) -> ClusterFacts:
             missing.append(nad_name(key))
         elif iface.binding == "sriov" and nad.resource_name:
             needs[nad.resource_name] = needs.get(nad.resource_name, 0) + 1
+    return missing, needs
+
+
+def vf_needs(vmi: VMIRecord, infra: Infrastructure) -> Resources:
+    """``facts(vmi, infra).needs`` without the rest of the preflight (no scan of the nodes): what the
+    dispatcher's VF budget counts for every unfinished migration, at each dispatch."""
+    return tuple(sorted(_networks(vmi, infra)[1].items()))
+
+
+def sriov_nads(vmi: VMIRecord) -> tuple[Key, ...]:
+    """The NADs the VMI's SR-IOV interfaces name: the only NADs :func:`vf_needs` counts VFs of."""
+    return tuple(
+        nad_key(i.network.multus_name, vmi.namespace)
+        for i in vmi.interfaces
+        if i.binding == "sriov" and not i.absent and i.network.is_secondary_multus
+    )
+
+
+def facts(vmi: VMIRecord, infra: Infrastructure) -> ClusterFacts:
+    """The preflight for ``vmi`` (see the module docstring for each fact)."""
+    missing, needs = _networks(vmi, infra)
     nodes = infra.nodes or {}
     source = nodes.get(vmi.node)
     evacuating = vmi.evacuation_node or (vmi.node if source is not None and source.draining else "")
@@ -157,4 +179,6 @@ __all__ = [
     "facts",
     "nad_key",
     "nad_name",
+    "sriov_nads",
+    "vf_needs",
 ]

@@ -157,6 +157,45 @@ async def test_pending_plug_migrates_once_then_completes() -> None:
     await stop(task)
 
 
+async def test_the_worker_dispatches_what_it_made_ready_without_waiting_for_the_dispatch_loop() -> None:
+    """The reaction path: a VMI made ready is dispatched (and its create sent) in the worker's own turn,
+    not after the event loop's other callbacks and the dispatch loop's wake-up."""
+    api = FakeApi()
+    ctl = Controller(
+        config(settle_seconds=0, bridge_grace_seconds=0, mode="active"),
+        api,
+        HotplugMetrics(),
+        EventRecorder(None),
+        clock=Clock(),
+    )
+    ctl.set_leading(True)
+    async with asyncio.TaskGroup() as tg:
+        ctl.executor.bind(tg)
+        worker = tg.create_task(ctl.reconcile_loop())  # no dispatch loop
+        ctl.on_vm("ADDED", None, vm([BRIDGE]))
+        ctl.on_vmi("ADDED", None, vmi([BRIDGE]))
+        await settle()
+        assert api.created == [(NS, "vm1")]
+        worker.cancel()
+
+
+async def test_a_vmi_status_heartbeat_queues_nothing() -> None:
+    """An update that changes nothing the VMI's record holds (a new resourceVersion only) is not
+    reconciled: it cannot change a decision, and at 1,000 events/s it would queue ahead of real work."""
+    ctl, api, _clock, task = await make()
+    ctl.on_vm("ADDED", None, vm([BRIDGE]))
+    first = vmi([BRIDGE])
+    ctl.on_vmi("ADDED", None, first)
+    await settle()
+    assert api.created == [(NS, "vm1")] and len(ctl.queue) == 0
+    heartbeat = dataclasses.replace(first, resource_version="heartbeat")
+    ctl.on_vmi("MODIFIED", first, heartbeat)
+    assert len(ctl.queue) == 0 and ctl.mirror.vmis[(NS, "vm1")] is heartbeat
+    ctl.on_vmi("MODIFIED", heartbeat, vmi([BRIDGE], {"hp1": "domain, guest-agent, multus-status"}))
+    assert len(ctl.queue) == 1
+    await stop(task)
+
+
 @pytest.mark.parametrize("resumed", [True, False])
 async def test_follower_backlog_is_reported_only_when_leadership_resumes(resumed: bool) -> None:
     """Leadership lost mid-migration (renews failed), regained: the migration's end and the hot plug's

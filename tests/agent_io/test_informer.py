@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -81,6 +82,40 @@ async def test_list_then_watch_delivers_adds_updates_deletes(kube: KubeClient) -
         assert inf.get("default", "a") == modified[0][1]
         assert inf.get("default", "b") is None
         assert inf.lists == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Colour:
+    """A record that, like ``VMIRecord``, leaves the resourceVersion out of its equality."""
+
+    name: str
+    rv: str = dataclasses.field(compare=False)
+    color: str
+
+
+def parse_colour(raw: dict[str, Any]) -> Colour:
+    meta = raw["metadata"]
+    return Colour(meta["name"], meta.get("resourceVersion", ""), (meta.get("labels") or {}).get("color", ""))
+
+
+async def test_an_update_that_changes_nothing_the_record_holds_keeps_the_cached_record(
+    kube: KubeClient,
+) -> None:
+    """The new record dies young (no new long-lived objects for the cyclic GC); handlers still hear
+    the update, with the cached record as both old and new."""
+    await create_vm(kube, "a", color="red")
+    seen: list[tuple[str, Colour | None, Colour | None]] = []
+    inf = Informer(kube, VMS, parse_colour, handlers=[lambda t, o, n: seen.append((t, o, n))])
+    async with running(inf):
+        cached = inf.get("default", "a")
+        assert cached is not None
+        await kube.merge_patch(VMS, "default", "a", {"metadata": {"labels": {"size": "big"}}})
+        await eventually(lambda: len(seen) == 2, what="the label update")
+        assert seen[1] == ("MODIFIED", cached, cached) and seen[1][2] is cached
+        assert inf.get("default", "a") is cached
+        await kube.merge_patch(VMS, "default", "a", {"metadata": {"labels": {"color": "blue"}}})
+        await eventually(lambda: len(seen) == 3, what="the colour change")
+        assert seen[2][1] is cached and seen[2][2] is inf.get("default", "a") and seen[2][2] != cached
 
 
 async def test_forced_410_relists_and_synthesises_deletes(kube: KubeClient, server: ApiServer) -> None:

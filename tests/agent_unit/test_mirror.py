@@ -46,3 +46,18 @@ def test_caps_come_from_the_settings_else_the_kubevirt_cr_else_kubevirts_default
     m = Mirror()
     assert m.caps(0, 0) == (5, 2)
     assert m.caps(7, 3) == (7, 3)
+
+
+def test_a_vmi_update_that_changes_nothing_the_record_holds_is_no_news() -> None:
+    """A status heartbeat (guest OS info, IPs: a new resourceVersion, the same record otherwise) keeps
+    the cache current but has nothing to decide on: no key to queue."""
+    m = Mirror(synced=True)
+    first = vmi()
+    assert m.vmi_changed("ADDED", None, first) == KEY
+    heartbeat = dataclasses.replace(first, resource_version="2")
+    assert heartbeat == first
+    assert m.vmi_changed("MODIFIED", first, heartbeat) is None
+    assert m.vmis[KEY] is heartbeat
+    moved = dataclasses.replace(heartbeat, resource_version="3", node="node-b")
+    assert m.vmi_changed("MODIFIED", heartbeat, moved) == KEY
+    assert m.vmi_changed("DELETED", moved, None) == KEY and KEY not in m.vmis

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.infra import IDLE_POD, InvalidObject, parse_nad, parse_node, parse_pod
 from agent.mirror import Mirror
-from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_key
+from agent.preflight import Infrastructure, Trigger, TriggerKind, facts, nad_key, vf_needs
 from tests.agent_unit.builders import MAX_EXAMPLES, NS, iface, net, vmi
 
 VF = "vendor.example/vf"
@@ -131,6 +131,17 @@ def test_capacity_needs_a_node_other_than_the_source_with_free_vfs() -> None:
     assert facts(the_vmi, cordoned).no_target_node
 
 
+@pytest.mark.parametrize("nads", [None, [], [nad("nad-sr1", VF)], [nad("nad-sr1", VF), nad("nad-sr2", VF)]])
+@pytest.mark.parametrize("ifaces", [[BR], [SR], [SR, (iface("sr2", "sriov"), net("sr2")), BR]])
+def test_vf_needs_is_the_preflights_needs(nads: Any, ifaces: Any) -> None:
+    """The dispatcher's VF budget reads ``vf_needs`` (no scan of the nodes) for every unfinished
+    migration: the same answer as the whole preflight's."""
+    the_vmi = vmi(ifaces, node="node-a")
+    for nodes in ([], [node("node-a", vfs=8), node("node-b", vfs=1)]):
+        cached = infra(nodes, {"node-b": {VF: 1}}, nads)
+        assert vf_needs(the_vmi, cached) == facts(the_vmi, cached).needs
+
+
 def test_evacuating_from_the_drain_taint_or_the_vmi_status() -> None:
     the_vmi = vmi([BR], node="node-a")
     assert facts(the_vmi, infra([node("node-a", drain=True), node("node-b")])).evacuating == "node-a"
@@ -174,3 +185,62 @@ def test_the_preflight_reads_caches_only_once_synced(synced: bool) -> None:
     m.nads_synced = m.nodes_synced = synced
     f = facts(vmi([BR]), m.infrastructure())
     assert f.missing_networks == ((f"{NS}/nad-br1",) if synced else ())
+
+
+def test_the_vf_budget_follows_the_migrating_vmis_and_the_nads() -> None:
+    """The budget remembers each unfinished migration's needs between dispatches; a changed VMI record,
+    NAD cache scope (sync, watched namespaces) or NAD its SR-IOV interfaces name is read again."""
+    m = Mirror()
+    m.node_changed("ADDED", None, node("node-a", vfs=4))
+    m.node_changed("ADDED", None, node("node-b", vfs=4))
+    m.nodes_synced = True
+    key = (NS, "vm1")
+    plugged = vmi([SR], {"sr1": "domain, guest-agent, multus-status"})
+    m.vmi_changed("ADDED", None, plugged)
+    active = m.active_migrations({key: "node-a"})
+    assert m.vf_budget({VF}, active) == {VF: 8}  # the NAD cache is not synced: needs not known
+    m.nads_synced = True
+    assert m.vf_budget({VF}, active) == {VF: 8}  # no NAD: nothing needed
+    m.nad_changed("ADDED", None, nad("nad-sr1", VF))
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    assert m.vf_budget({VF}, active) == {VF: 7}  # remembered
+    unplugged = vmi([(iface("sr1", "sriov", "absent"), net("sr1"))], name="vm1")
+    m.vmi_changed("MODIFIED", plugged, unplugged)
+    assert m.vf_budget({VF}, active) == {VF: 8}
+    m.vmi_changed("MODIFIED", unplugged, plugged)
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.nad_changed("MODIFIED", nad("nad-sr1", VF), nad("nad-sr1"))  # no resource name any more
+    assert m.vf_budget({VF}, active) == {VF: 8}
+    m.nad_namespaces = frozenset({"elsewhere"})
+    m.nad_changed("MODIFIED", nad("nad-sr1"), nad("nad-sr1", VF))
+    assert m.vf_budget({VF}, active) == {VF: 8}  # a namespace whose NADs are not watched
+    m.nad_namespaces = None
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.nad_changed("ADDED", None, nad("unrelated", VF))  # a NAD no SR-IOV interface of the VMI names
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.nad_changed("DELETED", nad("nad-sr1", VF), None)
+    assert m.vf_budget({VF}, active) == {VF: 8}
+    m.nad_changed("ADDED", None, nad("nad-sr1", VF))
+    assert m.vf_budget({VF}, active) == {VF: 7}
+    m.vmi_changed("DELETED", plugged, None)
+    assert m.vf_budget({VF}, active) == {VF: 8}
+
+
+def test_the_vf_budget_reads_an_unchanged_migration_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes a dispatch cheap with hundreds of SR-IOV migrations in flight: their needs are read
+    once, not at every dispatch, and a NAD they do not name changes nothing."""
+    import agent.mirror
+
+    reads: list[object] = []
+    monkeypatch.setattr(agent.mirror, "vf_needs", lambda v, i: reads.append(v) or vf_needs(v, i))
+    m = Mirror(nads_synced=True, nodes_synced=True)
+    m.node_changed("ADDED", None, node("node-b", vfs=4))
+    m.nad_changed("ADDED", None, nad("nad-sr1", VF))
+    keys = [(NS, f"vm{i}") for i in range(3)]
+    for key in keys:
+        m.vmi_changed("ADDED", None, vmi([SR], name=key[1]))
+    active = m.active_migrations(dict.fromkeys(keys, "node-a"))
+    for _ in range(3):
+        assert m.vf_budget({VF}, active) == {VF: 1}
+        m.nad_changed("ADDED", None, nad(f"other-{len(reads)}", VF))
+    assert len(reads) == 3
