@@ -85,9 +85,8 @@ async def run(
     except StartupError as exc:  # kubeconfig missing/invalid, no in-cluster token: say so, exit 1
         log.error("kube_config_failed", error=str(exc))
         return 1
-    agent = _Agent(config, kube, metrics)
-    try:
-        return await agent.supervise(stop)
+    try:  # the client is closed whatever fails, building the agent included
+        return await _Agent(config, kube, metrics).supervise(stop)
     finally:
         await kube.close()
 
