@@ -88,7 +88,7 @@ LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions")
 EVENTS: Final = Resource("", "v1", "events")
 #: The preflight's infrastructure (agent/preflight.py): list and watch only.
-NADS: Final = Resource("k8s.cni.cncf.io", "v1", "network-attachment-definitions")
+NADS: Final = Resource(kv.NAD_GROUP, kv.NAD_VERSION, kv.NADS)
 NODES: Final = Resource("", "v1", "nodes", namespaced=False)
 PODS: Final = Resource("", "v1", "pods")
 

@@ -113,6 +113,10 @@ HOTPLUG_BINDINGS: Final = frozenset({"bridge", "sriov"})
 
 #: ``workloadUpdateStrategy.workloadUpdateMethods`` values.
 WORKLOAD_UPDATE_LIVE_MIGRATE: Final = "LiveMigrate"
+#: Multus's NetworkAttachmentDefinition API (the networks a secondary interface names).
+NAD_GROUP: Final = "k8s.cni.cncf.io"
+NAD_VERSION: Final = "v1"
+NADS: Final = "network-attachment-definitions"
 #: The NAD annotation naming the device-plugin resource a network's VFs come from (SR-IOV; Multus,
 #: the SR-IOV network device plugin).
 NAD_RESOURCE_ANNOTATION: Final = "k8s.v1.cni.cncf.io/resourceName"

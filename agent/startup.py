@@ -25,10 +25,10 @@ import yaml
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from agent.kube import KUBEVIRTS, VMIMS, VMIS, VMS, ApiError, KubeClient, Resource
+from agent.kube import KUBEVIRTS, NADS, VMIMS, VMIS, VMS, ApiError, KubeClient, Resource
 
 KUBEVIRT_GROUP_VERSION: Final = "kubevirt.io/v1"
-NAD_GROUP_VERSION: Final = "k8s.cni.cncf.io/v1"
+NAD_GROUP_VERSION: Final = f"{NADS.group}/{NADS.version}"
 #: The resources of ``kubevirt.io/v1`` the agent lists and watches.
 KUBEVIRT_RESOURCES: Final = (VMS, VMIS, VMIMS, KUBEVIRTS)
 #: Where the chart grants the agent's permissions (named in every 403 hint).

@@ -20,14 +20,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from agent.kubevirt import NAD_RESOURCE_ANNOTATION, STATE_ABSENT
+from agent.kubevirt import NAD_GROUP, NAD_RESOURCE_ANNOTATION, NAD_VERSION, NADS, STATE_ABSENT
 from simulator.kubevirt import rules
 from simulator.kubevirt.config import DEFAULT_SRIOV_RESOURCES, SCARCE_RESOURCE, SRIOV_RESOURCE
 from simulator.kubevirt.node import LAUNCHER_IMAGE
 
-NAD_GROUP: Final = "k8s.cni.cncf.io"
-NAD_VERSION: Final = "v1"
-NADS: Final = "network-attachment-definitions"
 SCARCE_PREFIX: Final = "cx5-"
 LAUNCHER_LABEL: Final = "kubevirt.io"
 LAUNCHER_VALUE: Final = "virt-launcher"
